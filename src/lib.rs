@@ -1,0 +1,3 @@
+//! orchestrate: run fleets of Cursor Cloud Agents declaratively.
+
+pub mod spec;

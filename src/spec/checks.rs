@@ -1,0 +1,342 @@
+//! Checks that need the whole workflow: references, cycles, duplicates, templates.
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graphmap::DiGraphMap;
+
+use super::template::{self, Scope};
+use super::yaml::{Path, Spans};
+use super::{
+    Diagnostic, FORMAT_VERSION, Fleet, SourceFile, Span, Workflow, did_you_mean, is_identifier,
+};
+
+/// Every problem of a workflow whose shape is right.
+pub fn check(workflow: &Workflow, spans: &Spans, file: &SourceFile) -> Vec<Diagnostic> {
+    let mut checks = Checks { workflow, spans, file, found: Vec::new() };
+    checks.header();
+    checks.fleets();
+    checks.tasks();
+    checks.cycles();
+    checks.templates();
+    checks.found
+}
+
+struct Checks<'a> {
+    workflow: &'a Workflow,
+    spans: &'a Spans,
+    file: &'a SourceFile,
+    found: Vec<Diagnostic>,
+}
+
+impl Checks<'_> {
+    fn header(&mut self) {
+        let w = self.workflow;
+        if w.version != FORMAT_VERSION {
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.value(&Path::of(&["version"])),
+                    format!("unsupported workflow version {}", w.version),
+                    "not a version this release reads",
+                )
+                .help(format!("this orchestrate reads version {FORMAT_VERSION}")),
+            );
+        }
+        if !is_identifier(&w.name) || w.name.contains('_') {
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.value(&Path::of(&["name"])),
+                    format!("invalid workflow name `{}`", w.name),
+                    "invalid name",
+                )
+                .help("use lowercase letters, digits and dashes, starting with a letter or digit"),
+            );
+        }
+    }
+
+    fn fleets(&mut self) {
+        for (name, fleet) in &self.workflow.fleets {
+            let path = Path::of(&["fleets", name.as_str()]);
+            match fleet {
+                Fleet::Repos(repos) if repos.is_empty() => self.found.push(
+                    Diagnostic::at(self.spans.key(&path), format!("fleet `{name}` is empty"), "no repositories")
+                        .help("list at least one repository, or remove the fleet"),
+                ),
+                Fleet::Repos(repos) => {
+                    let mut first: Vec<(usize, &super::RepoUrl)> = Vec::new();
+                    for (index, item) in repos.iter().enumerate() {
+                        let url = item.url();
+                        if let Some((earlier, _)) = first.iter().find(|(_, u)| u.same_repository(url)) {
+                            self.found.push(
+                                Diagnostic::at(
+                                    self.spans.value(&path.index(index)),
+                                    format!("repository {} is twice in fleet `{name}`", url.slug()),
+                                    "listed again here",
+                                )
+                                .related(self.spans.value(&path.index(*earlier)), "first listed here")
+                                .help("each repository gets one agent per task; remove the duplicate"),
+                            );
+                        } else {
+                            first.push((index, url));
+                        }
+                    }
+                }
+                Fleet::Discover(fleet) => {
+                    let discover = &fleet.discover;
+                    let owner_ok = !discover.owner.is_empty()
+                        && discover.owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                    if !owner_ok {
+                        self.found.push(Diagnostic::at(
+                            self.spans.value(&path.key("discover").key("owner")),
+                            format!("`{}` is not a GitHub owner", discover.owner),
+                            "letters, digits and dashes only",
+                        ));
+                    }
+                    if let Some(Err(error)) = discover.name.as_deref().map(glob::Pattern::new) {
+                        self.found.push(
+                            Diagnostic::at(
+                                self.spans.value(&path.key("discover").key("name")),
+                                format!("invalid name pattern: {}", error.msg),
+                                "here",
+                            )
+                            .help("a glob: `*` matches anything, `?` one character, `[ab]` a or b"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn tasks(&mut self) {
+        let task_ids: Vec<&str> = self.workflow.tasks.keys().map(|id| id.as_str()).collect();
+        let fleet_names: Vec<&str> = self.workflow.fleets.keys().map(|f| f.as_str()).collect();
+        for (id, task) in &self.workflow.tasks {
+            let path = Path::of(&["tasks", id.as_str()]);
+            if !is_identifier(id.as_str()) {
+                self.found.push(
+                    Diagnostic::at(self.spans.key(&path), format!("invalid task id `{id}`"), "invalid id")
+                        .help("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"),
+                );
+            }
+            match (&task.repo, &task.fleet) {
+                (Some(_), Some(_)) => self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path.key("fleet")),
+                        format!("task `{id}` has both `repo` and `fleet`"),
+                        "one of these",
+                    )
+                    .related(self.spans.key(&path.key("repo")), "and this")
+                    .help("a task runs on one repository (`repo`) or on every repository of a fleet (`fleet`), not both"),
+                ),
+                (None, None) => self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path),
+                        format!("task `{id}` has neither `repo` nor `fleet`"),
+                        "says where to run",
+                    )
+                    .help("add `repo: https://github.com/OWNER/NAME`, or `fleet: NAME` to fan out over a fleet"),
+                ),
+                _ => {}
+            }
+            if let Some(fleet) = &task.fleet {
+                if !self.workflow.fleets.contains_key(fleet) {
+                    let help = match did_you_mean(fleet.as_str(), fleet_names.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None if fleet_names.is_empty() => "declare it under `fleets:`".to_owned(),
+                        None => format!("fleets in this file: {}", fleet_names.join(", ")),
+                    };
+                    self.found.push(
+                        Diagnostic::at(
+                            self.spans.value(&path.key("fleet")),
+                            format!("task `{id}` uses fleet `{fleet}`, which does not exist"),
+                            "unknown fleet",
+                        )
+                        .help(help),
+                    );
+                }
+            }
+            let mut seen: Vec<&str> = Vec::new();
+            for (index, need) in task.needs.iter().enumerate() {
+                let span = self.spans.value(&path.key("needs").index(index));
+                if need == id {
+                    self.found.push(Diagnostic::at(
+                        span,
+                        format!("task `{id}` needs itself"),
+                        "remove this",
+                    ));
+                } else if !self.workflow.tasks.contains_key(need) {
+                    let others = task_ids.iter().copied().filter(|t| *t != id.as_str());
+                    let help = did_you_mean(need.as_str(), others)
+                        .map_or_else(|| format!("tasks in this file: {}", task_ids.join(", ")), |close| format!("did you mean `{close}`?"));
+                    self.found.push(
+                        Diagnostic::at(
+                            span,
+                            format!("task `{id}` needs `{need}`, which is not a task"),
+                            "unknown task",
+                        )
+                        .help(help),
+                    );
+                } else if seen.contains(&need.as_str()) {
+                    self.found.push(Diagnostic::at(
+                        span,
+                        format!("task `{id}` lists `{need}` twice in `needs`"),
+                        "listed again",
+                    ));
+                }
+                seen.push(need.as_str());
+            }
+        }
+    }
+
+    fn cycles(&mut self) {
+        let tasks = &self.workflow.tasks;
+        let mut graph = DiGraphMap::<usize, ()>::new();
+        for (index, (_, task)) in tasks.iter().enumerate() {
+            graph.add_node(index);
+            for need in &task.needs {
+                if let Some(need_index) = tasks.get_index_of(need) {
+                    if need_index != index {
+                        graph.add_edge(index, need_index, ());
+                    }
+                }
+            }
+        }
+        let mut components = tarjan_scc(&graph);
+        components.retain(|c| c.len() > 1);
+        for component in &mut components {
+            component.sort_unstable();
+        }
+        components.sort();
+        for component in components {
+            // Walk from the first task (in file order) through needs inside the component
+            // until the walk comes back: that is the cycle to show.
+            let start = component[0];
+            let mut cycle = vec![start];
+            let mut seen = vec![start];
+            let mut at = start;
+            loop {
+                let next = tasks[at]
+                    .needs
+                    .iter()
+                    .filter_map(|n| tasks.get_index_of(n))
+                    .filter(|n| component.contains(n))
+                    .find(|n| *n == start || !seen.contains(n))
+                    .expect("a strongly connected component always leads on");
+                cycle.push(next);
+                if next == start {
+                    break;
+                }
+                seen.push(next);
+                at = next;
+            }
+            let names: Vec<&str> = cycle.iter().map(|i| tasks.get_index(*i).expect("index").0.as_str()).collect();
+            let (from, to) = (names[names.len() - 2], names[0]);
+            let need_index = tasks[cycle[cycle.len() - 2]].needs.iter().position(|n| n.as_str() == to).unwrap_or(0);
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.value(&Path::of(&["tasks", from, "needs"]).index(need_index)),
+                    format!("tasks depend on each other in a cycle: {}", names.join(" -> ")),
+                    "closes the cycle",
+                )
+                .help("remove one of these `needs` so that some task can start first"),
+            );
+        }
+    }
+
+    fn templates(&mut self) {
+        let env = template::environment();
+        let vars: Vec<&str> = self.workflow.vars.keys().map(String::as_str).collect();
+        if let Some(run_key) = &self.workflow.run_key {
+            let scope = Scope { vars: vars.clone(), run_key: true, ..Scope::default() };
+            self.template(&env, run_key, &Path::of(&["run_key"]), &scope);
+        }
+        let instance = Scope { vars: vars.clone(), instance: true, ..Scope::default() };
+        if let Some(branch) = &self.workflow.defaults.branch {
+            self.template(&env, branch, &Path::of(&["defaults", "branch"]), &instance);
+        }
+        for (id, task) in &self.workflow.tasks {
+            let path = Path::of(&["tasks", id.as_str()]);
+            let scope = Scope { needs: task.needs.iter().map(|n| n.as_str()).collect(), ..instance.clone() };
+            self.template(&env, &task.prompt, &path.key("prompt"), &scope);
+            if let Some(branch) = &task.settings.branch {
+                self.template(&env, branch, &path.key("branch"), &scope);
+            }
+            let follow_up_scope = Scope { agent: true, ..scope };
+            for (index, follow_up) in task.follow_ups.iter().enumerate() {
+                let path = path.key("follow_ups").index(index);
+                self.template(&env, &follow_up.prompt, &path.key("prompt"), &follow_up_scope);
+                if let Some(condition) = &follow_up.condition {
+                    self.expression(&env, condition, &path.key("if"), &follow_up_scope);
+                }
+            }
+        }
+    }
+
+    fn template(&mut self, env: &minijinja::Environment, source: &str, path: &Path, scope: &Scope) {
+        match env.template_from_str(source) {
+            Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
+            Err(error) => self.syntax(source, &error, path, "template"),
+        }
+    }
+
+    fn expression(&mut self, env: &minijinja::Environment, source: &str, path: &Path, scope: &Scope) {
+        match env.compile_expression(source) {
+            Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
+            Err(error) => self.syntax(source, &error, path, "`if` expression"),
+        }
+    }
+
+    fn names(
+        &mut self,
+        used: std::collections::HashSet<String>,
+        path: &Path,
+        scope: &Scope,
+    ) {
+        for unknown in scope.unknown(used) {
+            let span = self.inside(path, &unknown.name);
+            let close = did_you_mean(&unknown.name, unknown.known.iter().map(String::as_str));
+            let help = match close {
+                Some(close) => format!("did you mean `{close}`?"),
+                None if unknown.known.is_empty() => "nothing is declared there".to_owned(),
+                None => format!("available here: {}", unknown.known.join(", ")),
+            };
+            self.found.push(
+                Diagnostic::at(
+                    span,
+                    format!("`{path}` uses `{}`, which is not defined there", unknown.name),
+                    "unknown name",
+                )
+                .help(help),
+            );
+        }
+    }
+
+    fn syntax(&mut self, source: &str, error: &minijinja::Error, path: &Path, what: &str) {
+        let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
+        let at = error.range().and_then(|range| source.get(range));
+        let span = at.map_or_else(|| self.first_line(path), |text| self.inside(path, text));
+        self.found.push(
+            Diagnostic::at(span, format!("`{path}` is not a valid {what}: {detail}"), "here")
+                .help("templates use Jinja syntax: {{ name }}, {% if ... %}...{% endif %}"),
+        );
+    }
+
+    /// The span of `needle` inside the value at `path`, when the file holds it verbatim;
+    /// else the value's first line.
+    fn inside(&self, path: &Path, needle: &str) -> Span {
+        let value = self.spans.value(path);
+        let text = self.spans_text(value);
+        match text.and_then(|t| t.find(needle)) {
+            Some(at) if !needle.is_empty() => Span::new(value.start + at, value.start + at + needle.len()),
+            _ => self.first_line(path),
+        }
+    }
+
+    fn first_line(&self, path: &Path) -> Span {
+        let value = self.spans.value(path);
+        let len = self.spans_text(value).map_or(0, |t| t.find('\n').unwrap_or(t.len()));
+        Span::new(value.start, value.start + len)
+    }
+
+    fn spans_text(&self, span: Span) -> Option<&str> {
+        self.file.text().get(span.start..span.end)
+    }
+}

@@ -1,0 +1,122 @@
+//! Workflow files: the format's types, loading with source spans, and validation.
+//!
+//! Loading goes text -> YAML value with spans (`yaml`) -> shape checked against the JSON
+//! Schema (`shape`) -> typed [`Workflow`] -> whole-file checks (`checks`). Every problem found
+//! at a stage is reported together; a later stage runs only when the earlier ones passed,
+//! because its findings would be noise about the same mistakes.
+
+mod checks;
+mod diagnostic;
+mod duration;
+mod fleet;
+mod ids;
+mod repo;
+mod settings;
+mod shape;
+mod source;
+mod task;
+pub mod template;
+mod workflow;
+mod yaml;
+
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Located, did_you_mean};
+pub use duration::{DURATION_FORMAT, DurationError, HumanDuration};
+pub use fleet::{DetailedRepo, Discover, DiscoverFleet, Fleet, FleetRepo};
+pub use ids::{FleetName, TaskId, is_identifier};
+pub use repo::{REPO_URL_FORMAT, RepoUrl, RepoUrlError};
+pub use settings::Settings;
+pub use source::{MAX_FILE_BYTES, ReadError, SourceFile, Span};
+pub use task::{Condition, FollowUp, Task};
+pub use workflow::{DEFAULT_CONCURRENCY, FORMAT_VERSION, Workflow};
+
+use source::Unreadable;
+
+/// The JSON Schema of the workflow format, generated from the types above.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Workflow);
+    serde_json::to_value(schema).expect("a schema is plain JSON")
+}
+
+/// A workflow file with problems, and all of them.
+#[derive(Debug)]
+pub struct Invalid {
+    /// The file, for rendering the problems with their source lines.
+    pub file: SourceFile,
+    /// Every problem found, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Invalid {
+    /// The problems, ready for miette to render.
+    pub fn located(&self) -> impl Iterator<Item = Located> + '_ {
+        self.diagnostics.iter().map(|d| d.in_file(&self.file))
+    }
+}
+
+/// Why a workflow could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The file was read and has problems.
+    #[error("{} has {} problem(s)", .0.file.name(), .0.diagnostics.len())]
+    Invalid(Invalid),
+}
+
+/// Reads and validates the workflow at `path`.
+pub fn load(path: &Path) -> Result<Workflow, LoadError> {
+    match SourceFile::read(path)? {
+        Ok(file) => parse(&file).map_err(|diagnostics| LoadError::Invalid(Invalid { file, diagnostics })),
+        Err((file, unreadable)) => {
+            let diagnostic = match unreadable {
+                Unreadable::TooLarge { bytes } => Diagnostic::file(format!(
+                    "the file is {:.1} MiB; a workflow may be at most {} MiB",
+                    bytes as f64 / 1024.0 / 1024.0,
+                    MAX_FILE_BYTES / 1024 / 1024,
+                ))
+                .help("split it into several workflows, or list repositories with a `discover` fleet"),
+                Unreadable::NotUtf8 { lossy, offset } => Diagnostic::at(
+                    Span::new(offset, offset + lossy.text()[offset..].chars().next().map_or(0, char::len_utf8)),
+                    "the file is not valid UTF-8",
+                    "invalid byte",
+                )
+                .help("save the file as UTF-8"),
+            };
+            Err(LoadError::Invalid(Invalid { file, diagnostics: vec![diagnostic] }))
+        }
+    }
+}
+
+/// Validates a workflow held in memory; every problem found is returned, in file order.
+pub fn parse(file: &SourceFile) -> Result<Workflow, Vec<Diagnostic>> {
+    if file.text().trim().is_empty() {
+        return Err(vec![Diagnostic::file("the file is empty").help(
+            "a workflow needs at least `version: 1`, a `name` and one task under `tasks:`",
+        )]);
+    }
+    let document = yaml::parse(file)?;
+    if document.value.is_null() {
+        return Err(vec![Diagnostic::file("the file holds no workflow, only comments")
+            .help("a workflow needs at least `version: 1`, a `name` and one task under `tasks:`")]);
+    }
+    let sorted = |mut found: Vec<Diagnostic>| {
+        found.sort_by_key(Diagnostic::offset);
+        found
+    };
+    let found = shape::check(&document.value, &document.spans);
+    if !found.is_empty() {
+        return Err(sorted(found));
+    }
+    let workflow: Workflow = serde_yaml::from_value(document.value).map_err(|error| {
+        // The shape check accepts only what deserializes; reaching this is a bug.
+        vec![Diagnostic::file(format!("internal error: the workflow passed the schema but not the types: {error}"))]
+    })?;
+    let found = checks::check(&workflow, &document.spans, file);
+    if !found.is_empty() {
+        return Err(sorted(found));
+    }
+    Ok(workflow)
+}
