@@ -1,3 +1,8 @@
-fn main() {
-    println!("{}", serde_json::to_string_pretty(&orchestrate::spec::json_schema()).unwrap());
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = orchestrate::cli::Cli::parse();
+    orchestrate::cli::run(cli).into()
 }

@@ -28,6 +28,9 @@ const FUEL: u64 = 200_000;
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Block tags on their own line leave no blank line behind: prompts read as written.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
     env

@@ -1,0 +1,105 @@
+//! The command line: arguments, and one function per command.
+
+mod output;
+mod plan;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::{ColorChoice, Output};
+
+/// Run fleets of Cursor Cloud Agents declaratively.
+///
+/// A YAML workflow names repositories, the agent tasks to run on them, the dependencies
+/// between tasks and the follow-up prompts to send. `plan` shows what `apply` will do.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrate", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory of the run state.
+    #[arg(long, global = true, env = "ORCHESTRATE_STATE", default_value = ".orchestrate", value_name = "DIR")]
+    pub state: PathBuf,
+    /// More detail on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to color output; NO_COLOR in the environment means never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files and report every problem (exit 0 valid, 2 invalid).
+    Validate {
+        /// Workflow files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show the instances, DAG and prompts that `apply` would run.
+    Plan {
+        /// The workflow file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::plan::Format::Text)]
+        format: crate::plan::Format,
+        /// Run key to plan for, instead of the workflow's `run_key`.
+        #[arg(long, value_name = "KEY")]
+        run: Option<String>,
+    },
+    /// Print the JSON Schema of the workflow format.
+    Schema,
+}
+
+/// Process exit codes (DESIGN.md section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every task succeeded, or the command did what it was asked.
+    Success = 0,
+    /// Some task failed, timed out or was cancelled.
+    TaskFailed = 1,
+    /// Bad input or usage; nothing was launched.
+    Invalid = 2,
+    /// Interrupted; run `apply` again to continue.
+    Interrupted = 3,
+    /// The API cannot be used (authentication, configuration).
+    ApiUnusable = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Runs the command `cli` describes.
+pub fn run(cli: Cli) -> Exit {
+    let out = Output::new(&cli.global);
+    out.init_tracing();
+    match cli.command {
+        Command::Validate { files } => validate::run(&out, &files),
+        Command::Plan { file, format, run } => plan::run(&out, &file, format, run),
+        Command::Schema => {
+            let schema = crate::spec::json_schema();
+            out.stdout(&format!("{}\n", serde_json::to_string_pretty(&schema).expect("plain JSON")));
+            Exit::Success
+        }
+    }
+}

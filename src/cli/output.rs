@@ -1,0 +1,106 @@
+//! Where and how commands print: stdout for results, stderr for diagnostics and progress.
+
+use std::io::{IsTerminal, Write};
+
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use super::GlobalArgs;
+use crate::spec::LoadError;
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Color when stderr is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always color.
+    Always,
+    /// Never color.
+    Never,
+}
+
+/// The output settings of one command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    color: bool,
+    quiet: bool,
+    verbose: u8,
+}
+
+impl Output {
+    /// Output as the global flags ask.
+    pub fn new(global: &GlobalArgs) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color && std::io::stderr().is_terminal(),
+        };
+        Self { color, quiet: global.quiet, verbose: global.verbose }
+    }
+
+    /// Sends `tracing` events to stderr at the level `-v`/`-q` ask (RUST_LOG overrides).
+    pub fn init_tracing(&self) {
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("orchestrate={level},warn")));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(self.color)
+            .without_time()
+            .try_init();
+    }
+
+    /// Writes a command's result to stdout.
+    pub fn stdout(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`orchestrate plan | head`) is not an error worth a panic.
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    /// Writes a status line to stderr, unless `-q`.
+    pub fn status(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Writes an error to stderr, always.
+    pub fn error(&self, text: &str) {
+        let prefix = if self.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        eprintln!("{prefix}: {text}");
+    }
+
+    /// Renders a load error: every problem with its source line, then a summary.
+    pub fn load_error(&self, error: &LoadError) {
+        match error {
+            LoadError::Read(read) => self.error(&read.to_string()),
+            LoadError::Invalid(invalid) => {
+                let handler = self.report_handler();
+                let mut rendered = String::new();
+                for located in invalid.located() {
+                    let _ = handler.render_report(&mut rendered, &located);
+                    rendered.push('\n');
+                }
+                eprint!("{rendered}");
+                let count = invalid.diagnostics.len();
+                self.error(&format!(
+                    "{} is not a valid workflow: {count} problem{}",
+                    invalid.file.name(),
+                    if count == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+
+    fn report_handler(&self) -> GraphicalReportHandler {
+        let theme = if self.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+    }
+}

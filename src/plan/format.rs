@@ -1,0 +1,284 @@
+//! A plan as text, JSON, Graphviz dot or Mermaid.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Action, Instance, Plan, Target};
+
+/// How `plan` prints a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people: waves, instances, prompts.
+    #[default]
+    Text,
+    /// For scripts: the stable JSON described in the README.
+    Json,
+    /// Graphviz dot.
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+}
+
+impl Plan {
+    /// The plan in `format`.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => self.text(),
+            Format::Json => {
+                let mut json = serde_json::to_string_pretty(&self.json()).expect("plain data");
+                json.push('\n');
+                json
+            }
+            Format::Dot => self.dot(),
+            Format::Mermaid => self.mermaid(),
+        }
+    }
+
+    fn counts(&self) -> String {
+        let mut counts = Vec::new();
+        for action in [Action::Launch, Action::Relaunch, Action::Continue, Action::Keep] {
+            let n = self.instances.iter().filter(|i| i.action == action).count();
+            if n > 0 {
+                counts.push(format!("{n} to {}", action.as_str()));
+            }
+        }
+        counts.join(", ")
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let waves = self.waves.len();
+        let _ = writeln!(
+            out,
+            "Plan for run {} ({} instances in {waves} wave{}, at most {} agents at once)",
+            self.run,
+            self.instances.len(),
+            if waves == 1 { "" } else { "s" },
+            self.concurrency,
+        );
+        if let Some(description) = &self.description {
+            let _ = writeln!(out, "{}", description.trim());
+        }
+        for (wave, members) in self.waves.iter().enumerate() {
+            let _ = writeln!(out, "\nwave {}", wave + 1);
+            for &index in members {
+                self.text_instance(&mut out, &self.instances[index]);
+            }
+        }
+        let deferred = self.deferred();
+        if deferred > 0 {
+            let _ = writeln!(
+                out,
+                "\n{deferred} instance(s) run on a discover fleet: one per matching repository, resolved at apply time."
+            );
+        }
+        let _ = writeln!(out, "\n{}.", self.counts());
+        out
+    }
+
+    fn text_instance(&self, out: &mut String, instance: &Instance) {
+        let sign = match instance.action {
+            Action::Launch => '+',
+            Action::Relaunch => '~',
+            Action::Continue => '>',
+            Action::Keep => '=',
+        };
+        let _ = writeln!(out, "  {sign} {} ({})", instance.key, instance.action.as_str());
+        let repo = match (&instance.repo, &instance.discover) {
+            (Some(repo), _) => repo.to_string(),
+            (None, Some(d)) => format!(
+                "every repository of {} matching `{}` (resolved at apply time)",
+                d.owner,
+                d.name.as_deref().unwrap_or("*")
+            ),
+            (None, None) => "?".to_owned(),
+        };
+        let git_ref = instance.git_ref.as_deref().unwrap_or("default branch");
+        let _ = writeln!(out, "      repo:    {repo} @ {git_ref}");
+        let _ = writeln!(out, "      branch:  {}", instance.branch);
+        let mut target = Vec::new();
+        if instance.target.auto_create_pr {
+            target.push("opens a PR");
+            if instance.target.open_as_cursor_github_app {
+                target.push("as the Cursor GitHub App");
+            }
+            if instance.target.skip_reviewer_request {
+                target.push("without reviewer request");
+            }
+        } else {
+            target.push("no PR");
+        }
+        if let Some(model) = &instance.model {
+            let _ = writeln!(out, "      model:   {model}");
+        }
+        let _ = writeln!(out, "      target:  {}", target.join(", "));
+        if let Some(timeout) = instance.timeout {
+            let _ = writeln!(
+                out,
+                "      limits:  timeout {}, {} retr{}",
+                humantime::format_duration(timeout),
+                instance.retries,
+                if instance.retries == 1 { "y" } else { "ies" }
+            );
+        } else if instance.retries > 0 {
+            let _ = writeln!(out, "      limits:  {} retries", instance.retries);
+        }
+        if !instance.needs.is_empty() {
+            let names: Vec<String> =
+                instance.needs.iter().map(|&n| self.instances[n].key.to_string()).collect();
+            let shown = if names.len() > 4 {
+                format!("{}, ... ({} in all)", names[..3].join(", "), names.len())
+            } else {
+                names.join(", ")
+            };
+            let _ = writeln!(out, "      needs:   {shown} (if {})", condition_name(instance));
+        }
+        let _ = writeln!(out, "      prompt:");
+        for line in instance.prompt.trim_end().lines() {
+            let _ = writeln!(out, "        | {line}");
+        }
+        for (n, follow_up) in instance.follow_ups.iter().enumerate() {
+            let when = follow_up.condition.as_deref().map(|c| format!(" (if {c})")).unwrap_or_default();
+            let _ = writeln!(out, "      follow-up {}{when}:", n + 1);
+            for line in follow_up.prompt.trim_end().lines() {
+                let _ = writeln!(out, "        | {line}");
+            }
+        }
+    }
+
+    fn json(&self) -> JsonPlan<'_> {
+        JsonPlan {
+            workflow: &self.workflow,
+            run: self.run.as_str(),
+            run_key: &self.run_context.key,
+            concurrency: self.concurrency,
+            instances: self
+                .instances
+                .iter()
+                .map(|i| JsonInstance {
+                    key: i.key.as_str(),
+                    task: i.task.as_str(),
+                    repo: i.repo.as_ref().map(ToString::to_string),
+                    discover: i.discover.as_ref().map(|d| JsonDiscover {
+                        owner: &d.owner,
+                        name: d.name.as_deref().unwrap_or("*"),
+                    }),
+                    git_ref: i.git_ref.as_deref(),
+                    branch: &i.branch,
+                    model: i.model.as_deref(),
+                    target: i.target,
+                    prompt: &i.prompt,
+                    follow_ups: i
+                        .follow_ups
+                        .iter()
+                        .map(|f| JsonFollowUp { prompt: &f.prompt, condition: f.condition.as_deref() })
+                        .collect(),
+                    needs: i.needs.iter().map(|&n| self.instances[n].key.as_str()).collect(),
+                    condition: condition_name(i),
+                    timeout_seconds: i.timeout.map(|t| t.as_secs()),
+                    retries: i.retries,
+                    wave: i.wave,
+                    action: i.action,
+                })
+                .collect(),
+            waves: self
+                .waves
+                .iter()
+                .map(|wave| wave.iter().map(|&n| self.instances[n].key.as_str()).collect())
+                .collect(),
+        }
+    }
+
+    fn dot(&self) -> String {
+        let mut out = String::from("digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
+        let _ = writeln!(out, "  label={};", quote(self.run.as_str()));
+        for (wave, members) in self.waves.iter().enumerate() {
+            let _ = writeln!(out, "  subgraph wave_{wave} {{\n    rank=same;");
+            for &index in members {
+                let instance = &self.instances[index];
+                let _ = writeln!(out, "    n{index} [label={}];", quote(&format!("{}\\n{}", instance.key, instance.action.as_str())));
+            }
+            out.push_str("  }\n");
+        }
+        for (index, instance) in self.instances.iter().enumerate() {
+            for &need in &instance.needs {
+                let _ = writeln!(out, "  n{need} -> n{index};");
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for (index, instance) in self.instances.iter().enumerate() {
+            let label = instance.key.as_str().replace('"', "#quot;");
+            let _ = writeln!(out, "  n{index}[\"{label}\"]");
+        }
+        for (index, instance) in self.instances.iter().enumerate() {
+            for &need in &instance.needs {
+                let _ = writeln!(out, "  n{need} --> n{index}");
+            }
+        }
+        out
+    }
+}
+
+fn condition_name(instance: &Instance) -> &'static str {
+    match instance.condition {
+        crate::spec::Condition::AllSucceeded => "all_succeeded",
+        crate::spec::Condition::AnySucceeded => "any_succeeded",
+        crate::spec::Condition::Always => "always",
+    }
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace("\\\\n", "\\n"))
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    workflow: &'a str,
+    run: &'a str,
+    run_key: &'a str,
+    concurrency: u32,
+    instances: Vec<JsonInstance<'a>>,
+    waves: Vec<Vec<&'a str>>,
+}
+
+#[derive(Serialize)]
+struct JsonInstance<'a> {
+    key: &'a str,
+    task: &'a str,
+    repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discover: Option<JsonDiscover<'a>>,
+    #[serde(rename = "ref")]
+    git_ref: Option<&'a str>,
+    branch: &'a str,
+    model: Option<&'a str>,
+    target: Target,
+    prompt: &'a str,
+    follow_ups: Vec<JsonFollowUp<'a>>,
+    needs: Vec<&'a str>,
+    #[serde(rename = "if")]
+    condition: &'static str,
+    timeout_seconds: Option<u64>,
+    retries: u32,
+    wave: usize,
+    action: Action,
+}
+
+#[derive(Serialize)]
+struct JsonDiscover<'a> {
+    owner: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonFollowUp<'a> {
+    prompt: &'a str,
+    #[serde(rename = "if")]
+    condition: Option<&'a str>,
+}
