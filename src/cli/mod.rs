@@ -3,6 +3,7 @@
 mod output;
 mod plan;
 mod validate;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use super::GlobalArgs;
-use crate::spec::LoadError;
+use crate::spec::{Invalid, LoadError};
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +81,14 @@ impl Output {
     pub fn load_error(&self, error: &LoadError) {
         match error {
             LoadError::Read(read) => self.error(&read.to_string()),
-            LoadError::Invalid(invalid) => {
+            LoadError::Invalid(invalid) => self.invalid(invalid),
+        }
+    }
+
+    /// Renders the problems of a file with their source lines, then a summary.
+    pub fn invalid(&self, invalid: &Invalid) {
+        {
+            {
                 let handler = self.report_handler();
                 let mut rendered = String::new();
                 for located in invalid.located() {

@@ -2,40 +2,35 @@
 
 use std::path::PathBuf;
 
+use super::workflow::load_and_plan;
 use super::{Exit, Output};
-use crate::plan::{Options, Plan};
-use crate::spec;
+use crate::plan::Options;
 
 /// Validates each file and plans it (a workflow that cannot be planned is not valid).
 pub fn run(out: &Output, files: &[PathBuf]) -> Exit {
     let mut exit = Exit::Success;
     for file in files {
-        match spec::load(file) {
-            Ok(workflow) => match Plan::build(&workflow, &Options::default()) {
-                Ok(plan) => {
-                    let deferred = plan.deferred();
-                    let discover = if deferred > 0 { format!(", {deferred} on discover fleets") } else { String::new() };
-                    out.status(&format!(
-                        "{}: valid ({} task{}, {} instance{}{discover})",
-                        file.display(),
-                        workflow.tasks.len(),
-                        if workflow.tasks.len() == 1 { "" } else { "s" },
-                        plan.instances.len(),
-                        if plan.instances.len() == 1 { "" } else { "s" },
-                    ));
-                }
-                Err(errors) => {
-                    for error in errors {
-                        out.error(&format!("{}: {error}", file.display()));
-                    }
-                    exit = Exit::Invalid;
-                }
-            },
-            Err(error) => {
-                out.load_error(&error);
-                exit = Exit::Invalid;
+        match load_and_plan(out, file, &Options::default()) {
+            Ok((loaded, plan)) => {
+                let tasks = loaded.workflow.tasks.len();
+                let instances = plan.instances.len();
+                let deferred = match plan.deferred() {
+                    0 => String::new(),
+                    n => format!(", {n} on discover fleets"),
+                };
+                out.status(&format!(
+                    "{}: valid ({tasks} task{}, {instances} instance{}{deferred})",
+                    file.display(),
+                    plural(tasks),
+                    plural(instances),
+                ));
             }
+            Err(code) => exit = code,
         }
     }
     exit
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

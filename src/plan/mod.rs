@@ -23,7 +23,9 @@ pub use format::Format;
 pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
 
-use crate::spec::{Condition, Discover, Fleet, FleetRepo, FollowUp, RepoUrl, TaskId, Workflow};
+use crate::spec::{
+    Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, RepoUrl, TaskId, Workflow,
+};
 
 /// What `apply` will do with an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,16 +179,21 @@ pub fn now() -> SystemTime {
 /// Why a valid workflow could not be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// The run key template rendered to something unusable.
-    #[error("run_key: {0}")]
+    /// `--run KEY` or the rendered `run_key` is not a usable run key.
+    #[error(transparent)]
     RunKey(#[from] RunKeyError),
+    /// The `run_key` template failed to render.
+    #[error("cannot render `run_key`: {0}")]
+    RunKeyTemplate(String),
     /// A template failed to render for one instance.
     #[error("{instance}: cannot render `{field}`: {message}")]
     Render {
         /// The instance.
         instance: InstanceKey,
-        /// The field holding the template.
-        field: String,
+        /// The task of the instance.
+        task: TaskId,
+        /// The template's field.
+        field: &'static str,
         /// minijinja's explanation.
         message: String,
     },
@@ -195,29 +202,66 @@ pub enum PlanError {
     Branch {
         /// The instance.
         instance: InstanceKey,
+        /// The task of the instance.
+        task: TaskId,
         /// The rendered branch.
         branch: String,
         /// What is wrong with it.
         reason: &'static str,
     },
     /// Two instances would push to the same branch of the same repository.
-    #[error("{first} and {second} would both push to branch `{branch}`")]
+    #[error("{first} and {second} would both push to branch `{branch}` of the same repository")]
     SameBranch {
         /// One instance.
         first: InstanceKey,
         /// The other.
         second: InstanceKey,
+        /// The task of the second.
+        task: TaskId,
         /// The branch.
         branch: String,
     },
 }
 
-fn render_error(instance: &InstanceKey, field: &str, error: &minijinja::Error) -> PlanError {
+impl PlanError {
+    /// The field of `workflow` the error comes from, when it comes from the file.
+    pub fn path(&self, workflow: &Workflow) -> Option<KeyPath> {
+        let branch = |task: &TaskId| {
+            if workflow.tasks.get(task).is_some_and(|t| t.settings.branch.is_some()) {
+                KeyPath::of(&["tasks", task.as_str(), "branch"])
+            } else if workflow.defaults.branch.is_some() {
+                KeyPath::of(&["defaults", "branch"])
+            } else {
+                KeyPath::of(&["tasks", task.as_str()])
+            }
+        };
+        match self {
+            PlanError::RunKey(_) | PlanError::RunKeyTemplate(_) => {
+                workflow.run_key.as_ref().map(|_| KeyPath::of(&["run_key"]))
+            }
+            PlanError::Render { task, field: "branch", .. } => Some(branch(task)),
+            PlanError::Render { task, field, .. } => Some(KeyPath::of(&["tasks", task.as_str(), field])),
+            PlanError::Branch { task, .. } | PlanError::SameBranch { task, .. } => Some(branch(task)),
+        }
+    }
+
+    /// A short label for the place [`PlanError::path`] points at.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PlanError::RunKey(_) => "renders to an unusable run key",
+            PlanError::RunKeyTemplate(_) | PlanError::Render { .. } => "fails to render",
+            PlanError::Branch { .. } => "renders to an invalid branch",
+            PlanError::SameBranch { .. } => "renders to a branch already taken",
+        }
+    }
+}
+
+fn render_message(error: &minijinja::Error) -> String {
     let mut message = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
     if let Some(line) = error.line() {
         message = format!("{message} (template line {line})");
     }
-    PlanError::Render { instance: instance.clone(), field: field.to_owned(), message }
+    message
 }
 
 /// One repository a task instance runs on, before rendering.
@@ -262,9 +306,9 @@ impl Plan {
                 Some(template) => {
                     let env = crate::spec::template::environment();
                     let ctx = minijinja::context! { date => date, name => workflow.name, vars => workflow.vars };
-                    let rendered = env.render_str(template, ctx).map_err(|e| {
-                        vec![render_error(&InstanceKey::new(&TaskId::new("run_key"), "-"), "run_key", &e)]
-                    })?;
+                    let rendered = env
+                        .render_str(template, ctx)
+                        .map_err(|e| vec![PlanError::RunKeyTemplate(render_message(&e))])?;
                     RunKey::new(rendered.trim())
                 }
                 None => RunKey::new(DEFAULT_RUN_KEY),
@@ -272,9 +316,7 @@ impl Plan {
         }
         .map_err(|e| vec![e.into()])?;
         let run_context = RunContext { key: key.to_string(), name: workflow.name.clone(), date };
-        let templates = Templates::compile(workflow).map_err(|e| {
-            vec![render_error(&InstanceKey::new(&TaskId::new("templates"), "-"), "templates", &e)]
-        })?;
+        let templates = Templates::compile(workflow).expect("templates are checked by validation");
 
         // Expand every task into instances, in file order.
         let mut instances: Vec<Instance> = Vec::new();
@@ -409,25 +451,33 @@ impl Plan {
                 let output = AgentOutput::placeholder(&need.key, &need.branch);
                 NeedContext::new(need, "<state>", output)
             };
-            let result = {
-                let context = self.context(index, placeholders, None);
-                self.templates.render(Field::Branch(&task), &context).and_then(|branch| {
-                    let prompt = self.templates.render(Field::Prompt(&task), &context)?;
-                    Ok((branch, prompt))
-                })
+            let context = self.context(index, placeholders, None);
+            let branch = self.templates.render(Field::Branch(&task), &context);
+            let prompt = self.templates.render(Field::Prompt(&task), &context);
+            let failed = |field, error: &minijinja::Error| PlanError::Render {
+                instance: key.clone(),
+                task: task.clone(),
+                field,
+                message: render_message(error),
             };
-            match result {
-                Ok((branch, prompt)) => {
+            match (branch, prompt) {
+                (Err(error), _) => errors.push(failed("branch", &error)),
+                (_, Err(error)) => errors.push(failed("prompt", &error)),
+                (Ok(branch), Ok(prompt)) => {
                     let branch = branch.trim().to_owned();
                     // A discover instance's branch holds a placeholder until it is resolved.
                     let resolved = self.instances[index].repo.is_some();
                     if let (true, Err(reason)) = (resolved, check_branch(&branch)) {
-                        errors.push(PlanError::Branch { instance: key, branch: branch.clone(), reason });
+                        errors.push(PlanError::Branch {
+                            instance: key,
+                            task: task.clone(),
+                            branch: branch.clone(),
+                            reason,
+                        });
                     }
                     self.instances[index].branch = branch;
                     self.instances[index].prompt = prompt;
                 }
-                Err(error) => errors.push(render_error(&key, &format!("tasks.{task}"), &error)),
             }
         }
         let mut seen: HashMap<(String, &str), &InstanceKey> = HashMap::new();
@@ -437,6 +487,7 @@ impl Plan {
                 errors.push(PlanError::SameBranch {
                     first: first.clone(),
                     second: instance.key.clone(),
+                    task: instance.task.clone(),
                     branch: instance.branch.clone(),
                 });
             }

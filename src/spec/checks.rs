@@ -4,7 +4,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
 
 use super::template::{self, Scope};
-use super::yaml::{Path, Spans};
+use super::yaml::{KeyPath, Spans};
 use super::{
     Diagnostic, FORMAT_VERSION, Fleet, SourceFile, Span, Workflow, did_you_mean, is_identifier,
 };
@@ -33,7 +33,7 @@ impl Checks<'_> {
         if w.version != FORMAT_VERSION {
             self.found.push(
                 Diagnostic::at(
-                    self.spans.value(&Path::of(&["version"])),
+                    self.spans.value(&KeyPath::of(&["version"])),
                     format!("unsupported workflow version {}", w.version),
                     "not a version this release reads",
                 )
@@ -43,7 +43,7 @@ impl Checks<'_> {
         if !is_identifier(&w.name) || w.name.contains('_') {
             self.found.push(
                 Diagnostic::at(
-                    self.spans.value(&Path::of(&["name"])),
+                    self.spans.value(&KeyPath::of(&["name"])),
                     format!("invalid workflow name `{}`", w.name),
                     "invalid name",
                 )
@@ -54,7 +54,7 @@ impl Checks<'_> {
 
     fn fleets(&mut self) {
         for (name, fleet) in &self.workflow.fleets {
-            let path = Path::of(&["fleets", name.as_str()]);
+            let path = KeyPath::of(&["fleets", name.as_str()]);
             match fleet {
                 Fleet::Repos(repos) if repos.is_empty() => self.found.push(
                     Diagnostic::at(self.spans.key(&path), format!("fleet `{name}` is empty"), "no repositories")
@@ -109,7 +109,7 @@ impl Checks<'_> {
         let task_ids: Vec<&str> = self.workflow.tasks.keys().map(|id| id.as_str()).collect();
         let fleet_names: Vec<&str> = self.workflow.fleets.keys().map(|f| f.as_str()).collect();
         for (id, task) in &self.workflow.tasks {
-            let path = Path::of(&["tasks", id.as_str()]);
+            let path = KeyPath::of(&["tasks", id.as_str()]);
             if !is_identifier(id.as_str()) {
                 self.found.push(
                     Diagnostic::at(self.spans.key(&path), format!("invalid task id `{id}`"), "invalid id")
@@ -232,7 +232,7 @@ impl Checks<'_> {
             let need_index = tasks[cycle[cycle.len() - 2]].needs.iter().position(|n| n.as_str() == to).unwrap_or(0);
             self.found.push(
                 Diagnostic::at(
-                    self.spans.value(&Path::of(&["tasks", from, "needs"]).index(need_index)),
+                    self.spans.value(&KeyPath::of(&["tasks", from, "needs"]).index(need_index)),
                     format!("tasks depend on each other in a cycle: {}", names.join(" -> ")),
                     "closes the cycle",
                 )
@@ -246,14 +246,14 @@ impl Checks<'_> {
         let vars: Vec<&str> = self.workflow.vars.keys().map(String::as_str).collect();
         if let Some(run_key) = &self.workflow.run_key {
             let scope = Scope { vars: vars.clone(), run_key: true, ..Scope::default() };
-            self.template(&env, run_key, &Path::of(&["run_key"]), &scope);
+            self.template(&env, run_key, &KeyPath::of(&["run_key"]), &scope);
         }
         let instance = Scope { vars: vars.clone(), instance: true, ..Scope::default() };
         if let Some(branch) = &self.workflow.defaults.branch {
-            self.template(&env, branch, &Path::of(&["defaults", "branch"]), &instance);
+            self.template(&env, branch, &KeyPath::of(&["defaults", "branch"]), &instance);
         }
         for (id, task) in &self.workflow.tasks {
-            let path = Path::of(&["tasks", id.as_str()]);
+            let path = KeyPath::of(&["tasks", id.as_str()]);
             let scope = Scope { needs: task.needs.iter().map(|n| n.as_str()).collect(), ..instance.clone() };
             self.template(&env, &task.prompt, &path.key("prompt"), &scope);
             if let Some(branch) = &task.settings.branch {
@@ -270,14 +270,14 @@ impl Checks<'_> {
         }
     }
 
-    fn template(&mut self, env: &minijinja::Environment, source: &str, path: &Path, scope: &Scope) {
+    fn template(&mut self, env: &minijinja::Environment, source: &str, path: &KeyPath, scope: &Scope) {
         match env.template_from_str(source) {
             Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
             Err(error) => self.syntax(source, &error, path, "template"),
         }
     }
 
-    fn expression(&mut self, env: &minijinja::Environment, source: &str, path: &Path, scope: &Scope) {
+    fn expression(&mut self, env: &minijinja::Environment, source: &str, path: &KeyPath, scope: &Scope) {
         match env.compile_expression(source) {
             Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
             Err(error) => self.syntax(source, &error, path, "`if` expression"),
@@ -287,7 +287,7 @@ impl Checks<'_> {
     fn names(
         &mut self,
         used: std::collections::HashSet<String>,
-        path: &Path,
+        path: &KeyPath,
         scope: &Scope,
     ) {
         for unknown in scope.unknown(used) {
@@ -295,6 +295,10 @@ impl Checks<'_> {
             let close = did_you_mean(&unknown.name, unknown.known.iter().map(String::as_str));
             let help = match close {
                 Some(close) => format!("did you mean `{close}`?"),
+                None if unknown.name.starts_with("needs.") => format!(
+                    "`needs.<task>` holds the outputs of the tasks this task lists in `needs:`; add `{}` there",
+                    &unknown.name["needs.".len()..]
+                ),
                 None if unknown.known.is_empty() => "nothing is declared there".to_owned(),
                 None => format!("available here: {}", unknown.known.join(", ")),
             };
@@ -309,7 +313,7 @@ impl Checks<'_> {
         }
     }
 
-    fn syntax(&mut self, source: &str, error: &minijinja::Error, path: &Path, what: &str) {
+    fn syntax(&mut self, source: &str, error: &minijinja::Error, path: &KeyPath, what: &str) {
         let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
         let at = error.range().and_then(|range| source.get(range));
         let span = at.map_or_else(|| self.first_line(path), |text| self.inside(path, text));
@@ -321,7 +325,7 @@ impl Checks<'_> {
 
     /// The span of `needle` inside the value at `path`, when the file holds it verbatim;
     /// else the value's first line.
-    fn inside(&self, path: &Path, needle: &str) -> Span {
+    fn inside(&self, path: &KeyPath, needle: &str) -> Span {
         let value = self.spans.value(path);
         let text = self.spans_text(value);
         match text.and_then(|t| t.find(needle)) {
@@ -330,7 +334,7 @@ impl Checks<'_> {
         }
     }
 
-    fn first_line(&self, path: &Path) -> Span {
+    fn first_line(&self, path: &KeyPath) -> Span {
         let value = self.spans.value(path);
         let len = self.spans_text(value).map_or(0, |t| t.find('\n').unwrap_or(t.len()));
         Span::new(value.start, value.start + len)

@@ -30,6 +30,7 @@ pub use settings::Settings;
 pub use source::{MAX_FILE_BYTES, ReadError, SourceFile, Span};
 pub use task::{Condition, FollowUp, Task};
 pub use workflow::{DEFAULT_CONCURRENCY, FORMAT_VERSION, Workflow};
+pub use yaml::{KeyPath, Spans};
 
 use source::Unreadable;
 
@@ -66,10 +67,37 @@ pub enum LoadError {
     Invalid(Invalid),
 }
 
+/// A valid workflow, with its file and the spans of its nodes for later diagnostics.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Its file.
+    pub file: SourceFile,
+    /// Where each of its nodes is in the file.
+    pub spans: Spans,
+}
+
+impl Loaded {
+    /// A diagnostic about the node at `path` (its key when `key` is set, else its value).
+    pub fn diagnostic(&self, path: &KeyPath, key: bool, message: String, label: &str) -> Diagnostic {
+        let span = if key { self.spans.key(path) } else { self.spans.value(path) };
+        Diagnostic::at(span, message, label)
+    }
+
+    /// The diagnostics as an [`Invalid`] file, for rendering.
+    pub fn invalid(&self, diagnostics: Vec<Diagnostic>) -> Invalid {
+        Invalid { file: self.file.clone(), diagnostics }
+    }
+}
+
 /// Reads and validates the workflow at `path`.
-pub fn load(path: &Path) -> Result<Workflow, LoadError> {
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     match SourceFile::read(path)? {
-        Ok(file) => parse(&file).map_err(|diagnostics| LoadError::Invalid(Invalid { file, diagnostics })),
+        Ok(file) => match parse_with_spans(&file) {
+            Ok((workflow, spans)) => Ok(Loaded { workflow, file, spans }),
+            Err(diagnostics) => Err(LoadError::Invalid(Invalid { file, diagnostics })),
+        },
         Err((file, unreadable)) => {
             let diagnostic = match unreadable {
                 Unreadable::TooLarge { bytes } => Diagnostic::file(format!(
@@ -92,6 +120,10 @@ pub fn load(path: &Path) -> Result<Workflow, LoadError> {
 
 /// Validates a workflow held in memory; every problem found is returned, in file order.
 pub fn parse(file: &SourceFile) -> Result<Workflow, Vec<Diagnostic>> {
+    parse_with_spans(file).map(|(workflow, _)| workflow)
+}
+
+fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnostic>> {
     if file.text().trim().is_empty() {
         return Err(vec![Diagnostic::file("the file is empty").help(
             "a workflow needs at least `version: 1`, a `name` and one task under `tasks:`",
@@ -118,5 +150,5 @@ pub fn parse(file: &SourceFile) -> Result<Workflow, Vec<Diagnostic>> {
     if !found.is_empty() {
         return Err(sorted(found));
     }
-    Ok(workflow)
+    Ok((workflow, document.spans))
 }

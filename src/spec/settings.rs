@@ -31,8 +31,10 @@ pub struct Settings {
     /// is `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
-    /// Relaunches after ERROR, EXPIRED or a timeout, with backoff (default 0).
+    /// Relaunches after ERROR, EXPIRED or a timeout, with backoff (default 0, at most 10:
+    /// each relaunch is a paid agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
     pub retries: Option<u32>,
 }
 

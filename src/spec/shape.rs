@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde_json::Value as Schema;
 use serde_yaml::Value;
 
-use super::yaml::{Path, Spans};
+use super::yaml::{KeyPath, Spans};
 use super::{
     DURATION_FORMAT, Diagnostic, HumanDuration, REPO_URL_FORMAT, RepoUrl, did_you_mean,
 };
@@ -20,7 +20,7 @@ static WORKFLOW_SCHEMA: LazyLock<Schema> = LazyLock::new(super::json_schema);
 /// Every place where `value` does not fit the workflow schema.
 pub fn check(value: &Value, spans: &Spans) -> Vec<Diagnostic> {
     let mut checker = Checker { root: &WORKFLOW_SCHEMA, spans, found: Vec::new() };
-    checker.node(value, &WORKFLOW_SCHEMA, &Path::root());
+    checker.node(value, &WORKFLOW_SCHEMA, &KeyPath::root());
     checker.found
 }
 
@@ -127,7 +127,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn node(&mut self, value: &Value, schema: &'a Schema, path: &Path) {
+    fn node(&mut self, value: &Value, schema: &'a Schema, path: &KeyPath) {
         let schema = self.resolve(schema);
         if schema == &Schema::Bool(true) {
             return;
@@ -169,7 +169,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn one_of(&mut self, value: &Value, branches: &'a [Schema], path: &Path) {
+    fn one_of(&mut self, value: &Value, branches: &'a [Schema], path: &KeyPath) {
         let constants: Option<Vec<&str>> =
             branches.iter().map(|b| self.resolve(b).get("const")?.as_str()).collect();
         if let Some(allowed) = constants {
@@ -207,9 +207,10 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn mapping(&mut self, mapping: &serde_yaml::Mapping, schema: &'a Schema, path: &Path) {
+    fn mapping(&mut self, mapping: &serde_yaml::Mapping, schema: &'a Schema, path: &KeyPath) {
         let properties = schema.get("properties").and_then(Schema::as_object);
         let additional = schema.get("additionalProperties");
+        let mut misspelt: Vec<&str> = Vec::new();
         for (key, value) in mapping {
             let Some(name) = key.as_str() else {
                 let shown = serde_yaml::to_string(key).unwrap_or_default();
@@ -229,13 +230,14 @@ impl<'a> Checker<'a> {
             } else if let Some(additional @ Schema::Object(_)) = additional {
                 self.node(value, additional, &child);
             } else if additional == Some(&Schema::Bool(false)) {
-                self.unknown_key(name, properties, &child);
+                misspelt.extend(self.unknown_key(name, properties, &child));
             }
         }
         let required = schema.get("required").and_then(Schema::as_array);
         for name in required.into_iter().flatten().filter_map(Schema::as_str) {
-            if !mapping.contains_key(name) {
-                let span = if path == &Path::root() {
+            // `promt:` is reported as unknown with a hint; `prompt` missing would be noise.
+            if !mapping.contains_key(name) && !misspelt.contains(&name) {
+                let span = if path == &KeyPath::root() {
                     crate::spec::Span::point(0)
                 } else {
                     self.spans.key(path)
@@ -249,14 +251,17 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Reports an unknown key; returns the key it probably meant.
     fn unknown_key(
         &mut self,
         name: &str,
         properties: Option<&'a serde_json::Map<String, Schema>>,
-        path: &Path,
-    ) {
-        let known: Vec<&str> = properties.into_iter().flat_map(|p| p.keys()).map(String::as_str).collect();
-        let help = match did_you_mean(name, known.iter().copied()) {
+        path: &KeyPath,
+    ) -> Option<&'a str> {
+        let known: Vec<&'a str> =
+            properties.into_iter().flat_map(|p| p.keys()).map(String::as_str).collect();
+        let close = did_you_mean(name, known.iter().copied());
+        let help = match close {
             Some(close) => format!("did you mean `{close}`?"),
             None if known.is_empty() => "this mapping takes no keys".to_owned(),
             None => format!("known keys here: {}", known.join(", ")),
@@ -265,9 +270,10 @@ impl<'a> Checker<'a> {
             Diagnostic::at(self.spans.key(path), format!("unknown key `{name}`"), "unknown key")
                 .help(help),
         );
+        close
     }
 
-    fn not_one_of(&mut self, value: &Value, allowed: &[&str], path: &Path) {
+    fn not_one_of(&mut self, value: &Value, allowed: &[&str], path: &KeyPath) {
         let shown = value.as_str().map_or_else(
             || serde_yaml::to_string(value).unwrap_or_default().trim().to_owned(),
             str::to_owned,
@@ -284,7 +290,7 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn wrong_type(&mut self, value: &Value, expected: &[Kind], path: &Path) {
+    fn wrong_type(&mut self, value: &Value, expected: &[Kind], path: &KeyPath) {
         let found = Kind::of(value);
         let names: Vec<&str> = expected.iter().filter(|k| **k != Kind::Null).map(|k| k.article()).collect();
         let expected_text = match names.as_slice() {
@@ -314,13 +320,13 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn number(&mut self, number: &serde_yaml::Number, schema: &Schema, path: &Path) {
+    fn number(&mut self, number: &serde_yaml::Number, schema: &Schema, path: &KeyPath) {
         let Some(value) = number.as_f64() else { return };
         let limit = |key| schema.get(key).and_then(Schema::as_f64);
-        let max = match schema.get("format").and_then(Schema::as_str) {
+        let max = limit("maximum").or(match schema.get("format").and_then(Schema::as_str) {
             Some("uint32") => Some(f64::from(u32::MAX)),
-            _ => limit("maximum"),
-        };
+            _ => None,
+        });
         let problem = match (limit("minimum"), max) {
             (Some(min), _) if value < min => Some(format!("at least {min}")),
             (_, Some(max)) if value > max => Some(format!("at most {max}")),
@@ -335,7 +341,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn string(&mut self, text: &str, schema: &Schema, path: &Path) {
+    fn string(&mut self, text: &str, schema: &Schema, path: &KeyPath) {
         let problem = match schema.get("format").and_then(Schema::as_str) {
             Some(DURATION_FORMAT) => text.parse::<HumanDuration>().err().map(|e| {
                 (e.to_string(), "write a number and a unit, for example 45s, 90m or 1h30m")
@@ -354,6 +360,6 @@ impl<'a> Checker<'a> {
 }
 
 /// `the top level` or `` `tasks.bump` ``.
-fn display(path: &Path) -> String {
-    if path == &Path::root() { "the workflow".to_owned() } else { format!("`{path}`") }
+fn display(path: &KeyPath) -> String {
+    if path == &KeyPath::root() { "the workflow".to_owned() } else { format!("`{path}`") }
 }

@@ -24,9 +24,9 @@ pub enum Segment {
 
 /// Where a node sits in the document: `tasks.bump.follow_ups[0].prompt`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Path(Vec<Segment>);
+pub struct KeyPath(Vec<Segment>);
 
-impl Path {
+impl KeyPath {
     /// The document root.
     pub fn root() -> Self {
         Self::default()
@@ -48,7 +48,7 @@ impl Path {
         path
     }
 
-    /// Builds a path from keys: `Path::of(&["tasks", "bump"])`.
+    /// Builds a path from keys: `KeyPath::of(&["tasks", "bump"])`.
     pub fn of(keys: &[&str]) -> Self {
         Self(keys.iter().map(|k| Segment::Key((*k).to_owned())).collect())
     }
@@ -67,7 +67,7 @@ impl Path {
     }
 }
 
-impl fmt::Display for Path {
+impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, segment) in self.0.iter().enumerate() {
             match segment {
@@ -89,22 +89,22 @@ struct NodeSpans {
 /// The source span of every key and value, by path.
 #[derive(Debug, Default)]
 pub struct Spans {
-    nodes: HashMap<Path, NodeSpans>,
+    nodes: HashMap<KeyPath, NodeSpans>,
 }
 
 impl Spans {
     /// The span of the value at `path`, or of its nearest ancestor that has one (a value
     /// reached through an alias or a merge key has no span of its own).
-    pub fn value(&self, path: &Path) -> Span {
+    pub fn value(&self, path: &KeyPath) -> Span {
         self.find(path).map_or(Span::point(0), |n| n.value)
     }
 
     /// The span of the key that holds `path`, falling back to the value's span.
-    pub fn key(&self, path: &Path) -> Span {
+    pub fn key(&self, path: &KeyPath) -> Span {
         self.find(path).map_or(Span::point(0), |n| n.key.unwrap_or(n.value))
     }
 
-    fn find(&self, path: &Path) -> Option<&NodeSpans> {
+    fn find(&self, path: &KeyPath) -> Option<&NodeSpans> {
         let mut path = path.clone();
         loop {
             if let Some(node) = self.nodes.get(&path) {
@@ -129,7 +129,7 @@ pub fn parse(file: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
     let parsed = serde_yaml::from_str::<Value>(file.text());
     // A duplicate key is reported by serde_yaml at its mapping; the span pass finds the key
     // itself and the first definition, and reports every duplicate at once.
-    let duplicate = matches!(&parsed, Err(e) if e.to_string().starts_with("duplicate entry"));
+    let duplicate = matches!(&parsed, Err(e) if e.to_string().contains("duplicate entry with key"));
     let mut value = match parsed {
         Ok(value) => value,
         Err(error) if !duplicate => return Err(vec![syntax_error(file, &error)]),
@@ -194,14 +194,14 @@ fn index_spans(file: &SourceFile) -> Result<(Spans, Vec<Diagnostic>), Vec<Diagno
         spans: Spans::default(),
         duplicates: Vec::new(),
     };
-    let mut path = Path::root();
+    let mut path = KeyPath::root();
     while let Some((event, span)) = indexer.next()? {
         match event {
             Event::StreamStart | Event::DocumentStart(_) | Event::DocumentEnd => {}
             Event::StreamEnd => break,
             _ => {
                 let value = indexer.node(&event, span, &mut path)?;
-                indexer.spans.nodes.insert(Path::root(), NodeSpans { key: None, value });
+                indexer.spans.nodes.insert(KeyPath::root(), NodeSpans { key: None, value });
             }
         }
     }
@@ -241,7 +241,7 @@ impl<'input> Indexer<'_, 'input> {
         &mut self,
         event: &Event<'input>,
         span: Span,
-        path: &mut Path,
+        path: &mut KeyPath,
     ) -> Result<Span, Vec<Diagnostic>> {
         match event {
             Event::SequenceStart(..) => {
@@ -314,15 +314,15 @@ mod tests {
             "name: é\ntasks:\n  bump:\n    prompt: \"hi\"\n    needs: [a, b]\n",
         );
         let doc = parse(&file).unwrap();
-        let prompt = Path::of(&["tasks", "bump", "prompt"]);
+        let prompt = KeyPath::of(&["tasks", "bump", "prompt"]);
         assert_eq!(text_at(&file, doc.spans.key(&prompt)), "prompt");
         assert_eq!(text_at(&file, doc.spans.value(&prompt)), "\"hi\"");
-        let second = Path::of(&["tasks", "bump", "needs"]).index(1);
+        let second = KeyPath::of(&["tasks", "bump", "needs"]).index(1);
         assert_eq!(text_at(&file, doc.spans.value(&second)), "b");
         assert_eq!(second.to_string(), "tasks.bump.needs[1]");
         // Unknown paths fall back to the nearest ancestor.
-        let missing = Path::of(&["tasks", "bump", "nope", "deeper"]);
-        assert_eq!(doc.spans.key(&missing), doc.spans.key(&Path::of(&["tasks", "bump"])));
+        let missing = KeyPath::of(&["tasks", "bump", "nope", "deeper"]);
+        assert_eq!(doc.spans.key(&missing), doc.spans.key(&KeyPath::of(&["tasks", "bump"])));
     }
 
     #[test]
