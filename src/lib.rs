@@ -1,5 +1,5 @@
 //! orchestrate: run fleets of Cursor Cloud Agents declaratively.
 
-pub mod spec;
-pub mod plan;
 pub mod cli;
+pub mod plan;
+pub mod spec;

@@ -31,7 +31,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Directory of the run state.
-    #[arg(long, global = true, env = "ORCHESTRATE_STATE", default_value = ".orchestrate", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ORCHESTRATE_STATE",
+        default_value = ".orchestrate",
+        value_name = "DIR"
+    )]
     pub state: PathBuf,
     /// More detail on stderr (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -99,7 +105,10 @@ pub fn run(cli: Cli) -> Exit {
         Command::Plan { file, format, run } => plan::run(&out, &file, format, run),
         Command::Schema => {
             let schema = crate::spec::json_schema();
-            out.stdout(&format!("{}\n", serde_json::to_string_pretty(&schema).expect("plain JSON")));
+            out.stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&schema).expect("plain JSON")
+            ));
             Exit::Success
         }
     }

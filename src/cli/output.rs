@@ -35,7 +35,11 @@ impl Output {
             ColorChoice::Never => false,
             ColorChoice::Auto => !no_color && std::io::stderr().is_terminal(),
         };
-        Self { color, quiet: global.quiet, verbose: global.verbose }
+        Self {
+            color,
+            quiet: global.quiet,
+            verbose: global.verbose,
+        }
     }
 
     /// Sends `tracing` events to stderr at the level `-v`/`-q` ask (RUST_LOG overrides).
@@ -46,8 +50,9 @@ impl Output {
             (false, 1) => "debug",
             (false, _) => "trace",
         };
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("orchestrate={level},warn")));
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("orchestrate={level},warn"))
+        });
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
@@ -73,7 +78,11 @@ impl Output {
 
     /// Writes an error to stderr, always.
     pub fn error(&self, text: &str) {
-        let prefix = if self.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        let prefix = if self.color {
+            "\x1b[1;31merror\x1b[0m"
+        } else {
+            "error"
+        };
         eprintln!("{prefix}: {text}");
     }
 
@@ -107,7 +116,13 @@ impl Output {
     }
 
     fn report_handler(&self) -> GraphicalReportHandler {
-        let theme = if self.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-        GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+        let theme = if self.color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_links(false)
     }
 }

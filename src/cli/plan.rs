@@ -8,7 +8,10 @@ use crate::plan::{Format, Options};
 
 /// Prints the plan of `file` in `format`.
 pub fn run(out: &Output, file: &Path, format: Format, run_key: Option<String>) -> Exit {
-    let options = Options { run_key, ..Options::default() };
+    let options = Options {
+        run_key,
+        ..Options::default()
+    };
     match load_and_plan(out, file, &options) {
         Ok((_, plan)) => {
             out.stdout(&plan.render(format));

@@ -16,9 +16,10 @@ pub fn load_and_plan(out: &Output, file: &Path, options: &Options) -> Result<(Lo
     match Plan::build(&loaded.workflow, options) {
         Ok(plan) => Ok((loaded, plan)),
         Err(errors) => {
-            if let (Some(_), Some(error)) =
-                (&options.run_key, errors.iter().find(|e| matches!(e, PlanError::RunKey(_))))
-            {
+            if let (Some(_), Some(error)) = (
+                &options.run_key,
+                errors.iter().find(|e| matches!(e, PlanError::RunKey(_))),
+            ) {
                 out.error(&format!("--run: {error}"));
                 return Err(Exit::Invalid);
             }

@@ -37,7 +37,12 @@ impl Plan {
 
     fn counts(&self) -> String {
         let mut counts = Vec::new();
-        for action in [Action::Launch, Action::Relaunch, Action::Continue, Action::Keep] {
+        for action in [
+            Action::Launch,
+            Action::Relaunch,
+            Action::Continue,
+            Action::Keep,
+        ] {
             let n = self.instances.iter().filter(|i| i.action == action).count();
             if n > 0 {
                 counts.push(format!("{n} to {}", action.as_str()));
@@ -84,7 +89,12 @@ impl Plan {
             Action::Continue => '>',
             Action::Keep => '=',
         };
-        let _ = writeln!(out, "  {sign} {} ({})", instance.key, instance.action.as_str());
+        let _ = writeln!(
+            out,
+            "  {sign} {} ({})",
+            instance.key,
+            instance.action.as_str()
+        );
         let repo = match (&instance.repo, &instance.discover) {
             (Some(repo), _) => repo.to_string(),
             (None, Some(d)) => format!(
@@ -125,21 +135,32 @@ impl Plan {
             let _ = writeln!(out, "      limits:  {} retries", instance.retries);
         }
         if !instance.needs.is_empty() {
-            let names: Vec<String> =
-                instance.needs.iter().map(|&n| self.instances[n].key.to_string()).collect();
+            let names: Vec<String> = instance
+                .needs
+                .iter()
+                .map(|&n| self.instances[n].key.to_string())
+                .collect();
             let shown = if names.len() > 4 {
                 format!("{}, ... ({} in all)", names[..3].join(", "), names.len())
             } else {
                 names.join(", ")
             };
-            let _ = writeln!(out, "      needs:   {shown} (if {})", condition_name(instance));
+            let _ = writeln!(
+                out,
+                "      needs:   {shown} (if {})",
+                condition_name(instance)
+            );
         }
         let _ = writeln!(out, "      prompt:");
         for line in instance.prompt.trim_end().lines() {
             let _ = writeln!(out, "        | {line}");
         }
         for (n, follow_up) in instance.follow_ups.iter().enumerate() {
-            let when = follow_up.condition.as_deref().map(|c| format!(" (if {c})")).unwrap_or_default();
+            let when = follow_up
+                .condition
+                .as_deref()
+                .map(|c| format!(" (if {c})"))
+                .unwrap_or_default();
             let _ = writeln!(out, "      follow-up {}{when}:", n + 1);
             for line in follow_up.prompt.trim_end().lines() {
                 let _ = writeln!(out, "        | {line}");
@@ -172,9 +193,16 @@ impl Plan {
                     follow_ups: i
                         .follow_ups
                         .iter()
-                        .map(|f| JsonFollowUp { prompt: &f.prompt, condition: f.condition.as_deref() })
+                        .map(|f| JsonFollowUp {
+                            prompt: &f.prompt,
+                            condition: f.condition.as_deref(),
+                        })
                         .collect(),
-                    needs: i.needs.iter().map(|&n| self.instances[n].key.as_str()).collect(),
+                    needs: i
+                        .needs
+                        .iter()
+                        .map(|&n| self.instances[n].key.as_str())
+                        .collect(),
                     condition: condition_name(i),
                     timeout_seconds: i.timeout.map(|t| t.as_secs()),
                     retries: i.retries,
@@ -185,19 +213,29 @@ impl Plan {
             waves: self
                 .waves
                 .iter()
-                .map(|wave| wave.iter().map(|&n| self.instances[n].key.as_str()).collect())
+                .map(|wave| {
+                    wave.iter()
+                        .map(|&n| self.instances[n].key.as_str())
+                        .collect()
+                })
                 .collect(),
         }
     }
 
     fn dot(&self) -> String {
-        let mut out = String::from("digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
+        let mut out = String::from(
+            "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+        );
         let _ = writeln!(out, "  label={};", quote(self.run.as_str()));
         for (wave, members) in self.waves.iter().enumerate() {
             let _ = writeln!(out, "  subgraph wave_{wave} {{\n    rank=same;");
             for &index in members {
                 let instance = &self.instances[index];
-                let _ = writeln!(out, "    n{index} [label={}];", quote(&format!("{}\\n{}", instance.key, instance.action.as_str())));
+                let _ = writeln!(
+                    out,
+                    "    n{index} [label={}];",
+                    quote(&format!("{}\\n{}", instance.key, instance.action.as_str()))
+                );
             }
             out.push_str("  }\n");
         }
@@ -234,7 +272,12 @@ fn condition_name(instance: &Instance) -> &'static str {
 }
 
 fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace("\\\\n", "\\n"))
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace("\\\\n", "\\n")
+    )
 }
 
 #[derive(Serialize)]

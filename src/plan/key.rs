@@ -52,8 +52,14 @@ impl RunKey {
             && key.len() <= 64
             && !key.starts_with(['.', '-'])
             && !key.contains("..")
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if ok { Ok(Self(key)) } else { Err(RunKeyError(key)) }
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if ok {
+            Ok(Self(key))
+        } else {
+            Err(RunKeyError(key))
+        }
     }
 
     /// The key as text.

@@ -112,9 +112,9 @@ impl Instance {
                 git_ref: self.git_ref.clone().unwrap_or_default(),
             },
             (None, discover) => {
-                let (owner, pattern) = discover
-                    .as_ref()
-                    .map_or(("?", "*"), |d| (d.owner.as_str(), d.name.as_deref().unwrap_or("*")));
+                let (owner, pattern) = discover.as_ref().map_or(("?", "*"), |d| {
+                    (d.owner.as_str(), d.name.as_deref().unwrap_or("*"))
+                });
                 RepoContext {
                     url: format!("https://github.com/{owner}/<{pattern}>"),
                     owner: owner.to_owned(),
@@ -164,7 +164,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { run_key: None, now: now(), discovered: HashMap::new() }
+        Self {
+            run_key: None,
+            now: now(),
+            discovered: HashMap::new(),
+        }
     }
 }
 
@@ -173,7 +177,9 @@ pub fn now() -> SystemTime {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .map_or_else(SystemTime::now, |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .map_or_else(SystemTime::now, |secs| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        })
 }
 
 /// Why a valid workflow could not be planned.
@@ -227,7 +233,11 @@ impl PlanError {
     /// The field of `workflow` the error comes from, when it comes from the file.
     pub fn path(&self, workflow: &Workflow) -> Option<KeyPath> {
         let branch = |task: &TaskId| {
-            if workflow.tasks.get(task).is_some_and(|t| t.settings.branch.is_some()) {
+            if workflow
+                .tasks
+                .get(task)
+                .is_some_and(|t| t.settings.branch.is_some())
+            {
                 KeyPath::of(&["tasks", task.as_str(), "branch"])
             } else if workflow.defaults.branch.is_some() {
                 KeyPath::of(&["defaults", "branch"])
@@ -239,9 +249,17 @@ impl PlanError {
             PlanError::RunKey(_) | PlanError::RunKeyTemplate(_) => {
                 workflow.run_key.as_ref().map(|_| KeyPath::of(&["run_key"]))
             }
-            PlanError::Render { task, field: "branch", .. } => Some(branch(task)),
-            PlanError::Render { task, field, .. } => Some(KeyPath::of(&["tasks", task.as_str(), field])),
-            PlanError::Branch { task, .. } | PlanError::SameBranch { task, .. } => Some(branch(task)),
+            PlanError::Render {
+                task,
+                field: "branch",
+                ..
+            } => Some(branch(task)),
+            PlanError::Render { task, field, .. } => {
+                Some(KeyPath::of(&["tasks", task.as_str(), field]))
+            }
+            PlanError::Branch { task, .. } | PlanError::SameBranch { task, .. } => {
+                Some(branch(task))
+            }
         }
     }
 
@@ -257,7 +275,9 @@ impl PlanError {
 }
 
 fn render_message(error: &minijinja::Error) -> String {
-    let mut message = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
+    let mut message = error
+        .detail()
+        .map_or_else(|| error.kind().to_string(), str::to_owned);
     if let Some(line) = error.line() {
         message = format!("{message} (template line {line})");
     }
@@ -280,7 +300,10 @@ fn slots(fleet: &Fleet, name: &str, options: &Options) -> Vec<Slot> {
         slug: url.slug(),
     };
     match fleet {
-        Fleet::Repos(items) => items.iter().map(|item: &FleetRepo| from_url(item.url(), item.git_ref())).collect(),
+        Fleet::Repos(items) => items
+            .iter()
+            .map(|item: &FleetRepo| from_url(item.url(), item.git_ref()))
+            .collect(),
         Fleet::Discover(fleet) => match options.discovered.get(name) {
             Some(repos) => repos.iter().map(|url| from_url(url, None)).collect(),
             None => {
@@ -315,7 +338,11 @@ impl Plan {
             },
         }
         .map_err(|e| vec![e.into()])?;
-        let run_context = RunContext { key: key.to_string(), name: workflow.name.clone(), date };
+        let run_context = RunContext {
+            key: key.to_string(),
+            name: workflow.name.clone(),
+            date,
+        };
         let templates = Templates::compile(workflow).expect("templates are checked by validation");
 
         // Expand every task into instances, in file order.
@@ -326,7 +353,12 @@ impl Plan {
         for (id, task) in &workflow.tasks {
             let settings = task.settings.or(&workflow.defaults);
             let task_slots = match (&task.repo, &task.fleet) {
-                (Some(url), _) => vec![Slot { repo: Some(url.clone()), discover: None, git_ref: None, slug: url.slug() }],
+                (Some(url), _) => vec![Slot {
+                    repo: Some(url.clone()),
+                    discover: None,
+                    git_ref: None,
+                    slug: url.slug(),
+                }],
                 (None, Some(fleet)) => slots(&workflow.fleets[fleet], fleet.as_str(), options),
                 (None, None) => Vec::new(),
             };
@@ -347,7 +379,9 @@ impl Plan {
                     model: settings.model.clone(),
                     target: Target {
                         auto_create_pr: settings.auto_create_pr.unwrap_or(false),
-                        open_as_cursor_github_app: settings.open_as_cursor_github_app.unwrap_or(false),
+                        open_as_cursor_github_app: settings
+                            .open_as_cursor_github_app
+                            .unwrap_or(false),
                         skip_reviewer_request: settings.skip_reviewer_request.unwrap_or(false),
                     },
                     timeout: settings.timeout.map(crate::spec::HumanDuration::get),
@@ -369,10 +403,15 @@ impl Plan {
         for (task_index, (_, task)) in workflow.tasks.iter().enumerate() {
             for need in &task.needs {
                 let need_index = workflow.tasks.get_index_of(need).expect("validated need");
-                let same_fleet = task.fleet.is_some() && task.fleet == workflow.tasks[need_index].fleet;
+                let same_fleet =
+                    task.fleet.is_some() && task.fleet == workflow.tasks[need_index].fleet;
                 for &instance in &by_task[task_index] {
                     let needed: Vec<usize> = if same_fleet {
-                        slug_index[need_index].get(&slug_of[instance]).copied().into_iter().collect()
+                        slug_index[need_index]
+                            .get(&slug_of[instance])
+                            .copied()
+                            .into_iter()
+                            .collect()
                     } else {
                         by_task[need_index].clone()
                     };
@@ -385,7 +424,8 @@ impl Plan {
         }
 
         // The DAG: an edge from each need to its dependent.
-        let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(instances.len(), instances.len());
+        let mut graph: DiGraph<usize, ()> =
+            DiGraph::with_capacity(instances.len(), instances.len());
         let nodes: Vec<NodeIndex> = (0..instances.len()).map(|i| graph.add_node(i)).collect();
         for (index, instance) in instances.iter().enumerate() {
             for &need in &instance.needs {
@@ -411,7 +451,10 @@ impl Plan {
             position[old] = new;
         }
         let mut slots: Vec<Option<Instance>> = instances.into_iter().map(Some).collect();
-        let mut instances: Vec<Instance> = order.iter().map(|&old| slots[old].take().expect("once")).collect();
+        let mut instances: Vec<Instance> = order
+            .iter()
+            .map(|&old| slots[old].take().expect("once"))
+            .collect();
         let paired: Vec<Vec<TaskId>> = order.iter().map(|&old| paired[old].clone()).collect();
         for instance in &mut instances {
             for need in &mut instance.needs {
@@ -482,7 +525,10 @@ impl Plan {
         }
         let mut seen: HashMap<(String, &str), &InstanceKey> = HashMap::new();
         for instance in &self.instances {
-            let repo = instance.repo.as_ref().map_or_else(|| instance.key.to_string(), |r| r.slug().to_ascii_lowercase());
+            let repo = instance.repo.as_ref().map_or_else(
+                || instance.key.to_string(),
+                |r| r.slug().to_ascii_lowercase(),
+            );
             if let Some(first) = seen.insert((repo, instance.branch.as_str()), &instance.key) {
                 errors.push(PlanError::SameBranch {
                     first: first.clone(),
@@ -492,7 +538,11 @@ impl Plan {
                 });
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// The template context of instance `index`; `need` gives each needed instance's entry.
@@ -510,7 +560,10 @@ impl Plan {
             if self.paired[index].contains(&needed.task) {
                 needs.insert(needed.task.to_string(), Needs::One(entry));
             } else {
-                match needs.entry(needed.task.to_string()).or_insert_with(|| Needs::All(Vec::new())) {
+                match needs
+                    .entry(needed.task.to_string())
+                    .or_insert_with(|| Needs::All(Vec::new()))
+                {
                     Needs::All(list) => list.push(entry),
                     Needs::One(_) => {}
                 }
@@ -519,7 +572,9 @@ impl Plan {
         Context {
             repo: instance.repo_context(),
             run: &self.run_context,
-            task: TaskContext { id: instance.task.to_string() },
+            task: TaskContext {
+                id: instance.task.to_string(),
+            },
             vars: &self.vars,
             needs,
             agent,
@@ -545,13 +600,23 @@ fn check_branch(branch: &str) -> Result<(), &'static str> {
     if branch.len() > 200 {
         return Err("it is longer than 200 characters");
     }
-    if branch.starts_with(['-', '/', '.']) || branch.ends_with(['/', '.']) || branch.ends_with(".lock") {
+    if branch.starts_with(['-', '/', '.'])
+        || branch.ends_with(['/', '.'])
+        || branch.ends_with(".lock")
+    {
         return Err("it starts or ends with a character git does not allow there");
     }
-    if branch.contains("..") || branch.contains("//") || branch.contains("@{") || branch.contains("/.") {
+    if branch.contains("..")
+        || branch.contains("//")
+        || branch.contains("@{")
+        || branch.contains("/.")
+    {
         return Err("it holds `..`, `//`, `/.` or `@{`");
     }
-    if branch.chars().any(|c| c.is_ascii_control() || c.is_whitespace() || "~^:?*[\\".contains(c)) {
+    if branch
+        .chars()
+        .any(|c| c.is_ascii_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+    {
         return Err("it holds a space, a control character or one of ~ ^ : ? * [ \\");
     }
     Ok(())

@@ -85,19 +85,30 @@ impl Templates {
                 .unwrap_or_else(|| DEFAULT_BRANCH.to_owned());
             env.add_template_owned(Field::Branch(id).name(), branch)?;
             for (index, follow_up) in task.follow_ups.iter().enumerate() {
-                env.add_template_owned(Field::FollowUp(id, index).name(), follow_up.prompt.clone())?;
+                env.add_template_owned(
+                    Field::FollowUp(id, index).name(),
+                    follow_up.prompt.clone(),
+                )?;
             }
         }
         Ok(Self { env })
     }
 
     /// Renders `field` with `context`.
-    pub fn render(&self, field: Field<'_>, context: &Context<'_>) -> Result<String, minijinja::Error> {
+    pub fn render(
+        &self,
+        field: Field<'_>,
+        context: &Context<'_>,
+    ) -> Result<String, minijinja::Error> {
         self.env.get_template(&field.name())?.render(context)
     }
 
     /// Evaluates a follow-up's `if` expression with `context`.
-    pub fn condition(&self, expression: &str, context: &Context<'_>) -> Result<bool, minijinja::Error> {
+    pub fn condition(
+        &self,
+        expression: &str,
+        context: &Context<'_>,
+    ) -> Result<bool, minijinja::Error> {
         let value = self.env.compile_expression(expression)?.eval(context)?;
         Ok(value.is_true())
     }

@@ -11,7 +11,12 @@ use super::{
 
 /// Every problem of a workflow whose shape is right.
 pub fn check(workflow: &Workflow, spans: &Spans, file: &SourceFile) -> Vec<Diagnostic> {
-    let mut checks = Checks { workflow, spans, file, found: Vec::new() };
+    let mut checks = Checks {
+        workflow,
+        spans,
+        file,
+        found: Vec::new(),
+    };
     checks.header();
     checks.fleets();
     checks.tasks();
@@ -57,22 +62,33 @@ impl Checks<'_> {
             let path = KeyPath::of(&["fleets", name.as_str()]);
             match fleet {
                 Fleet::Repos(repos) if repos.is_empty() => self.found.push(
-                    Diagnostic::at(self.spans.key(&path), format!("fleet `{name}` is empty"), "no repositories")
-                        .help("list at least one repository, or remove the fleet"),
+                    Diagnostic::at(
+                        self.spans.key(&path),
+                        format!("fleet `{name}` is empty"),
+                        "no repositories",
+                    )
+                    .help("list at least one repository, or remove the fleet"),
                 ),
                 Fleet::Repos(repos) => {
                     let mut first: Vec<(usize, &super::RepoUrl)> = Vec::new();
                     for (index, item) in repos.iter().enumerate() {
                         let url = item.url();
-                        if let Some((earlier, _)) = first.iter().find(|(_, u)| u.same_repository(url)) {
+                        if let Some((earlier, _)) =
+                            first.iter().find(|(_, u)| u.same_repository(url))
+                        {
                             self.found.push(
                                 Diagnostic::at(
                                     self.spans.value(&path.index(index)),
                                     format!("repository {} is twice in fleet `{name}`", url.slug()),
                                     "listed again here",
                                 )
-                                .related(self.spans.value(&path.index(*earlier)), "first listed here")
-                                .help("each repository gets one agent per task; remove the duplicate"),
+                                .related(
+                                    self.spans.value(&path.index(*earlier)),
+                                    "first listed here",
+                                )
+                                .help(
+                                    "each repository gets one agent per task; remove the duplicate",
+                                ),
                             );
                         } else {
                             first.push((index, url));
@@ -82,7 +98,10 @@ impl Checks<'_> {
                 Fleet::Discover(fleet) => {
                     let discover = &fleet.discover;
                     let owner_ok = !discover.owner.is_empty()
-                        && discover.owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                        && discover
+                            .owner
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-');
                     if !owner_ok {
                         self.found.push(Diagnostic::at(
                             self.spans.value(&path.key("discover").key("owner")),
@@ -164,8 +183,10 @@ impl Checks<'_> {
                     ));
                 } else if !self.workflow.tasks.contains_key(need) {
                     let others = task_ids.iter().copied().filter(|t| *t != id.as_str());
-                    let help = did_you_mean(need.as_str(), others)
-                        .map_or_else(|| format!("tasks in this file: {}", task_ids.join(", ")), |close| format!("did you mean `{close}`?"));
+                    let help = did_you_mean(need.as_str(), others).map_or_else(
+                        || format!("tasks in this file: {}", task_ids.join(", ")),
+                        |close| format!("did you mean `{close}`?"),
+                    );
                     self.found.push(
                         Diagnostic::at(
                             span,
@@ -227,13 +248,24 @@ impl Checks<'_> {
                 seen.push(next);
                 at = next;
             }
-            let names: Vec<&str> = cycle.iter().map(|i| tasks.get_index(*i).expect("index").0.as_str()).collect();
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|i| tasks.get_index(*i).expect("index").0.as_str())
+                .collect();
             let (from, to) = (names[names.len() - 2], names[0]);
-            let need_index = tasks[cycle[cycle.len() - 2]].needs.iter().position(|n| n.as_str() == to).unwrap_or(0);
+            let need_index = tasks[cycle[cycle.len() - 2]]
+                .needs
+                .iter()
+                .position(|n| n.as_str() == to)
+                .unwrap_or(0);
             self.found.push(
                 Diagnostic::at(
-                    self.spans.value(&KeyPath::of(&["tasks", from, "needs"]).index(need_index)),
-                    format!("tasks depend on each other in a cycle: {}", names.join(" -> ")),
+                    self.spans
+                        .value(&KeyPath::of(&["tasks", from, "needs"]).index(need_index)),
+                    format!(
+                        "tasks depend on each other in a cycle: {}",
+                        names.join(" -> ")
+                    ),
                     "closes the cycle",
                 )
                 .help("remove one of these `needs` so that some task can start first"),
@@ -245,24 +277,48 @@ impl Checks<'_> {
         let env = template::environment();
         let vars: Vec<&str> = self.workflow.vars.keys().map(String::as_str).collect();
         if let Some(run_key) = &self.workflow.run_key {
-            let scope = Scope { vars: vars.clone(), run_key: true, ..Scope::default() };
+            let scope = Scope {
+                vars: vars.clone(),
+                run_key: true,
+                ..Scope::default()
+            };
             self.template(&env, run_key, &KeyPath::of(&["run_key"]), &scope);
         }
-        let instance = Scope { vars: vars.clone(), instance: true, ..Scope::default() };
+        let instance = Scope {
+            vars: vars.clone(),
+            instance: true,
+            ..Scope::default()
+        };
         if let Some(branch) = &self.workflow.defaults.branch {
-            self.template(&env, branch, &KeyPath::of(&["defaults", "branch"]), &instance);
+            self.template(
+                &env,
+                branch,
+                &KeyPath::of(&["defaults", "branch"]),
+                &instance,
+            );
         }
         for (id, task) in &self.workflow.tasks {
             let path = KeyPath::of(&["tasks", id.as_str()]);
-            let scope = Scope { needs: task.needs.iter().map(|n| n.as_str()).collect(), ..instance.clone() };
+            let scope = Scope {
+                needs: task.needs.iter().map(|n| n.as_str()).collect(),
+                ..instance.clone()
+            };
             self.template(&env, &task.prompt, &path.key("prompt"), &scope);
             if let Some(branch) = &task.settings.branch {
                 self.template(&env, branch, &path.key("branch"), &scope);
             }
-            let follow_up_scope = Scope { agent: true, ..scope };
+            let follow_up_scope = Scope {
+                agent: true,
+                ..scope
+            };
             for (index, follow_up) in task.follow_ups.iter().enumerate() {
                 let path = path.key("follow_ups").index(index);
-                self.template(&env, &follow_up.prompt, &path.key("prompt"), &follow_up_scope);
+                self.template(
+                    &env,
+                    &follow_up.prompt,
+                    &path.key("prompt"),
+                    &follow_up_scope,
+                );
                 if let Some(condition) = &follow_up.condition {
                     self.expression(&env, condition, &path.key("if"), &follow_up_scope);
                 }
@@ -270,26 +326,33 @@ impl Checks<'_> {
         }
     }
 
-    fn template(&mut self, env: &minijinja::Environment, source: &str, path: &KeyPath, scope: &Scope) {
+    fn template(
+        &mut self,
+        env: &minijinja::Environment,
+        source: &str,
+        path: &KeyPath,
+        scope: &Scope,
+    ) {
         match env.template_from_str(source) {
             Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
             Err(error) => self.syntax(source, &error, path, "template"),
         }
     }
 
-    fn expression(&mut self, env: &minijinja::Environment, source: &str, path: &KeyPath, scope: &Scope) {
+    fn expression(
+        &mut self,
+        env: &minijinja::Environment,
+        source: &str,
+        path: &KeyPath,
+        scope: &Scope,
+    ) {
         match env.compile_expression(source) {
             Ok(compiled) => self.names(compiled.undeclared_variables(true), path, scope),
             Err(error) => self.syntax(source, &error, path, "`if` expression"),
         }
     }
 
-    fn names(
-        &mut self,
-        used: std::collections::HashSet<String>,
-        path: &KeyPath,
-        scope: &Scope,
-    ) {
+    fn names(&mut self, used: std::collections::HashSet<String>, path: &KeyPath, scope: &Scope) {
         for unknown in scope.unknown(used) {
             let span = self.inside(path, &unknown.name);
             let close = did_you_mean(&unknown.name, unknown.known.iter().map(String::as_str));
@@ -305,7 +368,10 @@ impl Checks<'_> {
             self.found.push(
                 Diagnostic::at(
                     span,
-                    format!("`{path}` uses `{}`, which is not defined there", unknown.name),
+                    format!(
+                        "`{path}` uses `{}`, which is not defined there",
+                        unknown.name
+                    ),
                     "unknown name",
                 )
                 .help(help),
@@ -314,12 +380,18 @@ impl Checks<'_> {
     }
 
     fn syntax(&mut self, source: &str, error: &minijinja::Error, path: &KeyPath, what: &str) {
-        let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
+        let detail = error
+            .detail()
+            .map_or_else(|| error.kind().to_string(), str::to_owned);
         let at = error.range().and_then(|range| source.get(range));
         let span = at.map_or_else(|| self.first_line(path), |text| self.inside(path, text));
         self.found.push(
-            Diagnostic::at(span, format!("`{path}` is not a valid {what}: {detail}"), "here")
-                .help("templates use Jinja syntax: {{ name }}, {% if ... %}...{% endif %}"),
+            Diagnostic::at(
+                span,
+                format!("`{path}` is not a valid {what}: {detail}"),
+                "here",
+            )
+            .help("templates use Jinja syntax: {{ name }}, {% if ... %}...{% endif %}"),
         );
     }
 
@@ -329,14 +401,18 @@ impl Checks<'_> {
         let value = self.spans.value(path);
         let text = self.spans_text(value);
         match text.and_then(|t| t.find(needle)) {
-            Some(at) if !needle.is_empty() => Span::new(value.start + at, value.start + at + needle.len()),
+            Some(at) if !needle.is_empty() => {
+                Span::new(value.start + at, value.start + at + needle.len())
+            }
             _ => self.first_line(path),
         }
     }
 
     fn first_line(&self, path: &KeyPath) -> Span {
         let value = self.spans.value(path);
-        let len = self.spans_text(value).map_or(0, |t| t.find('\n').unwrap_or(t.len()));
+        let len = self
+            .spans_text(value)
+            .map_or(0, |t| t.find('\n').unwrap_or(t.len()));
         Span::new(value.start, value.start + len)
     }
 

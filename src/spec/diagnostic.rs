@@ -32,7 +32,12 @@ impl Diagnostic {
 
     /// A problem with the file as a whole.
     pub fn file(message: impl Into<String>) -> Self {
-        Self { message: message.into(), primary: None, related: Vec::new(), help: None }
+        Self {
+            message: message.into(),
+            primary: None,
+            related: Vec::new(),
+            help: None,
+        }
     }
 
     /// Adds a hint.
@@ -66,7 +71,10 @@ impl Diagnostic {
         Located {
             diagnostic: self.clone(),
             source: NamedSource::new(file.name(), file.shared_text()),
-            location: self.primary.as_ref().map(|(span, _)| file.line_column(span.start)),
+            location: self
+                .primary
+                .as_ref()
+                .map(|(span, _)| file.line_column(span.start)),
             file: file.name().to_owned(),
         }
     }
@@ -110,17 +118,24 @@ impl std::error::Error for Located {}
 
 impl miette::Diagnostic for Located {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.diagnostic.primary.as_ref().map(|_| &self.source as &dyn SourceCode)
+        self.diagnostic
+            .primary
+            .as_ref()
+            .map(|_| &self.source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let primary = self.diagnostic.primary.iter().map(|(span, label)| {
-            LabeledSpan::new_primary_with_span(Some(label.clone()), *span)
-        });
+        let primary =
+            self.diagnostic.primary.iter().map(|(span, label)| {
+                LabeledSpan::new_primary_with_span(Some(label.clone()), *span)
+            });
         let related = self
             .diagnostic
             .related

@@ -39,7 +39,10 @@ impl FromStr for HumanDuration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = |reason: String| DurationError { text: text.to_owned(), reason };
+        let error = |reason: String| DurationError {
+            text: text.to_owned(),
+            reason,
+        };
         let duration = humantime::parse_duration(text).map_err(|e| error(e.to_string()))?;
         if duration.is_zero() {
             return Err(error("it must be longer than zero".to_owned()));

@@ -80,14 +80,27 @@ pub struct Loaded {
 
 impl Loaded {
     /// A diagnostic about the node at `path` (its key when `key` is set, else its value).
-    pub fn diagnostic(&self, path: &KeyPath, key: bool, message: String, label: &str) -> Diagnostic {
-        let span = if key { self.spans.key(path) } else { self.spans.value(path) };
+    pub fn diagnostic(
+        &self,
+        path: &KeyPath,
+        key: bool,
+        message: String,
+        label: &str,
+    ) -> Diagnostic {
+        let span = if key {
+            self.spans.key(path)
+        } else {
+            self.spans.value(path)
+        };
         Diagnostic::at(span, message, label)
     }
 
     /// The diagnostics as an [`Invalid`] file, for rendering.
     pub fn invalid(&self, diagnostics: Vec<Diagnostic>) -> Invalid {
-        Invalid { file: self.file.clone(), diagnostics }
+        Invalid {
+            file: self.file.clone(),
+            diagnostics,
+        }
     }
 }
 
@@ -95,7 +108,11 @@ impl Loaded {
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     match SourceFile::read(path)? {
         Ok(file) => match parse_with_spans(&file) {
-            Ok((workflow, spans)) => Ok(Loaded { workflow, file, spans }),
+            Ok((workflow, spans)) => Ok(Loaded {
+                workflow,
+                file,
+                spans,
+            }),
             Err(diagnostics) => Err(LoadError::Invalid(Invalid { file, diagnostics })),
         },
         Err((file, unreadable)) => {
@@ -105,15 +122,27 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
                     bytes as f64 / 1024.0 / 1024.0,
                     MAX_FILE_BYTES / 1024 / 1024,
                 ))
-                .help("split it into several workflows, or list repositories with a `discover` fleet"),
+                .help(
+                    "split it into several workflows, or list repositories with a `discover` fleet",
+                ),
                 Unreadable::NotUtf8 { lossy, offset } => Diagnostic::at(
-                    Span::new(offset, offset + lossy.text()[offset..].chars().next().map_or(0, char::len_utf8)),
+                    Span::new(
+                        offset,
+                        offset
+                            + lossy.text()[offset..]
+                                .chars()
+                                .next()
+                                .map_or(0, char::len_utf8),
+                    ),
                     "the file is not valid UTF-8",
                     "invalid byte",
                 )
                 .help("save the file as UTF-8"),
             };
-            Err(LoadError::Invalid(Invalid { file, diagnostics: vec![diagnostic] }))
+            Err(LoadError::Invalid(Invalid {
+                file,
+                diagnostics: vec![diagnostic],
+            }))
         }
     }
 }
@@ -131,8 +160,11 @@ fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnost
     }
     let document = yaml::parse(file)?;
     if document.value.is_null() {
-        return Err(vec![Diagnostic::file("the file holds no workflow, only comments")
-            .help("a workflow needs at least `version: 1`, a `name` and one task under `tasks:`")]);
+        return Err(vec![
+            Diagnostic::file("the file holds no workflow, only comments").help(
+                "a workflow needs at least `version: 1`, a `name` and one task under `tasks:`",
+            ),
+        ]);
     }
     let sorted = |mut found: Vec<Diagnostic>| {
         found.sort_by_key(Diagnostic::offset);
@@ -144,7 +176,9 @@ fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnost
     }
     let workflow: Workflow = serde_yaml::from_value(document.value).map_err(|error| {
         // The shape check accepts only what deserializes; reaching this is a bug.
-        vec![Diagnostic::file(format!("internal error: the workflow passed the schema but not the types: {error}"))]
+        vec![Diagnostic::file(format!(
+            "internal error: the workflow passed the schema but not the types: {error}"
+        ))]
     })?;
     let found = checks::check(&workflow, &document.spans, file);
     if !found.is_empty() {

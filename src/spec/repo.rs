@@ -84,11 +84,16 @@ impl FromStr for RepoUrl {
             return Err(RepoUrlError::NotRepository(url.to_owned()));
         }
         let owner_ok = owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        let name_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        let name_ok = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
         if !owner_ok || !name_ok || name == "." || name == ".." {
             return Err(RepoUrlError::BadCharacters(url.to_owned()));
         }
-        Ok(RepoUrl { owner: owner.to_owned(), name: name.to_owned() })
+        Ok(RepoUrl {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -140,7 +145,10 @@ mod tests {
             ("https://github.com/acme/api", "acme/api"),
             ("https://github.com/acme/api.git", "acme/api"),
             ("https://github.com/acme/api/", "acme/api"),
-            ("https://github.com/Acme-Co/my_repo.rs", "Acme-Co/my_repo.rs"),
+            (
+                "https://github.com/Acme-Co/my_repo.rs",
+                "Acme-Co/my_repo.rs",
+            ),
         ] {
             assert_eq!(url.parse::<RepoUrl>().unwrap().slug(), slug, "{url}");
         }

@@ -11,15 +11,17 @@ use serde_json::Value as Schema;
 use serde_yaml::Value;
 
 use super::yaml::{KeyPath, Spans};
-use super::{
-    DURATION_FORMAT, Diagnostic, HumanDuration, REPO_URL_FORMAT, RepoUrl, did_you_mean,
-};
+use super::{DURATION_FORMAT, Diagnostic, HumanDuration, REPO_URL_FORMAT, RepoUrl, did_you_mean};
 
 static WORKFLOW_SCHEMA: LazyLock<Schema> = LazyLock::new(super::json_schema);
 
 /// Every place where `value` does not fit the workflow schema.
 pub fn check(value: &Value, spans: &Spans) -> Vec<Diagnostic> {
-    let mut checker = Checker { root: &WORKFLOW_SCHEMA, spans, found: Vec::new() };
+    let mut checker = Checker {
+        root: &WORKFLOW_SCHEMA,
+        spans,
+        found: Vec::new(),
+    };
     checker.node(value, &WORKFLOW_SCHEMA, &KeyPath::root());
     checker.found
 }
@@ -97,7 +99,10 @@ impl<'a> Checker<'a> {
     }
 
     fn branches(&self, schema: &'a Schema) -> Option<&'a Vec<Schema>> {
-        schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Schema::as_array)
+        schema
+            .get("anyOf")
+            .or_else(|| schema.get("oneOf"))
+            .and_then(Schema::as_array)
     }
 
     /// The node kinds a schema accepts; `None` means any.
@@ -170,8 +175,10 @@ impl<'a> Checker<'a> {
     }
 
     fn one_of(&mut self, value: &Value, branches: &'a [Schema], path: &KeyPath) {
-        let constants: Option<Vec<&str>> =
-            branches.iter().map(|b| self.resolve(b).get("const")?.as_str()).collect();
+        let constants: Option<Vec<&str>> = branches
+            .iter()
+            .map(|b| self.resolve(b).get("const")?.as_str())
+            .collect();
         if let Some(allowed) = constants {
             if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
                 self.not_one_of(value, &allowed, path);
@@ -186,7 +193,9 @@ impl<'a> Checker<'a> {
         match fitting.as_slice() {
             [] => {
                 let expected = self.kinds(&Schema::Object(
-                    [("anyOf".to_owned(), Schema::Array(branches.to_vec()))].into_iter().collect(),
+                    [("anyOf".to_owned(), Schema::Array(branches.to_vec()))]
+                        .into_iter()
+                        .collect(),
                 ));
                 self.wrong_type(value, &expected.unwrap_or_default(), path);
             }
@@ -196,7 +205,11 @@ impl<'a> Checker<'a> {
                 // entirely, else the one with the fewest problems.
                 let mut best: Option<Vec<Diagnostic>> = None;
                 for branch in several {
-                    let mut trial = Checker { root: self.root, spans: self.spans, found: Vec::new() };
+                    let mut trial = Checker {
+                        root: self.root,
+                        spans: self.spans,
+                        found: Vec::new(),
+                    };
                     trial.node(value, branch, path);
                     if best.as_ref().is_none_or(|b| trial.found.len() < b.len()) {
                         best = Some(trial.found);
@@ -217,7 +230,11 @@ impl<'a> Checker<'a> {
                 self.found.push(
                     Diagnostic::at(
                         self.spans.value(path),
-                        format!("`{}` has a key that is not a string: {}", display(path), shown.trim()),
+                        format!(
+                            "`{}` has a key that is not a string: {}",
+                            display(path),
+                            shown.trim()
+                        ),
                         "in this mapping",
                     )
                     .help("quote the key to make it a string"),
@@ -258,8 +275,11 @@ impl<'a> Checker<'a> {
         properties: Option<&'a serde_json::Map<String, Schema>>,
         path: &KeyPath,
     ) -> Option<&'a str> {
-        let known: Vec<&'a str> =
-            properties.into_iter().flat_map(|p| p.keys()).map(String::as_str).collect();
+        let known: Vec<&'a str> = properties
+            .into_iter()
+            .flat_map(|p| p.keys())
+            .map(String::as_str)
+            .collect();
         let close = did_you_mean(name, known.iter().copied());
         let help = match close {
             Some(close) => format!("did you mean `{close}`?"),
@@ -267,15 +287,24 @@ impl<'a> Checker<'a> {
             None => format!("known keys here: {}", known.join(", ")),
         };
         self.found.push(
-            Diagnostic::at(self.spans.key(path), format!("unknown key `{name}`"), "unknown key")
-                .help(help),
+            Diagnostic::at(
+                self.spans.key(path),
+                format!("unknown key `{name}`"),
+                "unknown key",
+            )
+            .help(help),
         );
         close
     }
 
     fn not_one_of(&mut self, value: &Value, allowed: &[&str], path: &KeyPath) {
         let shown = value.as_str().map_or_else(
-            || serde_yaml::to_string(value).unwrap_or_default().trim().to_owned(),
+            || {
+                serde_yaml::to_string(value)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            },
             str::to_owned,
         );
         let hint = did_you_mean(&shown, allowed.iter().copied())
@@ -283,7 +312,10 @@ impl<'a> Checker<'a> {
         self.found.push(
             Diagnostic::at(
                 self.spans.value(path),
-                format!("`{path}` must be one of {}; found `{shown}`", allowed.join(", ")),
+                format!(
+                    "`{path}` must be one of {}; found `{shown}`",
+                    allowed.join(", ")
+                ),
                 "not a known value",
             )
             .maybe_help(hint),
@@ -292,7 +324,11 @@ impl<'a> Checker<'a> {
 
     fn wrong_type(&mut self, value: &Value, expected: &[Kind], path: &KeyPath) {
         let found = Kind::of(value);
-        let names: Vec<&str> = expected.iter().filter(|k| **k != Kind::Null).map(|k| k.article()).collect();
+        let names: Vec<&str> = expected
+            .iter()
+            .filter(|k| **k != Kind::Null)
+            .map(|k| k.article())
+            .collect();
         let expected_text = match names.as_slice() {
             [] => "nothing".to_owned(),
             [one] => (*one).to_owned(),
@@ -302,7 +338,10 @@ impl<'a> Checker<'a> {
             && matches!(found, Kind::Integer | Kind::Number | Kind::Boolean)
         {
             let shown = serde_yaml::to_string(value).unwrap_or_default();
-            Some(format!("quote it to make it a string: \"{}\"", shown.trim()))
+            Some(format!(
+                "quote it to make it a string: \"{}\"",
+                shown.trim()
+            ))
         } else if found == Kind::Null {
             Some("the key has no value; give it one or remove the key".to_owned())
         } else if expected.contains(&Kind::List) && found == Kind::String {
@@ -313,7 +352,11 @@ impl<'a> Checker<'a> {
         self.found.push(
             Diagnostic::at(
                 self.spans.value(path),
-                format!("{} must be {expected_text}, found {}", display(path), found.article()),
+                format!(
+                    "{} must be {expected_text}, found {}",
+                    display(path),
+                    found.article()
+                ),
                 format!("expected {expected_text}"),
             )
             .maybe_help(help),
@@ -344,22 +387,29 @@ impl<'a> Checker<'a> {
     fn string(&mut self, text: &str, schema: &Schema, path: &KeyPath) {
         let problem = match schema.get("format").and_then(Schema::as_str) {
             Some(DURATION_FORMAT) => text.parse::<HumanDuration>().err().map(|e| {
-                (e.to_string(), "write a number and a unit, for example 45s, 90m or 1h30m")
+                (
+                    e.to_string(),
+                    "write a number and a unit, for example 45s, 90m or 1h30m",
+                )
             }),
-            Some(REPO_URL_FORMAT) => {
-                text.parse::<RepoUrl>().err().map(|e| (e.to_string(), e.help()))
-            }
+            Some(REPO_URL_FORMAT) => text
+                .parse::<RepoUrl>()
+                .err()
+                .map(|e| (e.to_string(), e.help())),
             _ => None,
         };
         if let Some((message, help)) = problem {
-            self.found.push(
-                Diagnostic::at(self.spans.value(path), message, "here").help(help),
-            );
+            self.found
+                .push(Diagnostic::at(self.spans.value(path), message, "here").help(help));
         }
     }
 }
 
 /// `the top level` or `` `tasks.bump` ``.
 fn display(path: &KeyPath) -> String {
-    if path == &KeyPath::root() { "the workflow".to_owned() } else { format!("`{path}`") }
+    if path == &KeyPath::root() {
+        "the workflow".to_owned()
+    } else {
+        format!("`{path}`")
+    }
 }

@@ -21,7 +21,10 @@ pub struct Span {
 impl Span {
     /// The range `start..end`.
     pub fn new(start: usize, end: usize) -> Self {
-        Self { start, end: end.max(start) }
+        Self {
+            start,
+            end: end.max(start),
+        }
     }
 
     /// An empty range at `at`.
@@ -46,7 +49,9 @@ pub struct SourceFile {
 
 impl fmt::Debug for SourceFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SourceFile").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("SourceFile")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,19 +93,31 @@ impl SourceFile {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Self { name: name.into(), text, line_starts }
+        Self {
+            name: name.into(),
+            text,
+            line_starts,
+        }
     }
 
     /// Reads `path`, refusing files over [`MAX_FILE_BYTES`] and text that is not UTF-8.
     pub fn read(path: &Path) -> Result<Result<Self, (Self, Unreadable)>, ReadError> {
         let name = path.display().to_string();
-        let io = |source| ReadError::Io { path: name.clone(), source };
+        let io = |source| ReadError::Io {
+            path: name.clone(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             let on_disk = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-            return Ok(Err((Self::new(name, ""), Unreadable::TooLarge { bytes: on_disk })));
+            return Ok(Err((
+                Self::new(name, ""),
+                Unreadable::TooLarge { bytes: on_disk },
+            )));
         }
         Ok(match String::from_utf8(bytes) {
             Ok(text) => Ok(Self::new(name, text)),
@@ -145,7 +162,10 @@ impl SourceFile {
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let start = self.line_starts[line - 1];
-        let column = self.text.get(start..offset).map_or(0, |s| s.chars().count());
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
         (line, column + 1)
     }
 }

@@ -103,13 +103,19 @@ impl Scope<'_> {
             }
             if !roots.contains(&root) {
                 let known = roots.iter().map(|r| (*r).to_owned()).collect();
-                unknown.push(UnknownName { name: root.to_owned(), known });
+                unknown.push(UnknownName {
+                    name: root.to_owned(),
+                    known,
+                });
                 continue;
             }
             if let (Some(field), Some(fields)) = (parts.next(), self.fields(root)) {
                 if !fields.contains(&field) {
                     let known = fields.iter().map(|f| format!("{root}.{f}")).collect();
-                    unknown.push(UnknownName { name: format!("{root}.{field}"), known });
+                    unknown.push(UnknownName {
+                        name: format!("{root}.{field}"),
+                        known,
+                    });
                 }
             }
         }
@@ -124,35 +130,51 @@ mod tests {
 
     fn unknown_in(template: &str, scope: &Scope) -> Vec<String> {
         let env = environment();
-        let used = env.template_from_str(template).unwrap().undeclared_variables(true);
+        let used = env
+            .template_from_str(template)
+            .unwrap()
+            .undeclared_variables(true);
         scope.unknown(used).into_iter().map(|u| u.name).collect()
     }
 
     #[test]
     fn names_are_checked_against_the_scope() {
-        let scope = Scope { vars: vec!["team"], instance: true, needs: vec!["bump"], ..Scope::default() };
+        let scope = Scope {
+            vars: vec!["team"],
+            instance: true,
+            needs: vec!["bump"],
+            ..Scope::default()
+        };
         let ok = "{{ repo.name }} {{ vars.team }} {% for t in needs.bump %}{{ t.pr_url }}{% endfor %}\
                   {% for i in range(3) %}{{ i }}{% endfor %}{{ run.key | upper }}";
         assert_eq!(unknown_in(ok, &scope), Vec::<String>::new());
-        assert_eq!(unknown_in("{{ repo.nme }} {{ agent.id }} {{ vars.x }}", &scope), [
-            "agent",
-            "repo.nme",
-            "vars.x"
-        ]);
+        assert_eq!(
+            unknown_in("{{ repo.nme }} {{ agent.id }} {{ vars.x }}", &scope),
+            ["agent", "repo.nme", "vars.x"]
+        );
         assert_eq!(unknown_in("{{ needs.fix }}", &scope), ["needs.fix"]);
     }
 
     #[test]
     fn run_key_sees_date_and_name_only() {
-        let scope = Scope { run_key: true, ..Scope::default() };
-        assert_eq!(unknown_in("{{ date }}-{{ name }}", &scope), Vec::<String>::new());
+        let scope = Scope {
+            run_key: true,
+            ..Scope::default()
+        };
+        assert_eq!(
+            unknown_in("{{ date }}-{{ name }}", &scope),
+            Vec::<String>::new()
+        );
         assert_eq!(unknown_in("{{ repo.name }}", &scope), ["repo"]);
     }
 
     #[test]
     fn runaway_templates_stop() {
         let env = environment();
-        let out = env.render_str("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", ());
+        let out = env.render_str(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            (),
+        );
         assert!(out.is_err());
     }
 }

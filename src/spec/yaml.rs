@@ -101,7 +101,8 @@ impl Spans {
 
     /// The span of the key that holds `path`, falling back to the value's span.
     pub fn key(&self, path: &KeyPath) -> Span {
-        self.find(path).map_or(Span::point(0), |n| n.key.unwrap_or(n.value))
+        self.find(path)
+            .map_or(Span::point(0), |n| n.key.unwrap_or(n.value))
     }
 
     fn find(&self, path: &KeyPath) -> Option<&NodeSpans> {
@@ -140,7 +141,9 @@ pub fn parse(file: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
         return Err(duplicates);
     }
     if let Err(error) = value.apply_merge() {
-        return Err(vec![Diagnostic::file(format!("cannot apply a merge key (<<): {error}"))]);
+        return Err(vec![Diagnostic::file(format!(
+            "cannot apply a merge key (<<): {error}"
+        ))]);
     }
     Ok(Document { value, spans })
 }
@@ -172,12 +175,18 @@ fn syntax_error(file: &SourceFile, error: &serde_yaml::Error) -> Diagnostic {
     } else {
         None
     };
-    let label = if short.starts_with("recursion limit") { "too deep here" } else { "here" };
+    let label = if short.starts_with("recursion limit") {
+        "too deep here"
+    } else {
+        "here"
+    };
     Diagnostic::at(span, format!("invalid YAML: {short}"), label).maybe_help(help)
 }
 
 fn next_char_len(text: &str, offset: usize) -> usize {
-    text.get(offset..).and_then(|s| s.chars().next()).map_or(0, char::len_utf8)
+    text.get(offset..)
+        .and_then(|s| s.chars().next())
+        .map_or(0, char::len_utf8)
 }
 
 struct Indexer<'a, 'input> {
@@ -201,7 +210,10 @@ fn index_spans(file: &SourceFile) -> Result<(Spans, Vec<Diagnostic>), Vec<Diagno
             Event::StreamEnd => break,
             _ => {
                 let value = indexer.node(&event, span, &mut path)?;
-                indexer.spans.nodes.insert(KeyPath::root(), NodeSpans { key: None, value });
+                indexer
+                    .spans
+                    .nodes
+                    .insert(KeyPath::root(), NodeSpans { key: None, value });
             }
         }
     }
@@ -216,7 +228,9 @@ impl<'input> Indexer<'_, 'input> {
             None => Ok(None),
             Some(Ok((event, span))) => Ok(Some((event, self.span(span)))),
             Some(Err(error)) => {
-                let at = self.file.offset(error.marker().line(), error.marker().col());
+                let at = self
+                    .file
+                    .offset(error.marker().line(), error.marker().col());
                 Err(vec![Diagnostic::at(
                     Span::point(at),
                     format!("invalid YAML: {}", error.info()),
@@ -233,7 +247,8 @@ impl<'input> Indexer<'_, 'input> {
     }
 
     fn expect_next(&mut self) -> Result<Located<'input>, Vec<Diagnostic>> {
-        self.next()?.ok_or_else(|| vec![Diagnostic::file("invalid YAML: unexpected end of file")])
+        self.next()?
+            .ok_or_else(|| vec![Diagnostic::file("invalid YAML: unexpected end of file")])
     }
 
     /// Records the node that starts with `event` and its children; returns its span.
@@ -253,7 +268,9 @@ impl<'input> Indexer<'_, 'input> {
                     }
                     path.push(Segment::Index(index));
                     let value = self.node(&event, child, path)?;
-                    self.spans.nodes.insert(path.clone(), NodeSpans { key: None, value });
+                    self.spans
+                        .nodes
+                        .insert(path.clone(), NodeSpans { key: None, value });
                     path.pop();
                     index += 1;
                 }
@@ -289,7 +306,10 @@ impl<'input> Indexer<'_, 'input> {
                     let (event, child) = self.expect_next()?;
                     path.push(Segment::Key(key));
                     let value = self.node(&event, child, path)?;
-                    let spans = NodeSpans { key: Some(key_span), value };
+                    let spans = NodeSpans {
+                        key: Some(key_span),
+                        value,
+                    };
                     self.spans.nodes.entry(path.clone()).or_insert(spans);
                     path.pop();
                 }
@@ -322,7 +342,10 @@ mod tests {
         assert_eq!(second.to_string(), "tasks.bump.needs[1]");
         // Unknown paths fall back to the nearest ancestor.
         let missing = KeyPath::of(&["tasks", "bump", "nope", "deeper"]);
-        assert_eq!(doc.spans.key(&missing), doc.spans.key(&KeyPath::of(&["tasks", "bump"])));
+        assert_eq!(
+            doc.spans.key(&missing),
+            doc.spans.key(&KeyPath::of(&["tasks", "bump"]))
+        );
     }
 
     #[test]
