@@ -2,6 +2,7 @@
 //! None may panic, hang (the command has a timeout) or use unbounded memory (each runs under
 //! a 1 GiB address-space limit).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::support::{SOURCE_DATE_EPOCH, repo_root, text};
@@ -50,7 +51,7 @@ fn a_ten_megabyte_file_is_refused() {
     let mut yaml = String::from("version: 1\nname: huge\nfleets:\n  all:\n");
     let mut n = 0;
     while yaml.len() < 10_000_000 {
-        yaml.push_str(&format!("    - https://github.com/acme/service-{n:07}\n"));
+        let _ = writeln!(yaml, "    - https://github.com/acme/service-{n:07}");
         n += 1;
     }
     std::fs::write(dir.path().join("huge.yaml"), yaml).unwrap();

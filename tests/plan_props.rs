@@ -2,6 +2,7 @@
 //! respects every edge; and no input text makes the loader panic.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use orchestrate::plan::{Options, Plan};
 use orchestrate::spec::{self, SourceFile};
@@ -90,7 +91,7 @@ fn to_yaml(shape: &WorkflowShape) -> String {
             .collect();
         let mut prompt = "Work on {{ repo.name }} for {{ run.name }}.".to_owned();
         for need in &needs {
-            prompt.push_str(&format!(" After {{{{ needs[\"{need}\"] }}}}."));
+            let _ = write!(prompt, " After {{{{ needs[\"{need}\"] }}}}.");
         }
         let condition = ["all_succeeded", "any_succeeded", "always"][task.condition];
         let mut value = json!({

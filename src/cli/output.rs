@@ -10,7 +10,7 @@ use crate::spec::{Invalid, LoadError};
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
-    /// Color when stderr is a terminal and NO_COLOR is not set.
+    /// Color when stderr is a terminal and `NO_COLOR` is not set.
     Auto,
     /// Always color.
     Always,
@@ -42,7 +42,7 @@ impl Output {
         }
     }
 
-    /// Sends `tracing` events to stderr at the level `-v`/`-q` ask (RUST_LOG overrides).
+    /// Sends `tracing` events to stderr at the level `-v`/`-q` ask (`RUST_LOG` overrides).
     pub fn init_tracing(&self) {
         let level = match (self.quiet, self.verbose) {
             (true, _) => "error",

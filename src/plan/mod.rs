@@ -304,18 +304,18 @@ fn slots(fleet: &Fleet, name: &str, options: &Options) -> Vec<Slot> {
             .iter()
             .map(|item: &FleetRepo| from_url(item.url(), item.git_ref()))
             .collect(),
-        Fleet::Discover(fleet) => match options.discovered.get(name) {
-            Some(repos) => repos.iter().map(|url| from_url(url, None)).collect(),
-            None => {
-                let d = &fleet.discover;
-                vec![Slot {
-                    repo: None,
-                    discover: Some(d.clone()),
-                    git_ref: None,
-                    slug: format!("{}/{}", d.owner, d.name.as_deref().unwrap_or("*")),
-                }]
+        Fleet::Discover(fleet) => {
+            if let Some(repos) = options.discovered.get(name) {
+                return repos.iter().map(|url| from_url(url, None)).collect();
             }
-        },
+            let d = &fleet.discover;
+            vec![Slot {
+                repo: None,
+                discover: Some(d.clone()),
+                git_ref: None,
+                slug: format!("{}/{}", d.owner, d.name.as_deref().unwrap_or("*")),
+            }]
+        }
     }
 }
 
@@ -546,19 +546,19 @@ impl Plan {
     }
 
     /// The template context of instance `index`; `need` gives each needed instance's entry.
-    pub fn context<'a>(
-        &'a self,
+    pub fn context(
+        &self,
         index: usize,
         need: impl Fn(&Instance) -> NeedContext,
         agent: Option<AgentOutput>,
-    ) -> Context<'a> {
+    ) -> Context<'_> {
         let instance = &self.instances[index];
         let mut needs: IndexMap<String, Needs> = IndexMap::new();
         for &n in &instance.needs {
             let needed = &self.instances[n];
             let entry = need(needed);
             if self.paired[index].contains(&needed.task) {
-                needs.insert(needed.task.to_string(), Needs::One(entry));
+                needs.insert(needed.task.to_string(), Needs::One(Box::new(entry)));
             } else {
                 match needs
                     .entry(needed.task.to_string())
@@ -602,7 +602,7 @@ fn check_branch(branch: &str) -> Result<(), &'static str> {
     }
     if branch.starts_with(['-', '/', '.'])
         || branch.ends_with(['/', '.'])
-        || branch.ends_with(".lock")
+        || branch.to_ascii_lowercase().ends_with(".lock")
     {
         return Err("it starts or ends with a character git does not allow there");
     }

@@ -37,7 +37,7 @@ pub const DEFAULT_BRANCH: &str = "orchestrate/{{ run.name }}/{{ run.key }}/{{ ta
 #[serde(untagged)]
 pub enum Needs {
     /// The instance of the same repository.
-    One(NeedContext),
+    One(Box<NeedContext>),
     /// Every instance of the needed task.
     All(Vec<NeedContext>),
 }

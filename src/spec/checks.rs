@@ -6,7 +6,8 @@ use petgraph::graphmap::DiGraphMap;
 use super::template::{self, Scope};
 use super::yaml::{KeyPath, Spans};
 use super::{
-    Diagnostic, FORMAT_VERSION, Fleet, SourceFile, Span, Workflow, did_you_mean, is_identifier,
+    Diagnostic, FORMAT_VERSION, Fleet, FleetName, SourceFile, Span, TaskId, Workflow, did_you_mean,
+    is_identifier,
 };
 
 /// Every problem of a workflow whose shape is right.
@@ -125,8 +126,8 @@ impl Checks<'_> {
     }
 
     fn tasks(&mut self) {
-        let task_ids: Vec<&str> = self.workflow.tasks.keys().map(|id| id.as_str()).collect();
-        let fleet_names: Vec<&str> = self.workflow.fleets.keys().map(|f| f.as_str()).collect();
+        let task_ids: Vec<&str> = self.workflow.tasks.keys().map(TaskId::as_str).collect();
+        let fleet_names: Vec<&str> = self.workflow.fleets.keys().map(FleetName::as_str).collect();
         for (id, task) in &self.workflow.tasks {
             let path = KeyPath::of(&["tasks", id.as_str()]);
             if !is_identifier(id.as_str()) {
@@ -300,7 +301,7 @@ impl Checks<'_> {
         for (id, task) in &self.workflow.tasks {
             let path = KeyPath::of(&["tasks", id.as_str()]);
             let scope = Scope {
-                needs: task.needs.iter().map(|n| n.as_str()).collect(),
+                needs: task.needs.iter().map(TaskId::as_str).collect(),
                 ..instance.clone()
             };
             self.template(&env, &task.prompt, &path.key("prompt"), &scope);

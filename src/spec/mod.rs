@@ -119,7 +119,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             let diagnostic = match unreadable {
                 Unreadable::TooLarge { bytes } => Diagnostic::file(format!(
                     "the file is {:.1} MiB; a workflow may be at most {} MiB",
-                    bytes as f64 / 1024.0 / 1024.0,
+                    f64::from(u32::try_from(bytes / 1024).unwrap_or(u32::MAX)) / 1024.0,
                     MAX_FILE_BYTES / 1024 / 1024,
                 ))
                 .help(

@@ -98,7 +98,7 @@ impl<'a> Checker<'a> {
         schema
     }
 
-    fn branches(&self, schema: &'a Schema) -> Option<&'a Vec<Schema>> {
+    fn branches(schema: &'a Schema) -> Option<&'a Vec<Schema>> {
         schema
             .get("anyOf")
             .or_else(|| schema.get("oneOf"))
@@ -108,7 +108,7 @@ impl<'a> Checker<'a> {
     /// The node kinds a schema accepts; `None` means any.
     fn kinds(&self, schema: &'a Schema) -> Option<Vec<Kind>> {
         let schema = self.resolve(schema);
-        if let Some(branches) = self.branches(schema) {
+        if let Some(branches) = Self::branches(schema) {
             let mut kinds = Vec::new();
             for branch in branches {
                 for kind in self.kinds(branch)? {
@@ -149,7 +149,7 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        if let Some(branches) = self.branches(schema) {
+        if let Some(branches) = Self::branches(schema) {
             self.one_of(value, branches, path);
             return;
         }

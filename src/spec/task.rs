@@ -45,6 +45,7 @@ pub enum Condition {
 }
 
 impl Condition {
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
     fn is_default(&self) -> bool {
         *self == Condition::AllSucceeded
     }

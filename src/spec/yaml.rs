@@ -282,13 +282,12 @@ impl<'input> Indexer<'_, 'input> {
                     if matches!(event, Event::MappingEnd) {
                         return Ok(Span::new(span.start, key_span.end));
                     }
-                    let key = match &event {
-                        Event::Scalar(text, ..) => text.to_string(),
+                    let key = if let Event::Scalar(text, ..) = &event {
+                        text.to_string()
+                    } else {
                         // A complex key: walk it so the events stay in step; it has no path.
-                        _ => {
-                            self.node(&event, key_span, &mut path.key("?"))?;
-                            "?".to_owned()
-                        }
+                        self.node(&event, key_span, &mut path.key("?"))?;
+                        "?".to_owned()
                     };
                     if let Some(first) = seen.get(&key) {
                         self.duplicates.push(
