@@ -226,7 +226,7 @@ impl Plan {
         let mut out = String::from(
             "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
         );
-        let _ = writeln!(out, "  label={};", quote(self.run.as_str()));
+        let _ = writeln!(out, "  label={};", quote(&[self.run.as_str()]));
         for (wave, members) in self.waves.iter().enumerate() {
             let _ = writeln!(out, "  subgraph wave_{wave} {{\n    rank=same;");
             for &index in members {
@@ -234,7 +234,7 @@ impl Plan {
                 let _ = writeln!(
                     out,
                     "    n{index} [label={}];",
-                    quote(&format!("{}\\n{}", instance.key, instance.action.as_str()))
+                    quote(&[instance.key.as_str(), instance.action.as_str()])
                 );
             }
             out.push_str("  }\n");
@@ -271,13 +271,13 @@ fn condition_name(instance: &Instance) -> &'static str {
     }
 }
 
-fn quote(text: &str) -> String {
-    format!(
-        "\"{}\"",
-        text.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace("\\\\n", "\\n")
-    )
+/// A Graphviz string literal of `lines`, one per line of the label.
+fn quote(lines: &[&str]) -> String {
+    let escaped: Vec<String> = lines
+        .iter()
+        .map(|line| line.replace('\\', "\\\\").replace('"', "\\\""))
+        .collect();
+    format!("\"{}\"", escaped.join("\\n"))
 }
 
 #[derive(Serialize)]

@@ -581,11 +581,6 @@ impl Plan {
         }
     }
 
-    /// The instance with `key`.
-    pub fn get(&self, key: &InstanceKey) -> Option<&Instance> {
-        self.instances.iter().find(|i| &i.key == key)
-    }
-
     /// How many instances wait on a discover fleet to be resolved.
     pub fn deferred(&self) -> usize {
         self.instances.iter().filter(|i| i.repo.is_none()).count()

@@ -1,5 +1,8 @@
 //! Checks that need the whole workflow: references, cycles, duplicates, templates.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+
 use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
 
@@ -228,27 +231,13 @@ impl Checks<'_> {
         }
         components.sort();
         for component in components {
-            // Walk from the first task (in file order) through needs inside the component
-            // until the walk comes back: that is the cycle to show.
-            let start = component[0];
-            let mut cycle = vec![start];
-            let mut seen = vec![start];
-            let mut at = start;
-            loop {
-                let next = tasks[at]
+            let cycle = shortest_cycle(component[0], &component, |at| {
+                tasks[at]
                     .needs
                     .iter()
                     .filter_map(|n| tasks.get_index_of(n))
-                    .filter(|n| component.contains(n))
-                    .find(|n| *n == start || !seen.contains(n))
-                    .expect("a strongly connected component always leads on");
-                cycle.push(next);
-                if next == start {
-                    break;
-                }
-                seen.push(next);
-                at = next;
-            }
+                    .collect()
+            });
             let names: Vec<&str> = cycle
                 .iter()
                 .map(|i| tasks.get_index(*i).expect("index").0.as_str())
@@ -419,5 +408,51 @@ impl Checks<'_> {
 
     fn spans_text(&self, span: Span) -> Option<&str> {
         self.file.text().get(span.start..span.end)
+    }
+}
+
+/// The shortest cycle through `start` inside `component` (a strongly connected set of nodes),
+/// as `[start, ..., start]`. Breadth-first, so it is found from any shape of component and
+/// reads as short as it can be.
+fn shortest_cycle(
+    start: usize,
+    component: &[usize],
+    needs: impl Fn(usize) -> Vec<usize>,
+) -> Vec<usize> {
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(at) = queue.pop_front() {
+        for next in needs(at).into_iter().filter(|n| component.contains(n)) {
+            if next == start {
+                let mut cycle = vec![at];
+                while let Some(&previous) = parent.get(cycle.last().expect("not empty")) {
+                    cycle.push(previous);
+                }
+                // The chain of parents ends at `start`, which has none.
+                cycle.reverse();
+                cycle.push(start);
+                return cycle;
+            }
+            if let Entry::Vacant(entry) = parent.entry(next) {
+                entry.insert(at);
+                queue.push_back(next);
+            }
+        }
+    }
+    unreachable!("every node of a strongly connected component lies on a cycle")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortest_cycle;
+
+    #[test]
+    fn finds_the_cycle_whatever_the_order_of_needs() {
+        // a=0 needs b; b needs c first, then a; c needs b. A greedy walk from a through b's
+        // first need, c, would dead-end at c.
+        let needs = |n: usize| if n == 1 { vec![2, 0] } else { vec![1] };
+        assert_eq!(shortest_cycle(0, &[0, 1, 2], needs), [0, 1, 0]);
+        let ring = |n: usize| vec![(n + 1) % 3];
+        assert_eq!(shortest_cycle(0, &[0, 1, 2], ring), [0, 1, 2, 0]);
     }
 }
