@@ -1,5 +1,6 @@
 //! orchestrate: run fleets of Cursor Cloud Agents declaratively.
 
 pub mod cli;
+pub mod cursor;
 pub mod plan;
 pub mod spec;

@@ -1,0 +1,339 @@
+//! The typed client of the Cursor Cloud Agents API v0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use url::Url;
+
+use super::model::{
+    Agent, AgentId, AgentPage, Conversation, FollowUpRequest, IdResponse, LaunchRequest, Me,
+    Models, Prompt, Repositories,
+};
+use super::{
+    ApiError, ApiKey, AuthScheme, CallKind, ClientConfig, ConfigError, Quotas, RetryPolicy,
+};
+
+/// Sent with every request, so the API's operators can tell orchestrate's traffic apart.
+pub const USER_AGENT: &str = concat!("orchestrate/", env!("CARGO_PKG_VERSION"));
+
+/// The most agents `GET /v0/agents` returns in one page.
+pub const MAX_PAGE: u32 = 100;
+
+/// A client of the API: quotas kept, retries done, errors typed. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    key: ApiKey,
+    auth: AuthScheme,
+    request_timeout: Duration,
+    repositories_timeout: Duration,
+    quotas: Quotas,
+    retry: RetryPolicy,
+}
+
+/// One call: what to send and how it may be retried.
+struct Call<'a, B> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a B>,
+    kind: CallKind,
+    /// Whether sending it twice does no harm (reads, stop, delete). A launch or a follow-up
+    /// is only sent again when the API surely did not act on it.
+    idempotent: bool,
+}
+
+impl Client {
+    /// A client for `config`.
+    pub fn new(config: ClientConfig) -> Result<Self, ConfigError> {
+        Self::resuming(config, None)
+    }
+
+    /// A client that knows when an earlier process last called `GET /v0/repositories`.
+    pub fn resuming(
+        config: ClientConfig,
+        last_repositories_call: Option<SystemTime>,
+    ) -> Result<Self, ConfigError> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| ConfigError::Http(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: config.base_url,
+                key: config.api_key,
+                auth: config.auth,
+                request_timeout: config.request_timeout,
+                repositories_timeout: config.repositories_timeout,
+                quotas: Quotas::new(config.quotas, last_repositories_call),
+                retry: config.retry,
+            }),
+        })
+    }
+
+    /// The quotas this client keeps (for the last repositories call time, and waits).
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
+    }
+
+    /// The API root.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// `GET /v0/agents`: one page of agents, newest first.
+    pub async fn list_agents(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<AgentPage, ApiError> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(("limit", limit.clamp(1, MAX_PAGE).to_string()));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        self.get("v0/agents", &query, CallKind::Other).await
+    }
+
+    /// `GET /v0/agents/{id}`.
+    pub async fn agent(&self, id: &AgentId) -> Result<Agent, ApiError> {
+        self.get(&format!("v0/agents/{}", segment(id)), &[], CallKind::Other)
+            .await
+    }
+
+    /// `GET /v0/agents/{id}/conversation`.
+    pub async fn conversation(&self, id: &AgentId) -> Result<Conversation, ApiError> {
+        self.get(
+            &format!("v0/agents/{}/conversation", segment(id)),
+            &[],
+            CallKind::Other,
+        )
+        .await
+    }
+
+    /// `POST /v0/agents`. Retried only when the API surely did not act on it; after any
+    /// other failure the agent may exist, and the caller must find out before launching
+    /// again.
+    pub async fn launch(&self, request: &LaunchRequest) -> Result<Agent, ApiError> {
+        self.call(Call {
+            method: Method::POST,
+            path: "v0/agents",
+            query: &[],
+            body: Some(request),
+            kind: CallKind::Launch,
+            idempotent: false,
+        })
+        .await
+    }
+
+    /// `POST /v0/agents/{id}/followup`. A 409 (the agent is busy) is waited out and retried.
+    pub async fn follow_up(&self, id: &AgentId, prompt: Prompt) -> Result<IdResponse, ApiError> {
+        self.call(Call {
+            method: Method::POST,
+            path: &format!("v0/agents/{}/followup", segment(id)),
+            query: &[],
+            body: Some(&FollowUpRequest { prompt }),
+            kind: CallKind::Other,
+            idempotent: false,
+        })
+        .await
+    }
+
+    /// `POST /v0/agents/{id}/stop`.
+    pub async fn stop(&self, id: &AgentId) -> Result<IdResponse, ApiError> {
+        self.call::<(), _>(Call {
+            method: Method::POST,
+            path: &format!("v0/agents/{}/stop", segment(id)),
+            query: &[],
+            body: None,
+            kind: CallKind::Other,
+            idempotent: true,
+        })
+        .await
+    }
+
+    /// `DELETE /v0/agents/{id}`.
+    pub async fn delete(&self, id: &AgentId) -> Result<IdResponse, ApiError> {
+        self.call::<(), _>(Call {
+            method: Method::DELETE,
+            path: &format!("v0/agents/{}", segment(id)),
+            query: &[],
+            body: None,
+            kind: CallKind::Other,
+            idempotent: true,
+        })
+        .await
+    }
+
+    /// `GET /v0/me`.
+    pub async fn me(&self) -> Result<Me, ApiError> {
+        self.get("v0/me", &[], CallKind::Other).await
+    }
+
+    /// `GET /v0/models`.
+    pub async fn models(&self) -> Result<Models, ApiError> {
+        self.get("v0/models", &[], CallKind::Other).await
+    }
+
+    /// `GET /v0/repositories`, within its 1 per minute and 30 per hour limits (this waits).
+    pub async fn repositories(&self) -> Result<Repositories, ApiError> {
+        self.get("v0/repositories", &[], CallKind::Repositories)
+            .await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        kind: CallKind,
+    ) -> Result<T, ApiError> {
+        self.call::<(), _>(Call {
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+            kind,
+            idempotent: true,
+        })
+        .await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        call: Call<'_, B>,
+    ) -> Result<T, ApiError> {
+        let inner = &self.inner;
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            inner.quotas.acquire(call.kind).await;
+            let sent = Instant::now();
+            let result = self.send_once(&call).await;
+            let elapsed_ms = sent.elapsed().as_millis();
+            let error = match result {
+                Ok(value) => {
+                    debug!(method = %call.method, path = call.path, attempt, elapsed_ms, "ok");
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            let may_retry =
+                error.is_retryable() && (call.idempotent || error.surely_not_processed());
+            let delay = may_retry
+                .then(|| {
+                    inner
+                        .retry
+                        .delay(attempt, start.elapsed(), error.retry_after())
+                })
+                .flatten();
+            let Some(delay) = delay else {
+                debug!(method = %call.method, path = call.path, attempt, elapsed_ms, %error, "failed");
+                return Err(error);
+            };
+            warn!(
+                method = %call.method,
+                path = call.path,
+                attempt,
+                retry_in_ms = delay.as_millis(),
+                %error,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once<B: Serialize, T: DeserializeOwned>(
+        &self,
+        call: &Call<'_, B>,
+    ) -> Result<T, ApiError> {
+        let inner = &self.inner;
+        let url = inner.base.join(call.path).map_err(|e| ApiError::Decode {
+            message: e.to_string(),
+        })?;
+        let timeout = match call.kind {
+            CallKind::Repositories => inner.repositories_timeout,
+            _ => inner.request_timeout,
+        };
+        let mut request = inner
+            .http
+            .request(call.method.clone(), url)
+            .timeout(timeout);
+        if !call.query.is_empty() {
+            request = request.query(call.query);
+        }
+        if let Some(body) = call.body {
+            request = request.json(body);
+        }
+        request = match inner.auth {
+            AuthScheme::Basic => request.basic_auth(inner.key.expose(), Some("")),
+            AuthScheme::Bearer => request.bearer_auth(inner.key.expose()),
+        };
+        let response = request.send().await.map_err(network_error)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(network_error)?;
+        if !status.is_success() {
+            return Err(ApiError::from_status(
+                status.as_u16(),
+                retry_after,
+                &String::from_utf8_lossy(&body),
+            ));
+        }
+        let body = if body.is_empty() && status == StatusCode::NO_CONTENT {
+            &b"null"[..]
+        } else {
+            &body[..]
+        };
+        serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+            message: e.to_string(),
+        })
+    }
+}
+
+/// An agent id as one path segment, whatever it holds.
+fn segment(id: &AgentId) -> String {
+    url::form_urlencoded::byte_serialize(id.0.as_bytes()).collect()
+}
+
+fn network_error(error: reqwest::Error) -> ApiError {
+    // reqwest's message never holds headers, so the key cannot leak through it.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    ApiError::Network {
+        sent: !error.is_connect(),
+        message,
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}

@@ -1,0 +1,15 @@
+//! The Cursor Cloud Agents API: its JSON shapes, a typed client with quotas and retries.
+
+mod client;
+mod config;
+mod error;
+pub mod model;
+mod quota;
+mod retry;
+
+pub use client::{Client, MAX_PAGE, USER_AGENT};
+pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
+pub use error::ApiError;
+pub use model::{AgentId, AgentStatus};
+pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError};
+pub use retry::RetryPolicy;
