@@ -3,4 +3,5 @@
 pub mod cli;
 pub mod cursor;
 pub mod plan;
+pub mod sim;
 pub mod spec;

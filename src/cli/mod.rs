@@ -1,6 +1,8 @@
 //! The command line: arguments, and one function per command.
 
+mod api;
 mod output;
+mod sim;
 mod plan;
 mod validate;
 mod workflow;
@@ -73,6 +75,35 @@ pub enum Command {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// Show what the API knows of the key (`GET /v0/me`).
+    Me {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the models the API recommends (`GET /v0/models`).
+    Models {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the GitHub repositories the key can reach (`GET /v0/repositories`; 1/min, 30/h).
+    Repos {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and manage agents directly.
+    Agents {
+        /// What to do.
+        #[command(subcommand)]
+        command: api::AgentsCommand,
+        /// Print the API's JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Run a local simulator of the Cursor API (for trying workflows without a key).
+    Sim(sim::SimArgs),
 }
 
 /// Process exit codes (DESIGN.md section 1).
@@ -111,5 +142,21 @@ pub fn run(cli: Cli) -> Exit {
             ));
             Exit::Success
         }
+        Command::Me { json } => block_on(api::run(&out, api::ApiCommand::Me, json)),
+        Command::Models { json } => block_on(api::run(&out, api::ApiCommand::Models, json)),
+        Command::Repos { json } => block_on(api::run(&out, api::ApiCommand::Repos, json)),
+        Command::Agents { command, json } => {
+            block_on(api::run(&out, api::ApiCommand::Agents(command), json))
+        }
+        Command::Sim(args) => block_on(sim::run(&out, args)),
     }
+}
+
+/// Runs an async command on a runtime made for it.
+fn block_on(command: impl std::future::Future<Output = Exit>) -> Exit {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(command)
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
 use super::model::{
@@ -245,7 +245,7 @@ impl Client {
                 debug!(method = %call.method, path = call.path, attempt, elapsed_ms, %error, "failed");
                 return Err(error);
             };
-            warn!(
+            debug!(
                 method = %call.method,
                 path = call.path,
                 attempt,

@@ -11,5 +11,5 @@ pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
 pub use error::ApiError;
 pub use model::{AgentId, AgentStatus};
-pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError};
+pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError, Rates};
 pub use retry::RetryPolicy;

@@ -78,6 +78,18 @@ impl FromStr for Rate {
     }
 }
 
+/// Several windows of one quota, written `1/min+30/h`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rates(pub Vec<Rate>);
+
+impl FromStr for Rates {
+    type Err = RateError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split('+').map(str::parse).collect::<Result<_, _>>().map(Rates)
+    }
+}
+
 /// The quotas a client keeps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaConfig {
@@ -121,7 +133,7 @@ impl QuotaConfig {
                 "calls" => self.calls = rate(value)?,
                 "launches" => self.launches = rate(value)?,
                 "repositories" => {
-                    self.repositories = value.split('+').map(rate).collect::<Result<_, _>>()?;
+                    self.repositories = value.parse::<Rates>().map_err(|e| e.to_string())?.0;
                 }
                 "calls_burst" => {
                     self.calls_burst = value

@@ -30,8 +30,8 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1` (attempts count from 1), or `None` when the
-    /// policy says to give up. A `Retry-After` from the API is honoured as it is, capped by
-    /// `max_delay`; otherwise the wait is drawn uniformly from zero to the exponential
+    /// policy says to give up. A `Retry-After` from the API is honoured as it is (retrying
+    /// sooner would only be refused again); otherwise the wait is drawn uniformly from zero to the exponential
     /// ceiling ("full jitter"), which spreads a fleet's retries apart.
     pub fn delay(
         &self,
@@ -43,7 +43,7 @@ impl RetryPolicy {
             return None;
         }
         let delay = match retry_after {
-            Some(wait) => wait.min(self.max_delay),
+            Some(wait) => wait,
             None => {
                 let ceiling = self
                     .base_delay

@@ -1,0 +1,84 @@
+//! `orchestrate sim`: the simulator on its own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Exit, Output};
+use crate::cursor::{Rate, Rates};
+use crate::sim::{DEFAULT_KEY, Faults, SimConfig, Simulator};
+
+/// `orchestrate sim` options.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// How much faster than real time agents work (60: a minute takes a second).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Faults to inject, e.g. `5xx=0.1,429=0.05:3,latency=5ms..50ms,drop=0.02,error=0.1`.
+    #[arg(long, default_value = "")]
+    faults: Faults,
+    /// The API key it accepts (Basic or Bearer).
+    #[arg(long, default_value = DEFAULT_KEY, env = "ORCHESTRATE_SIM_KEY", hide_env_values = true)]
+    key: String,
+    /// How long an agent works on a prompt, in simulated time.
+    #[arg(long, default_value = "30s..3m", value_parser = parse_range)]
+    agent_duration: (Duration, Duration),
+    /// A quota on all calls, e.g. `600/min` (default: none).
+    #[arg(long)]
+    calls_quota: Option<Rate>,
+    /// The quotas of `GET /v0/repositories`.
+    #[arg(long, default_value = "1/min+30/h")]
+    repositories_quota: Rates,
+}
+
+fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
+    let (low, high) = text.split_once("..").unwrap_or((text, text));
+    let parse = |t: &str| humantime::parse_duration(t.trim()).map_err(|e| format!("`{t}`: {e}"));
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low > high {
+        return Err(format!("`{text}`: the range runs backwards"));
+    }
+    Ok((low, high))
+}
+
+/// Runs the simulator until Ctrl-C.
+pub async fn run(out: &Output, args: SimArgs) -> Exit {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        out.error("--speed must be a positive number");
+        return Exit::Invalid;
+    }
+    let config = SimConfig {
+        api_key: args.key,
+        speed: args.speed,
+        agent_duration: args.agent_duration,
+        faults: args.faults,
+        calls_quota: args.calls_quota,
+        repositories_quota: args.repositories_quota.0,
+        ..SimConfig::default()
+    };
+    let faults = config.faults.to_string();
+    let simulator = match Simulator::start(config, args.addr).await {
+        Ok(simulator) => simulator,
+        Err(error) => {
+            out.error(&format!("cannot listen on {}: {error}", args.addr));
+            return Exit::Invalid;
+        }
+    };
+    out.stdout(&format!(
+        "simulator listening on {url} (speed {speed}x, faults: {faults})\n\
+         try: CURSOR_API_BASE_URL={url} CURSOR_API_KEY=<the --key> orchestrate me\n",
+        url = simulator.url(),
+        speed = args.speed,
+    ));
+    match simulator.run_until_ctrl_c().await {
+        Ok(()) => Exit::Success,
+        Err(error) => {
+            out.error(&error.to_string());
+            Exit::ApiUnusable
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A simulator of the Cursor Cloud Agents API: a real HTTP server on loopback.
+//!
+//! Agents move CREATING -> RUNNING -> FINISHED (or ERROR / EXPIRED) on a clock that can be
+//! sped up; follow-ups send a finished agent back to work; quotas are enforced over real time
+//! with 429 and `Retry-After`, and every refusal is counted as a violation; faults are
+//! injected on demand; `/__sim/stats` and `/__sim/launches` let tests see what it saw.
+
+mod faults;
+mod routes;
+mod state;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use faults::{Faults, FaultsError};
+pub use state::Stats;
+pub use webhooks::signature;
+
+use crate::cursor::Rate;
+use crate::cursor::model::{LaunchRequest, Repository};
+
+/// The key the simulator accepts unless told otherwise.
+pub const DEFAULT_KEY: &str = "sim-key";
+
+/// How a simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The only key it accepts.
+    pub api_key: String,
+    /// How much faster than real time agents work.
+    pub speed: f64,
+    /// How long an agent is CREATING, in simulated time.
+    pub creating: Duration,
+    /// How long an agent works on a prompt, in simulated time, drawn from this range.
+    pub agent_duration: (Duration, Duration),
+    /// Faults to inject.
+    pub faults: Faults,
+    /// A quota on all calls, over real time; `None`: unlimited.
+    pub calls_quota: Option<Rate>,
+    /// The quotas of `GET /v0/repositories`, over real time (documented: 1/min and 30/h).
+    pub repositories_quota: Vec<Rate>,
+    /// Extra latency of `GET /v0/repositories` (it can take tens of seconds for real).
+    pub repositories_latency: Duration,
+    /// What `GET /v0/repositories` answers.
+    pub repositories: Vec<Repository>,
+    /// What `GET /v0/models` answers; a launch with another model is refused.
+    pub models: Vec<String>,
+    /// A path the API is served under, as behind a proxy (`/cursor`); empty: the root.
+    pub path_prefix: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let repositories = [
+            "api", "web", "billing", "worker", "integration", "platform-docs", "platform-reports", "docs",
+            "go-auth", "go-billing", "go-gateway", "go-search",
+        ]
+        .iter()
+        .map(|name| Repository {
+            owner: "acme".into(),
+            name: (*name).into(),
+            repository: format!("https://github.com/acme/{name}"),
+        })
+        .collect();
+        Self {
+            api_key: DEFAULT_KEY.to_owned(),
+            speed: 1.0,
+            creating: Duration::from_secs(5),
+            agent_duration: (Duration::from_secs(30), Duration::from_secs(180)),
+            faults: Faults::default(),
+            calls_quota: None,
+            repositories_quota: vec![
+                Rate::new(1, Duration::from_secs(60)),
+                Rate::new(30, Duration::from_secs(3600)),
+            ],
+            repositories_latency: Duration::ZERO,
+            repositories,
+            models: ["claude-4-sonnet", "claude-4-sonnet-thinking", "claude-4-opus-thinking", "o3", "gpt-5"]
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
+            path_prefix: String::new(),
+        }
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: routes::Shared,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Starts a simulator on `addr` (port 0 picks a free port).
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+        let state = Arc::new(Mutex::new(state::SimState::new(config)));
+        let stop = CancellationToken::new();
+        tokio::spawn(webhooks::deliver(state.clone(), stop.clone()));
+        let app = match prefix.as_str() {
+            "" => routes::router(state.clone()),
+            prefix => axum::Router::new().nest(prefix, routes::router(state.clone())),
+        };
+        let shutdown = stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+        });
+        Ok(Self { addr, state, stop, server })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its counters now.
+    pub fn stats(&self) -> Stats {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stats.clone()
+    }
+
+    /// The launch bodies it received, in order (webhook secrets masked).
+    pub fn launches(&self) -> Vec<LaunchRequest> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).launch_bodies.clone()
+    }
+
+    /// Changes the faults it injects from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).config.faults = faults;
+    }
+
+    /// Stops it and waits until it has.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.server.await;
+    }
+
+    /// Runs until Ctrl-C.
+    pub async fn run_until_ctrl_c(self) -> std::io::Result<()> {
+        let _ = tokio::signal::ctrl_c().await;
+        self.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! The simulator's HTTP API: the v0 endpoints, and `/__sim/*` for tests.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::state::{Refusal, SimState};
+use crate::cursor::model::{
+    AgentId, AgentPage, Conversation, FollowUpRequest, IdResponse, LaunchRequest, Me, Models,
+    Repositories,
+};
+use crate::spec::RepoUrl;
+
+/// The shared state handlers see.
+pub type Shared = Arc<Mutex<SimState>>;
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
+    // A handler that panicked leaves counters at worst a step behind: keep serving.
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An error answer in the API's v0 shape: `{"error": code, "message": text}`.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": code, "message": message.into() }))).into_response()
+}
+
+fn refusal(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::NotFound => error(StatusCode::NOT_FOUND, "agent_not_found", "Agent not found"),
+        Refusal::Busy => error(StatusCode::CONFLICT, "agent_busy", "Agent is busy; try again when it has finished"),
+        Refusal::NotAllowed(why) => error(StatusCode::CONFLICT, "invalid_state", why),
+    }
+}
+
+/// The router of a simulator over `state`.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v0/agents", get(list_agents).post(launch))
+        .route("/v0/agents/{id}", get(agent).delete(delete))
+        .route("/v0/agents/{id}/conversation", get(conversation))
+        .route("/v0/agents/{id}/followup", post(follow_up))
+        .route("/v0/agents/{id}/stop", post(stop))
+        .route("/v0/me", get(me))
+        .route("/v0/models", get(models))
+        .route("/v0/repositories", get(repositories))
+        .route("/__sim/stats", get(stats))
+        .route("/__sim/launches", get(launches))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .with_state(state)
+}
+
+/// Whether the `Authorization` header carries `key`, as Basic (key as user name) or Bearer.
+fn authorized(headers: &HeaderMap, key: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return token.trim() == key;
+    }
+    if let Some(encoded) = value.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        let decoded = String::from_utf8_lossy(&decoded);
+        return decoded.split_once(':').map_or(decoded.as_ref(), |(user, _)| user) == key;
+    }
+    false
+}
+
+/// Before every API request: count it, then latency, auth, quotas and injected faults.
+async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    if route.starts_with("/__sim/") {
+        return next.run(request).await;
+    }
+    let name = format!("{} {route}", request.method());
+    let mutation = request.method() != Method::GET;
+    let (latency, key) = {
+        let mut s = lock(&state);
+        *s.stats.calls.entry(name.clone()).or_default() += 1;
+        let latency = s.config.faults.latency.map(|(low, high)| {
+            if low >= high { low } else { s.rng.random_range(low..=high) }
+        });
+        let slow = if route == "/v0/repositories" { s.config.repositories_latency } else { Duration::ZERO };
+        (latency.unwrap_or_default() + slow, s.config.api_key.clone())
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if !authorized(request.headers(), &key) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
+    }
+    enum Fate {
+        Answer,
+        Burst,
+        Quota(Duration),
+        ServerError(u16),
+        Drop,
+    }
+    let fate = {
+        let mut s = lock(&state);
+        let now = SystemTime::now();
+        let faults = s.config.faults.clone();
+        let bursting = s.burst_left > 0 || (faults.rate_limit_burst > 0.0 && s.rng.random_bool(faults.rate_limit_burst));
+        if bursting {
+            s.burst_left = if s.burst_left > 0 { s.burst_left - 1 } else { faults.burst_length.saturating_sub(1) };
+            *s.stats.faults.entry("429".into()).or_default() += 1;
+            Fate::Burst
+        } else if let Err(wait) = s.admit(route == "/v0/repositories", now) {
+            *s.stats.quota_violations.entry(name.clone()).or_default() += 1;
+            Fate::Quota(wait)
+        } else if faults.server_error > 0.0 && s.rng.random_bool(faults.server_error) {
+            *s.stats.faults.entry("5xx".into()).or_default() += 1;
+            Fate::ServerError([500, 502, 503][s.rng.random_range(0..3)])
+        } else if faults.drop > 0.0 && s.rng.random_bool(faults.drop) {
+            *s.stats.faults.entry("drop".into()).or_default() += 1;
+            Fate::Drop
+        } else {
+            Fate::Answer
+        }
+    };
+    match fate {
+        Fate::Answer => next.run(request).await,
+        Fate::Burst => rate_limited(Duration::from_secs(1), "Too many requests (injected burst)"),
+        Fate::Quota(wait) => rate_limited(wait, "Rate limit exceeded"),
+        Fate::ServerError(status) => error(
+            StatusCode::from_u16(status).expect("a valid status"),
+            "internal_error",
+            "Injected server error",
+        ),
+        Fate::Drop => {
+            // A lost response: a launch or follow-up takes effect, then the connection dies.
+            if mutation {
+                let _ = next.run(request).await;
+            }
+            dropped_connection()
+        }
+    }
+}
+
+fn rate_limited(wait: Duration, message: &str) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", message);
+    response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+    response
+}
+
+/// A response whose body fails before its first byte: hyper closes the connection, and the
+/// client sees it dropped.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("connection dropped by the simulator"))
+    });
+    Response::builder().status(StatusCode::OK).body(Body::from_stream(failing)).expect("a valid response")
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list_agents(State(state): State<Shared>, Query(query): Query<ListQuery>) -> Response {
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => 20,
+        Some(Ok(n @ 1..=100)) => n,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "validation_error", "limit must be a number from 1 to 100"),
+    };
+    let s = lock(&state);
+    let cursor = query.cursor.map(AgentId);
+    let (agents, next_cursor) = s.page(limit, cursor.as_ref(), SystemTime::now());
+    Json(AgentPage { agents, next_cursor }).into_response()
+}
+
+async fn launch(State(state): State<Shared>, body: Result<Json<LaunchRequest>, JsonRejection>) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "validation_error", rejection.body_text()),
+    };
+    if request.prompt.text.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.text is required");
+    }
+    if request.prompt.images.len() > 5 {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.images holds at most 5 images");
+    }
+    if request.source.repository.parse::<RepoUrl>().is_err() {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "source.repository must be a GitHub repository URL");
+    }
+    if let Some(secret) = request.webhook.as_ref().and_then(|w| w.secret.as_ref()) {
+        if !(32..=256).contains(&secret.expose().len()) {
+            return error(StatusCode::BAD_REQUEST, "validation_error", "webhook.secret must be 32 to 256 characters");
+        }
+    }
+    let mut s = lock(&state);
+    if let Some(model) = &request.model {
+        if !s.config.models.contains(model) {
+            return error(StatusCode::BAD_REQUEST, "validation_error", format!("model `{model}` is not available"));
+        }
+    }
+    Json(s.launch(request, SystemTime::now())).into_response()
+}
+
+async fn agent(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let s = lock(&state);
+    match s.agent(&AgentId(id)) {
+        Some(agent) => Json(agent.view(SystemTime::now())).into_response(),
+        None => refusal(Refusal::NotFound),
+    }
+}
+
+async fn conversation(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let s = lock(&state);
+    let id = AgentId(id);
+    match s.agent(&id) {
+        Some(agent) => Json(Conversation { messages: agent.messages(SystemTime::now()), id }).into_response(),
+        None => refusal(Refusal::NotFound),
+    }
+}
+
+async fn follow_up(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    body: Result<Json<FollowUpRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "validation_error", rejection.body_text()),
+    };
+    if request.prompt.text.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.text is required");
+    }
+    let id = AgentId(id);
+    let mut s = lock(&state);
+    match s.follow_up(&id, request.prompt.text, SystemTime::now()) {
+        Ok(()) => Json(IdResponse { id }).into_response(),
+        Err(why) => refusal(why),
+    }
+}
+
+async fn stop(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = AgentId(id);
+    match lock(&state).stop(&id, SystemTime::now()) {
+        Ok(()) => Json(IdResponse { id }).into_response(),
+        Err(why) => refusal(why),
+    }
+}
+
+async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = AgentId(id);
+    match lock(&state).delete(&id) {
+        Ok(()) => Json(IdResponse { id }).into_response(),
+        Err(why) => refusal(why),
+    }
+}
+
+async fn me() -> Json<Me> {
+    Json(Me {
+        api_key_name: "orchestrate simulator".into(),
+        created_at: Some("2026-01-01T00:00:00Z".into()),
+        user_email: Some("simulator@example.com".into()),
+    })
+}
+
+async fn models(State(state): State<Shared>) -> Json<Models> {
+    Json(Models { models: lock(&state).config.models.clone() })
+}
+
+async fn repositories(State(state): State<Shared>) -> Json<Repositories> {
+    Json(Repositories { repositories: lock(&state).config.repositories.clone() })
+}
+
+async fn stats(State(state): State<Shared>) -> Response {
+    Json(lock(&state).stats.clone()).into_response()
+}
+
+async fn launches(State(state): State<Shared>) -> Response {
+    Json(lock(&state).launch_bodies.clone()).into_response()
+}
