@@ -1,13 +1,19 @@
 //! End-to-end tests of the `orchestrate` binary, one test binary for fast linking.
 //!
 //! - `support`: how a test runs the binary (fixed date, no color, no API key, a timeout).
+//! - `api_contract`: the API types read and write the reference's own JSON examples.
+//! - `client`: the API client against the simulator: endpoints, errors, retries, quotas.
+//! - `cli_api`: `me`, `models`, `repos`, `agents` against the simulator; the key never shows.
 //! - `invalid`: every file of `tests/fixtures/invalid/` fails with its exact message.
 //! - `examples`: every example validates and plans as its snapshot shows.
 //! - `schema`: the checked-in JSON Schema is the one the types generate.
 //! - `cli`: usage, formats, several files, exit codes.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
+mod api_contract;
 mod cli;
+mod cli_api;
+mod client;
 mod examples;
 mod invalid;
 mod plan_props;

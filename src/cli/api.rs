@@ -1,5 +1,7 @@
 //! Commands that call the API directly: `me`, `models`, `repos`, `agents ...`.
 
+use std::fmt::Write as _;
+
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -101,10 +103,18 @@ pub async fn run(out: &Output, command: ApiCommand, json: bool) -> Exit {
 }
 
 fn print_json<T: Serialize>(out: &Output, value: &T) {
-    out.stdout(&format!("{}\n", serde_json::to_string_pretty(value).expect("plain JSON")));
+    out.stdout(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).expect("plain JSON")
+    ));
 }
 
-async fn execute(out: &Output, client: &Client, command: ApiCommand, json: bool) -> Result<(), ApiError> {
+async fn execute(
+    out: &Output,
+    client: &Client,
+    command: ApiCommand,
+    json: bool,
+) -> Result<(), ApiError> {
     match command {
         ApiCommand::Me => {
             let me = client.me().await?;
@@ -124,19 +134,32 @@ async fn execute(out: &Output, client: &Client, command: ApiCommand, json: bool)
             if json {
                 print_json(out, &models);
             } else {
-                out.stdout(&models.models.iter().map(|m| format!("{m}\n")).collect::<String>());
+                out.stdout(
+                    &models
+                        .models
+                        .iter()
+                        .map(|m| format!("{m}\n"))
+                        .collect::<Vec<_>>()
+                        .concat(),
+                );
             }
         }
         ApiCommand::Repos => {
             if client.quotas().next_repositories_call().is_some() {
-                out.status("waiting for the repositories quota (1 call per minute, 30 per hour)...");
+                out.status(
+                    "waiting for the repositories quota (1 call per minute, 30 per hour)...",
+                );
             }
             let repositories = client.repositories().await?;
             if json {
                 print_json(out, &repositories);
             } else {
-                let lines: String =
-                    repositories.repositories.iter().map(|r| format!("{}/{}\t{}\n", r.owner, r.name, r.repository)).collect();
+                let lines = repositories
+                    .repositories
+                    .iter()
+                    .map(|r| format!("{}/{}\t{}\n", r.owner, r.name, r.repository))
+                    .collect::<Vec<_>>()
+                    .concat();
                 out.stdout(&lines);
             }
         }
@@ -145,13 +168,20 @@ async fn execute(out: &Output, client: &Client, command: ApiCommand, json: bool)
     Ok(())
 }
 
-async fn agents(out: &Output, client: &Client, command: AgentsCommand, json: bool) -> Result<(), ApiError> {
+async fn agents(
+    out: &Output,
+    client: &Client,
+    command: AgentsCommand,
+    json: bool,
+) -> Result<(), ApiError> {
     match command {
         AgentsCommand::List { limit, cursor, all } => {
             let mut agents = Vec::new();
             let mut cursor = cursor;
             loop {
-                let page = client.list_agents(Some(limit.min(MAX_PAGE)), cursor.as_deref()).await?;
+                let page = client
+                    .list_agents(Some(limit.min(MAX_PAGE)), cursor.as_deref())
+                    .await?;
                 agents.extend(page.agents);
                 cursor = page.next_cursor;
                 if !all || cursor.is_none() {
@@ -159,7 +189,10 @@ async fn agents(out: &Output, client: &Client, command: AgentsCommand, json: boo
                 }
             }
             if json {
-                print_json(out, &serde_json::json!({ "agents": agents, "nextCursor": cursor }));
+                print_json(
+                    out,
+                    &serde_json::json!({ "agents": agents, "nextCursor": cursor }),
+                );
             } else {
                 out.stdout(&agent_table(&agents));
                 if let Some(cursor) = cursor {
@@ -180,24 +213,37 @@ async fn agents(out: &Output, client: &Client, command: AgentsCommand, json: boo
             if json {
                 print_json(out, &conversation);
             } else {
-                let text: String = conversation
+                let text = conversation
                     .messages
                     .iter()
                     .map(|m| {
-                        let who = if m.kind == "user_message" { "you" } else { "agent" };
+                        let who = if m.kind == "user_message" {
+                            "you"
+                        } else {
+                            "agent"
+                        };
                         format!("[{who}] {}\n\n", m.text.trim_end())
                     })
-                    .collect();
+                    .collect::<Vec<_>>()
+                    .concat();
                 out.stdout(&text);
             }
         }
         AgentsCommand::Stop { id } => {
             let stopped = client.stop(&AgentId(id)).await?;
-            if json { print_json(out, &stopped) } else { out.stdout(&format!("stopped {}\n", stopped.id)) }
+            if json {
+                print_json(out, &stopped);
+            } else {
+                out.stdout(&format!("stopped {}\n", stopped.id));
+            }
         }
         AgentsCommand::Delete { id } => {
             let deleted = client.delete(&AgentId(id)).await?;
-            if json { print_json(out, &deleted) } else { out.stdout(&format!("deleted {}\n", deleted.id)) }
+            if json {
+                print_json(out, &deleted);
+            } else {
+                out.stdout(&format!("deleted {}\n", deleted.id));
+            }
         }
     }
     Ok(())
@@ -206,15 +252,19 @@ async fn agents(out: &Output, client: &Client, command: AgentsCommand, json: boo
 fn agent_table(agents: &[Agent]) -> String {
     let mut table = String::from("ID\tSTATUS\tREPOSITORY\tBRANCH\tPR\tCREATED\n");
     for agent in agents {
-        let repo = agent.repository().unwrap_or("-").trim_start_matches("https://github.com/");
-        table.push_str(&format!(
-            "{}\t{}\t{repo}\t{}\t{}\t{}\n",
+        let repo = agent
+            .repository()
+            .unwrap_or("-")
+            .trim_start_matches("https://github.com/");
+        let _ = writeln!(
+            table,
+            "{}\t{}\t{repo}\t{}\t{}\t{}",
             agent.id,
             agent.status,
             agent.branch().unwrap_or("-"),
             agent.pr_url().unwrap_or("-"),
             agent.created_at.as_deref().unwrap_or("-"),
-        ));
+        );
     }
     table
 }
@@ -226,7 +276,10 @@ fn agent_details(agent: &Agent) -> String {
         field("status:", Some(agent.status.as_str())),
         field("name:", agent.name.as_deref()),
         field("repo:", agent.repository()),
-        field("ref:", agent.source.as_ref().and_then(|s| s.git_ref.as_deref())),
+        field(
+            "ref:",
+            agent.source.as_ref().and_then(|s| s.git_ref.as_deref()),
+        ),
         field("branch:", agent.branch()),
         field("pr:", agent.pr_url()),
         field("url:", agent.target.as_ref().and_then(|t| t.url.as_deref())),

@@ -2,8 +2,8 @@
 
 mod api;
 mod output;
-mod sim;
 mod plan;
+mod sim;
 mod validate;
 mod workflow;
 
@@ -54,6 +54,7 @@ pub struct GlobalArgs {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Check workflow files and report every problem (exit 0 valid, 2 invalid).
     Validate {

@@ -38,7 +38,7 @@ pub enum AuthScheme {
     /// HTTP Basic with the key as user name: the official scheme.
     #[default]
     Basic,
-    /// `Authorization: Bearer KEY`: LiteLLM virtual keys, the older Background Agents docs.
+    /// `Authorization: Bearer KEY`: `LiteLLM` virtual keys, the older Background Agents docs.
     Bearer,
 }
 
@@ -65,7 +65,7 @@ pub enum ConfigError {
 /// Everything the client needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The API root; a path prefix (a LiteLLM proxy's `/cursor`) is kept.
+    /// The API root; a path prefix (a `LiteLLM` proxy's `/cursor`) is kept.
     pub base_url: Url,
     /// The key.
     pub api_key: ApiKey,

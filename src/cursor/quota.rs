@@ -86,7 +86,10 @@ impl FromStr for Rates {
     type Err = RateError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.split('+').map(str::parse).collect::<Result<_, _>>().map(Rates)
+        text.split('+')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Rates)
     }
 }
 
@@ -138,7 +141,7 @@ impl QuotaConfig {
                 "calls_burst" => {
                     self.calls_burst = value
                         .parse()
-                        .map_err(|_| format!("`{value}` is not a count"))?
+                        .map_err(|_| format!("`{value}` is not a count"))?;
                 }
                 "launches_burst" => {
                     self.launches_burst = value

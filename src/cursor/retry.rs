@@ -42,16 +42,13 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return None;
         }
-        let delay = match retry_after {
-            Some(wait) => wait,
-            None => {
-                let ceiling = self
-                    .base_delay
-                    .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-                    .min(self.max_delay);
-                rand::rng().random_range(Duration::ZERO..=ceiling)
-            }
-        };
+        let delay = retry_after.unwrap_or_else(|| {
+            let ceiling = self
+                .base_delay
+                .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+                .min(self.max_delay);
+            rand::rng().random_range(Duration::ZERO..=ceiling)
+        });
         (elapsed + delay <= self.max_total).then_some(delay)
     }
 }

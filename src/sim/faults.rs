@@ -40,7 +40,9 @@ pub struct FaultsError(String);
 fn probability(key: &str, value: &str) -> Result<f64, FaultsError> {
     match value.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(FaultsError(format!("`{key}={value}`: expected a probability from 0 to 1"))),
+        _ => Err(FaultsError(format!(
+            "`{key}={value}`: expected a probability from 0 to 1"
+        ))),
     }
 }
 
@@ -70,9 +72,12 @@ impl FromStr for Faults {
                 "429" => {
                     let (chance, length) = value.split_once(':').unwrap_or((value, "1"));
                     faults.rate_limit_burst = probability(key, chance)?;
-                    faults.burst_length = length.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        FaultsError(format!("`{part}`: the burst length after `:` must be a count"))
-                    })?;
+                    faults.burst_length =
+                        length.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            FaultsError(format!(
+                                "`{part}`: the burst length after `:` must be a count"
+                            ))
+                        })?;
                 }
                 "latency" => faults.latency = Some(range(key, value)?),
                 "drop" => faults.drop = probability(key, value)?,
@@ -81,7 +86,11 @@ impl FromStr for Faults {
                 "hook_dup" => faults.webhook_duplicate = probability(key, value)?,
                 "hook_delay" => faults.webhook_delay = Some(range(key, value)?),
                 "seed" => {
-                    faults.seed = Some(value.parse().map_err(|_| FaultsError(format!("`{part}`: not a number")))?);
+                    faults.seed = Some(
+                        value
+                            .parse()
+                            .map_err(|_| FaultsError(format!("`{part}`: not a number")))?,
+                    );
                 }
                 other => {
                     return Err(FaultsError(format!(
@@ -102,17 +111,29 @@ impl fmt::Display for Faults {
             parts.push(format!("5xx={}", self.server_error));
         }
         if self.rate_limit_burst > 0.0 {
-            parts.push(format!("429={}:{}", self.rate_limit_burst, self.burst_length));
+            parts.push(format!(
+                "429={}:{}",
+                self.rate_limit_burst, self.burst_length
+            ));
         }
         if let Some((low, high)) = self.latency {
             parts.push(format!("latency={}..{}", ms(low), ms(high)));
         }
-        for (key, p) in [("drop", self.drop), ("error", self.agent_error), ("expire", self.agent_expire), ("hook_dup", self.webhook_duplicate)] {
+        for (key, p) in [
+            ("drop", self.drop),
+            ("error", self.agent_error),
+            ("expire", self.agent_expire),
+            ("hook_dup", self.webhook_duplicate),
+        ] {
             if p > 0.0 {
                 parts.push(format!("{key}={p}"));
             }
         }
-        if parts.is_empty() { f.write_str("none") } else { f.write_str(&parts.join(",")) }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(","))
+        }
     }
 }
 
@@ -121,11 +142,17 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::float_cmp)] // parsed from exact literals
     fn specs_parse() {
-        let faults: Faults = "5xx=0.1, 429=0.05:3, latency=5ms..50ms, drop=0.02, error=0.2, seed=7".parse().unwrap();
+        let faults: Faults = "5xx=0.1, 429=0.05:3, latency=5ms..50ms, drop=0.02, error=0.2, seed=7"
+            .parse()
+            .unwrap();
         assert_eq!(faults.server_error, 0.1);
         assert_eq!((faults.rate_limit_burst, faults.burst_length), (0.05, 3));
-        assert_eq!(faults.latency, Some((Duration::from_millis(5), Duration::from_millis(50))));
+        assert_eq!(
+            faults.latency,
+            Some((Duration::from_millis(5), Duration::from_millis(50)))
+        );
         assert_eq!(faults.seed, Some(7));
         assert_eq!("".parse::<Faults>().unwrap(), Faults::default());
     }

@@ -57,8 +57,18 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         let repositories = [
-            "api", "web", "billing", "worker", "integration", "platform-docs", "platform-reports", "docs",
-            "go-auth", "go-billing", "go-gateway", "go-search",
+            "api",
+            "web",
+            "billing",
+            "worker",
+            "integration",
+            "platform-docs",
+            "platform-reports",
+            "docs",
+            "go-auth",
+            "go-billing",
+            "go-gateway",
+            "go-search",
         ]
         .iter()
         .map(|name| Repository {
@@ -80,10 +90,16 @@ impl Default for SimConfig {
             ],
             repositories_latency: Duration::ZERO,
             repositories,
-            models: ["claude-4-sonnet", "claude-4-sonnet-thinking", "claude-4-opus-thinking", "o3", "gpt-5"]
-                .iter()
-                .map(|m| (*m).to_owned())
-                .collect(),
+            models: [
+                "claude-4-sonnet",
+                "claude-4-sonnet-thinking",
+                "claude-4-opus-thinking",
+                "o3",
+                "gpt-5",
+            ]
+            .iter()
+            .map(|m| (*m).to_owned())
+            .collect(),
             path_prefix: String::new(),
         }
     }
@@ -99,7 +115,9 @@ pub struct Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Simulator")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,9 +136,16 @@ impl Simulator {
         };
         let shutdown = stop.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
         });
-        Ok(Self { addr, state, stop, server })
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            server,
+        })
     }
 
     /// Its address.
@@ -135,17 +160,29 @@ impl Simulator {
 
     /// Its counters now.
     pub fn stats(&self) -> Stats {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stats.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stats
+            .clone()
     }
 
     /// The launch bodies it received, in order (webhook secrets masked).
     pub fn launches(&self) -> Vec<LaunchRequest> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).launch_bodies.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .launch_bodies
+            .clone()
     }
 
     /// Changes the faults it injects from now on.
     pub fn set_faults(&self, faults: Faults) {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).config.faults = faults;
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .config
+            .faults = faults;
     }
 
     /// Stops it and waits until it has.

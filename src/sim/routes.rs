@@ -28,18 +28,28 @@ pub type Shared = Arc<Mutex<SimState>>;
 
 fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
     // A handler that panicked leaves counters at worst a step behind: keep serving.
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// An error answer in the API's v0 shape: `{"error": code, "message": text}`.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": code, "message": message.into() }))).into_response()
+    (
+        status,
+        Json(json!({ "error": code, "message": message.into() })),
+    )
+        .into_response()
 }
 
 fn refusal(refusal: Refusal) -> Response {
     match refusal {
         Refusal::NotFound => error(StatusCode::NOT_FOUND, "agent_not_found", "Agent not found"),
-        Refusal::Busy => error(StatusCode::CONFLICT, "agent_busy", "Agent is busy; try again when it has finished"),
+        Refusal::Busy => error(
+            StatusCode::CONFLICT,
+            "agent_busy",
+            "Agent is busy; try again when it has finished",
+        ),
         Refusal::NotAllowed(why) => error(StatusCode::CONFLICT, "invalid_state", why),
     }
 }
@@ -64,26 +74,43 @@ pub fn router(state: Shared) -> Router {
 
 /// Whether the `Authorization` header carries `key`, as Basic (key as user name) or Bearer.
 fn authorized(headers: &HeaderMap, key: &str) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     if let Some(token) = value.strip_prefix("Bearer ") {
         return token.trim() == key;
     }
     if let Some(encoded) = value.strip_prefix("Basic ") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap_or_default();
         let decoded = String::from_utf8_lossy(&decoded);
-        return decoded.split_once(':').map_or(decoded.as_ref(), |(user, _)| user) == key;
+        return decoded
+            .split_once(':')
+            .map_or(decoded.as_ref(), |(user, _)| user)
+            == key;
     }
     false
 }
 
+/// What the gate decided for a request.
+enum Fate {
+    Answer,
+    Burst,
+    Quota(Duration),
+    ServerError(u16),
+    Drop,
+}
+
 /// Before every API request: count it, then latency, auth, quotas and injected faults.
 async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
     if route.starts_with("/__sim/") {
         return next.run(request).await;
     }
@@ -93,9 +120,17 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         let mut s = lock(&state);
         *s.stats.calls.entry(name.clone()).or_default() += 1;
         let latency = s.config.faults.latency.map(|(low, high)| {
-            if low >= high { low } else { s.rng.random_range(low..=high) }
+            if low >= high {
+                low
+            } else {
+                s.rng.random_range(low..=high)
+            }
         });
-        let slow = if route == "/v0/repositories" { s.config.repositories_latency } else { Duration::ZERO };
+        let slow = if route == "/v0/repositories" {
+            s.config.repositories_latency
+        } else {
+            Duration::ZERO
+        };
         (latency.unwrap_or_default() + slow, s.config.api_key.clone())
     };
     if !latency.is_zero() {
@@ -104,20 +139,18 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     if !authorized(request.headers(), &key) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
     }
-    enum Fate {
-        Answer,
-        Burst,
-        Quota(Duration),
-        ServerError(u16),
-        Drop,
-    }
     let fate = {
         let mut s = lock(&state);
         let now = SystemTime::now();
         let faults = s.config.faults.clone();
-        let bursting = s.burst_left > 0 || (faults.rate_limit_burst > 0.0 && s.rng.random_bool(faults.rate_limit_burst));
+        let bursting = s.burst_left > 0
+            || (faults.rate_limit_burst > 0.0 && s.rng.random_bool(faults.rate_limit_burst));
         if bursting {
-            s.burst_left = if s.burst_left > 0 { s.burst_left - 1 } else { faults.burst_length.saturating_sub(1) };
+            s.burst_left = if s.burst_left > 0 {
+                s.burst_left - 1
+            } else {
+                faults.burst_length.saturating_sub(1)
+            };
             *s.stats.faults.entry("429".into()).or_default() += 1;
             Fate::Burst
         } else if let Err(wait) = s.admit(route == "/v0/repositories", now) {
@@ -154,8 +187,14 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
 
 fn rate_limited(wait: Duration, message: &str) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", message);
-    response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        message,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, seconds.max(1).into());
     response
 }
 
@@ -165,7 +204,10 @@ fn dropped_connection() -> Response {
     let failing = futures_util::stream::once(async {
         Err::<axum::body::Bytes, _>(std::io::Error::other("connection dropped by the simulator"))
     });
-    Response::builder().status(StatusCode::OK).body(Body::from_stream(failing)).expect("a valid response")
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::from_stream(failing))
+        .expect("a valid response")
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,37 +220,76 @@ async fn list_agents(State(state): State<Shared>, Query(query): Query<ListQuery>
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n @ 1..=100)) => n,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "validation_error", "limit must be a number from 1 to 100"),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                "limit must be a number from 1 to 100",
+            );
+        }
     };
     let s = lock(&state);
     let cursor = query.cursor.map(AgentId);
     let (agents, next_cursor) = s.page(limit, cursor.as_ref(), SystemTime::now());
-    Json(AgentPage { agents, next_cursor }).into_response()
+    Json(AgentPage {
+        agents,
+        next_cursor,
+    })
+    .into_response()
 }
 
-async fn launch(State(state): State<Shared>, body: Result<Json<LaunchRequest>, JsonRejection>) -> Response {
+async fn launch(
+    State(state): State<Shared>,
+    body: Result<Json<LaunchRequest>, JsonRejection>,
+) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, "validation_error", rejection.body_text()),
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                rejection.body_text(),
+            );
+        }
     };
     if request.prompt.text.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.text is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "prompt.text is required",
+        );
     }
     if request.prompt.images.len() > 5 {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.images holds at most 5 images");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "prompt.images holds at most 5 images",
+        );
     }
     if request.source.repository.parse::<RepoUrl>().is_err() {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "source.repository must be a GitHub repository URL");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "source.repository must be a GitHub repository URL",
+        );
     }
     if let Some(secret) = request.webhook.as_ref().and_then(|w| w.secret.as_ref()) {
         if !(32..=256).contains(&secret.expose().len()) {
-            return error(StatusCode::BAD_REQUEST, "validation_error", "webhook.secret must be 32 to 256 characters");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                "webhook.secret must be 32 to 256 characters",
+            );
         }
     }
     let mut s = lock(&state);
     if let Some(model) = &request.model {
         if !s.config.models.contains(model) {
-            return error(StatusCode::BAD_REQUEST, "validation_error", format!("model `{model}` is not available"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                format!("model `{model}` is not available"),
+            );
         }
     }
     Json(s.launch(request, SystemTime::now())).into_response()
@@ -226,7 +307,11 @@ async fn conversation(State(state): State<Shared>, Path(id): Path<String>) -> Re
     let s = lock(&state);
     let id = AgentId(id);
     match s.agent(&id) {
-        Some(agent) => Json(Conversation { messages: agent.messages(SystemTime::now()), id }).into_response(),
+        Some(agent) => Json(Conversation {
+            messages: agent.messages(SystemTime::now()),
+            id,
+        })
+        .into_response(),
         None => refusal(Refusal::NotFound),
     }
 }
@@ -238,10 +323,20 @@ async fn follow_up(
 ) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, "validation_error", rejection.body_text()),
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                rejection.body_text(),
+            );
+        }
     };
     if request.prompt.text.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "prompt.text is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "prompt.text is required",
+        );
     }
     let id = AgentId(id);
     let mut s = lock(&state);
@@ -276,11 +371,15 @@ async fn me() -> Json<Me> {
 }
 
 async fn models(State(state): State<Shared>) -> Json<Models> {
-    Json(Models { models: lock(&state).config.models.clone() })
+    Json(Models {
+        models: lock(&state).config.models.clone(),
+    })
 }
 
 async fn repositories(State(state): State<Shared>) -> Json<Repositories> {
-    Json(Repositories { repositories: lock(&state).config.repositories.clone() })
+    Json(Repositories {
+        repositories: lock(&state).config.repositories.clone(),
+    })
 }
 
 async fn stats(State(state): State<Shared>) -> Response {

@@ -72,12 +72,20 @@ impl SimAgent {
         let finished = status == AgentStatus::Finished;
         let mut target = self.target.clone();
         if finished && target.auto_create_pr == Some(true) {
-            target.pr_url = Some(format!("{}/pull/{}", self.source.repository, self.pr_number));
+            target.pr_url = Some(format!(
+                "{}/pull/{}",
+                self.source.repository, self.pr_number
+            ));
         }
         Agent {
             id: self.id.clone(),
             name: Some(self.name.clone()),
-            summary: finished.then(|| format!("Done: {}", first_line(&self.prompts.last().expect("a prompt").1))),
+            summary: finished.then(|| {
+                format!(
+                    "Done: {}",
+                    first_line(&self.prompts.last().expect("a prompt").1)
+                )
+            }),
             status,
             source: Some(self.source.clone()),
             target: Some(target),
@@ -89,8 +97,15 @@ impl SimAgent {
     pub fn messages(&self, now: SystemTime) -> Vec<Message> {
         let mut messages = Vec::new();
         for (index, (sent, text)) in self.prompts.iter().enumerate() {
-            messages.push(Message { id: format!("msg_{:03}", messages.len() + 1), kind: "user_message".into(), text: text.clone() });
-            let answered = self.prompts.get(index + 1).map_or(self.busy_until, |(next, _)| *next);
+            messages.push(Message {
+                id: format!("msg_{:03}", messages.len() + 1),
+                kind: "user_message".into(),
+                text: text.clone(),
+            });
+            let answered = self
+                .prompts
+                .get(index + 1)
+                .map_or(self.busy_until, |(next, _)| *next);
             if now >= answered && now >= *sent && self.stopped.is_none_or(|s| s >= answered) {
                 messages.push(Message {
                     id: format!("msg_{:03}", messages.len() + 1),
@@ -104,7 +119,11 @@ impl SimAgent {
 }
 
 fn first_line(text: &str) -> String {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     line.chars().take(80).collect()
 }
 
@@ -144,13 +163,20 @@ impl Windows {
     /// Records a call at `now` if every rate allows it; else the wait until one would.
     fn admit(&mut self, rates: &[Rate], now: SystemTime) -> Result<(), Duration> {
         let longest = rates.iter().map(|r| r.per).max().unwrap_or_default();
-        while self.calls.front().is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= longest) {
+        while self
+            .calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= longest)
+        {
             self.calls.pop_front();
         }
         let mut wait = Duration::ZERO;
         for rate in rates {
-            let in_window: Vec<&SystemTime> =
-                self.calls.iter().filter(|t| now.duration_since(**t).unwrap_or_default() < rate.per).collect();
+            let in_window: Vec<&SystemTime> = self
+                .calls
+                .iter()
+                .filter(|t| now.duration_since(**t).unwrap_or_default() < rate.per)
+                .collect();
             if in_window.len() >= rate.count as usize {
                 let oldest = in_window[in_window.len() - rate.count as usize];
                 let frees = *oldest + rate.per;
@@ -229,17 +255,29 @@ impl SimState {
 
     fn work_time(&mut self) -> Duration {
         let (low, high) = self.config.agent_duration;
-        let sim = if low >= high { low } else { self.rng.random_range(low..=high) };
+        let sim = if low >= high {
+            low
+        } else {
+            self.rng.random_range(low..=high)
+        };
         sim.div_f64(self.config.speed)
     }
 
     fn outcome(&mut self) -> Outcome {
         let draw: f64 = self.rng.random();
         if draw < self.config.faults.agent_error {
-            self.stats.faults.entry("agent_error".into()).and_modify(|n| *n += 1).or_insert(1);
+            self.stats
+                .faults
+                .entry("agent_error".into())
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
             Outcome::Error
         } else if draw < self.config.faults.agent_error + self.config.faults.agent_expire {
-            self.stats.faults.entry("agent_expire".into()).and_modify(|n| *n += 1).or_insert(1);
+            self.stats
+                .faults
+                .entry("agent_expire".into())
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
             Outcome::Expired
         } else {
             Outcome::Finished
@@ -250,17 +288,25 @@ impl SimState {
     pub fn launch(&mut self, request: LaunchRequest, now: SystemTime) -> Agent {
         self.next += 1;
         let number = self.next;
-        let id = AgentId(format!("bc_{:012x}", self.rng.random::<u64>() & 0xffff_ffff_ffff));
+        let id = AgentId(format!(
+            "bc_{:012x}",
+            self.rng.random::<u64>() & 0xffff_ffff_ffff
+        ));
         let slug: String = first_line(&request.prompt.text)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(24)
             .collect();
         let requested = request.target.clone().unwrap_or_default();
-        let branch = requested
-            .branch_name
-            .clone()
-            .unwrap_or_else(|| format!("cursor/{}-{:04x}", slug.trim_matches('-'), number & 0xffff));
+        let branch = requested.branch_name.clone().unwrap_or_else(|| {
+            format!("cursor/{}-{:04x}", slug.trim_matches('-'), number & 0xffff)
+        });
         let creating = self.config.creating.div_f64(self.config.speed);
         let work = self.work_time();
         let outcome = self.outcome();
@@ -271,7 +317,9 @@ impl SimState {
                 url: Some(format!("https://cursor.com/agents?id={id}")),
                 pr_url: None,
                 auto_create_pr: Some(requested.auto_create_pr.unwrap_or(false)),
-                open_as_cursor_github_app: Some(requested.open_as_cursor_github_app.unwrap_or(false)),
+                open_as_cursor_github_app: Some(
+                    requested.open_as_cursor_github_app.unwrap_or(false),
+                ),
                 skip_reviewer_request: Some(requested.skip_reviewer_request.unwrap_or(false)),
             },
             source: request.source.clone(),
@@ -291,7 +339,10 @@ impl SimState {
         self.stats.agents += 1;
         let mut recorded = request;
         if let Some(webhook) = &mut recorded.webhook {
-            webhook.secret = webhook.secret.as_ref().map(|_| crate::cursor::model::Secret::new("***"));
+            webhook.secret = webhook
+                .secret
+                .as_ref()
+                .map(|_| crate::cursor::model::Secret::new("***"));
         }
         self.launch_bodies.push(recorded);
         let view = agent.view(now);
@@ -310,12 +361,21 @@ impl SimState {
     }
 
     /// Sends a follow-up: a finished agent goes back to work.
-    pub fn follow_up(&mut self, id: &AgentId, text: String, now: SystemTime) -> Result<(), Refusal> {
+    pub fn follow_up(
+        &mut self,
+        id: &AgentId,
+        text: String,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
         let status = self.agent(id).ok_or(Refusal::NotFound)?.status(now);
         match status {
             AgentStatus::Creating | AgentStatus::Running => return Err(Refusal::Busy),
             AgentStatus::Finished => {}
-            other => return Err(Refusal::NotAllowed(format!("agent is {other}; only a FINISHED agent takes a follow-up"))),
+            other => {
+                return Err(Refusal::NotAllowed(format!(
+                    "agent is {other}; only a FINISHED agent takes a follow-up"
+                )));
+            }
         }
         let work = self.work_time();
         let outcome = self.outcome();
@@ -335,7 +395,9 @@ impl SimState {
                 agent.stopped = Some(now);
                 Ok(())
             }
-            other => Err(Refusal::NotAllowed(format!("agent is {other}; only a running agent can be stopped"))),
+            other => Err(Refusal::NotAllowed(format!(
+                "agent is {other}; only a running agent can be stopped"
+            ))),
         }
     }
 
@@ -347,12 +409,23 @@ impl SimState {
     }
 
     /// A page of agents, newest first, starting after the agent `cursor` names.
-    pub fn page(&self, limit: usize, cursor: Option<&AgentId>, now: SystemTime) -> (Vec<Agent>, Option<String>) {
+    pub fn page(
+        &self,
+        limit: usize,
+        cursor: Option<&AgentId>,
+        now: SystemTime,
+    ) -> (Vec<Agent>, Option<String>) {
         let start = match cursor.and_then(|c| self.by_id.get(c)) {
             Some(&number) => number,
             None => u64::MAX,
         };
-        let mut page: Vec<&SimAgent> = self.agents.range(..start).rev().map(|(_, a)| a).take(limit + 1).collect();
+        let mut page: Vec<&SimAgent> = self
+            .agents
+            .range(..start)
+            .rev()
+            .map(|(_, a)| a)
+            .take(limit + 1)
+            .collect();
         let more = page.len() > limit;
         page.truncate(limit);
         let next = more.then(|| page.last().map(|a| a.id.0.clone())).flatten();
@@ -364,7 +437,9 @@ impl SimState {
     pub fn due_webhooks(&mut self, now: SystemTime) -> Vec<(Webhook, Agent)> {
         let mut due = Vec::new();
         for agent in self.agents.values_mut() {
-            let Some(webhook) = agent.webhook.clone() else { continue };
+            let Some(webhook) = agent.webhook.clone() else {
+                continue;
+            };
             let status = agent.status(now);
             let notify = matches!(status, AgentStatus::Finished | AgentStatus::Error);
             let news = Some((status, agent.prompts.len()));

@@ -12,7 +12,8 @@ use crate::cursor::model::{Agent, StatusChange, Webhook};
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`, as in `X-Webhook-Signature`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -32,17 +33,29 @@ pub async fn deliver(state: Shared, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let due = {
-            let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.due_webhooks(SystemTime::now())
                 .into_iter()
                 .map(|(webhook, agent)| {
                     let faults = &s.config.faults;
                     let (delay_range, duplicate) = (faults.webhook_delay, faults.webhook_duplicate);
-                    let copies = if duplicate > 0.0 && s.rng.random_bool(duplicate) { 2 } else { 1 };
+                    let copies = if duplicate > 0.0 && s.rng.random_bool(duplicate) {
+                        2
+                    } else {
+                        1
+                    };
                     let delays: Vec<Duration> = (0..copies)
-                        .map(|_| delay_range.map_or(Duration::ZERO, |(low, high)| {
-                            if low >= high { low } else { s.rng.random_range(low..=high) }
-                        }))
+                        .map(|_| {
+                            delay_range.map_or(Duration::ZERO, |(low, high)| {
+                                if low >= high {
+                                    low
+                                } else {
+                                    s.rng.random_range(low..=high)
+                                }
+                            })
+                        })
                         .collect();
                     s.stats.webhook_deliveries += copies;
                     (webhook, agent, delays)
@@ -55,7 +68,8 @@ pub async fn deliver(state: Shared, stop: CancellationToken) {
             let body = serde_json::to_vec(&payload(&agent)).expect("plain JSON");
             for delay in delays {
                 let http = http.clone();
-                let (webhook, body, delivery_id) = (webhook.clone(), body.clone(), delivery_id.clone());
+                let (webhook, body, delivery_id) =
+                    (webhook.clone(), body.clone(), delivery_id.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     post(&http, &webhook, &delivery_id, body).await;
@@ -66,7 +80,8 @@ pub async fn deliver(state: Shared, stop: CancellationToken) {
 }
 
 fn payload(agent: &Agent) -> StatusChange {
-    let error = (agent.status == crate::cursor::AgentStatus::Error).then(|| "The agent failed (simulated)".to_owned());
+    let error = (agent.status == crate::cursor::AgentStatus::Error)
+        .then(|| "The agent failed (simulated)".to_owned());
     StatusChange {
         event: "statusChange".into(),
         timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -90,7 +105,9 @@ async fn post(http: &reqwest::Client, webhook: &Webhook, delivery_id: &str, body
         request = request.header("X-Webhook-Signature", signature(secret.expose(), &body));
     }
     for attempt in 0..3u32 {
-        let Some(attempt_request) = request.try_clone() else { return };
+        let Some(attempt_request) = request.try_clone() else {
+            return;
+        };
         match attempt_request.body(body.clone()).send().await {
             Ok(response) if response.status().is_success() => return,
             _ => tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await,
