@@ -5,3 +5,4 @@ pub mod cursor;
 pub mod plan;
 pub mod sim;
 pub mod spec;
+pub mod state;

@@ -1,0 +1,113 @@
+//! The store on its own thread: async callers send work, writes are committed in groups.
+//!
+//! Every write returns once it is flushed, so a transition is durable before the caller acts
+//! on it; writes that arrive while a flush runs are committed together by the next one, so a
+//! thousand agents changing state at once cost a handful of flushes, not a thousand.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::store::{StateError, Store, Write};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+enum Message {
+    Write(Vec<Write>, oneshot::Sender<Result<(), String>>),
+    Read(Job),
+}
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    sender: mpsc::Sender<Message>,
+    dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Write(..) => "Write",
+            Message::Read(_) => "Read",
+        })
+    }
+}
+
+impl StoreHandle {
+    /// Opens the store in `dir` on a new thread.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let store = Store::open(dir)?;
+        let (sender, receiver) = mpsc::channel::<Message>();
+        std::thread::Builder::new()
+            .name("orchestrate-store".into())
+            .spawn(move || serve(store, &receiver))
+            .map_err(|e| StateError::Io { dir: dir.to_owned(), message: e.to_string() })?;
+        Ok(Self { sender, dir: dir.to_owned() })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Commits `writes` together and returns once they are on disk.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<(), StateError> {
+        let (done, result) = oneshot::channel();
+        self.sender.send(Message::Write(writes, done)).map_err(|_| self.gone())?;
+        result.await.map_err(|_| self.gone())?.map_err(|message| StateError::Io { dir: self.dir.clone(), message })
+    }
+
+    /// Runs `read` on the store thread.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<R, StateError> + Send + 'static,
+    ) -> Result<R, StateError> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = done.send(read(store));
+        });
+        self.sender.send(Message::Read(job)).map_err(|_| self.gone())?;
+        result.await.map_err(|_| self.gone())?
+    }
+
+    /// Time the store thread has spent writing and flushing.
+    pub async fn busy(&self) -> Duration {
+        self.read(|store| Ok(store.busy())).await.unwrap_or_default()
+    }
+
+    fn gone(&self) -> StateError {
+        StateError::Io { dir: self.dir.clone(), message: "the store thread stopped".into() }
+    }
+}
+
+fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch: Vec<Write> = Vec::new();
+        let mut waiting = Vec::new();
+        let mut reads = Vec::new();
+        let mut next = Some(first);
+        // Take everything already queued: one commit and one flush for all its writes.
+        while let Some(message) = next {
+            match message {
+                Message::Write(writes, done) => {
+                    batch.extend(writes);
+                    waiting.push(done);
+                }
+                Message::Read(job) => reads.push(job),
+            }
+            next = receiver.try_recv().ok();
+        }
+        if !waiting.is_empty() {
+            let result = store.write(&batch).map_err(|e| e.to_string());
+            for done in waiting {
+                let _ = done.send(result.clone());
+            }
+        }
+        // Reads run after the writes queued before them, so they see them.
+        for job in reads {
+            job(&mut store);
+        }
+    }
+}

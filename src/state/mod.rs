@@ -1,0 +1,12 @@
+//! The state of runs: a sled store in `--state DIR`, used through a store thread.
+
+mod handle;
+mod record;
+mod store;
+
+pub use handle::StoreHandle;
+pub use record::{
+    Attempt, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, RECORD_VERSION,
+    RepositoryCache, RunRecord, RunState, Timestamp,
+};
+pub use store::{StateError, Store, Write};

@@ -1,0 +1,333 @@
+//! What the store keeps: runs, instances, events, cache entries. Each record is JSON with its
+//! format version in `"v"`, so a later release can read it and this one can refuse a newer.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// The record format this release writes and the newest it reads.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A point in time, as milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// As a `SystemTime`.
+    pub fn time(self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+
+    /// RFC 3339, to the second.
+    pub fn rfc3339(self) -> String {
+        humantime::format_rfc3339_seconds(self.time()).to_string()
+    }
+
+    /// Time since this moment (zero if it is in the future).
+    pub fn elapsed(self) -> Duration {
+        SystemTime::now().duration_since(self.time()).unwrap_or_default()
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Self {
+        let millis = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+        Self(u64::try_from(millis).unwrap_or(u64::MAX))
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// An apply is working on it, or was killed while it was.
+    Running,
+    /// Every instance succeeded.
+    Succeeded,
+    /// Every instance settled, some not successfully.
+    Failed,
+    /// Stopped by Ctrl-C; `apply` continues it.
+    Interrupted,
+    /// Cancelled: its agents were stopped.
+    Cancelled,
+}
+
+impl RunState {
+    /// The word shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One run of a workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// `workflow/key`.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The run key.
+    pub key: String,
+    /// The workflow file as given to the first apply.
+    pub file: String,
+    /// The workflow's text at the last apply, so `retry` and `status` need no file.
+    pub source: String,
+    /// Where it is.
+    pub state: RunState,
+    /// Whether it ran against the in-process simulator.
+    #[serde(default)]
+    pub simulated: bool,
+    /// When the first apply started; `run.date` comes from it on every re-apply.
+    pub started_at: Timestamp,
+    /// When it last settled.
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Where an instance is (DESIGN.md section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Waiting for its needs or a free slot.
+    Pending,
+    /// Will not run: a need did not end as its `if` requires.
+    Blocked,
+    /// Its launch is in flight.
+    Launching,
+    /// Its agent works on the prompt.
+    Running,
+    /// Its agent works on a follow-up.
+    FollowingUp,
+    /// Done, every follow-up sent.
+    Succeeded,
+    /// Its agent ended in ERROR or EXPIRED, or the API refused it, with no retry left.
+    Failed,
+    /// It ran longer than its timeout (its agent was stopped), with no retry left.
+    TimedOut,
+    /// Cancelled by the user; its agent was stopped.
+    Cancelled,
+    /// Not run because the run was cancelled first.
+    Skipped,
+}
+
+impl InstanceState {
+    /// The word shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Blocked => "blocked",
+            InstanceState::Launching => "launching",
+            InstanceState::Running => "running",
+            InstanceState::FollowingUp => "following_up",
+            InstanceState::Succeeded => "succeeded",
+            InstanceState::Failed => "failed",
+            InstanceState::TimedOut => "timed_out",
+            InstanceState::Cancelled => "cancelled",
+            InstanceState::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the instance will not change again in this run (unless relaunched).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Blocked
+                | InstanceState::Succeeded
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Cancelled
+                | InstanceState::Skipped
+        )
+    }
+
+    /// Whether an agent of it may be working now.
+    pub fn has_live_agent(self) -> bool {
+        matches!(self, InstanceState::Launching | InstanceState::Running | InstanceState::FollowingUp)
+    }
+
+    /// All states, for counts.
+    pub const ALL: [InstanceState; 10] = [
+        InstanceState::Pending,
+        InstanceState::Blocked,
+        InstanceState::Launching,
+        InstanceState::Running,
+        InstanceState::FollowingUp,
+        InstanceState::Succeeded,
+        InstanceState::Failed,
+        InstanceState::TimedOut,
+        InstanceState::Cancelled,
+        InstanceState::Skipped,
+    ];
+}
+
+/// Written and flushed before a launch call, so that a crash between the call and its
+/// answer leaves a trace to reconcile from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchIntent {
+    /// The attempt this launch is.
+    pub attempt: u32,
+    /// When the intent was written (agents created before it are not this launch's).
+    pub at: Timestamp,
+    /// The repository URL.
+    pub repository: String,
+    /// The branch, unique to this instance and attempt.
+    pub branch: String,
+}
+
+/// Written and flushed before a follow-up call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpIntent {
+    /// Which follow-up (0-based).
+    pub index: u32,
+    /// The rendered text sent.
+    pub text: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1, 2, ...
+    pub number: u32,
+    /// Its agent.
+    pub agent_id: Option<String>,
+    /// `succeeded`, `error`, `expired`, `timed_out`, `failed: ...`.
+    pub outcome: String,
+    /// When it ended.
+    pub at: Timestamp,
+}
+
+/// One task instance of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// `task[owner/name]`.
+    pub key: String,
+    /// Its task.
+    pub task: String,
+    /// Its repository URL.
+    pub repository: String,
+    /// Where it is.
+    pub state: InstanceState,
+    /// Hash of the resolved spec it last ran with.
+    pub spec_hash: String,
+    /// The current attempt (0 before the first launch).
+    pub attempt: u32,
+    /// Ended attempts.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// The launch in flight or done for the current attempt.
+    #[serde(default)]
+    pub launch: Option<LaunchIntent>,
+    /// The current attempt's agent.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The branch the current attempt pushes to.
+    pub branch: String,
+    /// The last status the API reported.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The agent's summary.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// The pull request.
+    #[serde(default)]
+    pub pr_url: Option<String>,
+    /// The agent's page.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Follow-ups dealt with (sent, or skipped by their `if`).
+    #[serde(default)]
+    pub follow_ups_done: u32,
+    /// The follow-up in flight.
+    #[serde(default)]
+    pub follow_up: Option<FollowUpIntent>,
+    /// When the last follow-up was accepted.
+    #[serde(default)]
+    pub follow_up_sent_at: Option<Timestamp>,
+    /// When the current attempt's agent was launched.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// When it settled.
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed, in words.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl InstanceRecord {
+    /// A fresh, pending instance.
+    pub fn pending(key: &str, task: &str, repository: &str, branch: &str, spec_hash: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            task: task.to_owned(),
+            repository: repository.to_owned(),
+            state: InstanceState::Pending,
+            spec_hash: spec_hash.to_owned(),
+            attempt: 0,
+            attempts: Vec::new(),
+            launch: None,
+            agent_id: None,
+            branch: branch.to_owned(),
+            status: None,
+            summary: None,
+            pr_url: None,
+            url: None,
+            follow_ups_done: 0,
+            follow_up: None,
+            follow_up_sent_at: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+}
+
+/// One line of a run's append-only log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When.
+    pub at: Timestamp,
+    /// The instance it is about, if any.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// What happened, as a short word (`launch_intent`, `launched`, `relaunch`, ...).
+    pub kind: String,
+    /// Details for people.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Event {
+    /// An event about `instance`.
+    pub fn instance(instance: &str, kind: &str, detail: impl Into<String>) -> Self {
+        Self { at: Timestamp::now(), instance: Some(instance.to_owned()), kind: kind.to_owned(), detail: detail.into() }
+    }
+
+    /// An event about the run.
+    pub fn run(kind: &str, detail: impl Into<String>) -> Self {
+        Self { at: Timestamp::now(), instance: None, kind: kind.to_owned(), detail: detail.into() }
+    }
+}
+
+/// The cached repository list of the API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryCache {
+    /// When it was fetched.
+    pub fetched_at: Timestamp,
+    /// `https://github.com/owner/name` of each repository.
+    pub repositories: Vec<String>,
+}

@@ -1,0 +1,369 @@
+//! The sled store: one directory, one process at a time.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+
+use super::record::{Event, InstanceRecord, RECORD_VERSION, RepositoryCache, RunRecord, Timestamp};
+
+/// Why the state cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process holds the state.
+    #[error("the state in {dir} is in use by another orchestrate ({holder}); wait for it to finish, or use another --state directory")]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// Who holds it, as it wrote in the lock file.
+        holder: String,
+    },
+    /// The directory or database cannot be opened or written.
+    #[error("cannot use the state in {dir}: {message}")]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A record cannot be read; it is left as it is.
+    #[error("the state in {dir} holds a record that cannot be read ({key}): {message}; it was left untouched")]
+    Unreadable {
+        /// The directory.
+        dir: PathBuf,
+        /// The record's key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record was written by a newer release.
+    #[error("the state in {dir} was written by a newer orchestrate (record format {found}, this release reads up to {RECORD_VERSION}); upgrade orchestrate, or use another --state directory")]
+    Newer {
+        /// The directory.
+        dir: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+}
+
+/// A write that belongs in a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Create or replace a run.
+    Run(RunRecord),
+    /// Create or replace an instance of a run.
+    Instance(String, InstanceRecord),
+    /// Append an event to a run's log.
+    Event(String, Event),
+    /// Replace the repository cache.
+    Repositories(RepositoryCache),
+    /// Remember when `GET /v0/repositories` was last called.
+    LastRepositoriesCall(Timestamp),
+    /// Remove an instance (a simulated run that starts over).
+    RemoveInstance(String, String),
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    #[serde(flatten)]
+    data: T,
+}
+
+/// The store. Its calls block: use it from the store thread ([`super::StoreHandle`]).
+pub struct Store {
+    dir: PathBuf,
+    db: sled::Db,
+    runs: sled::Tree,
+    instances: sled::Tree,
+    events: sled::Tree,
+    cache: sled::Tree,
+    _lock: File,
+    busy: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+const LAST_REPOSITORIES_CALL: &[u8] = b"last_repositories_call";
+const REPOSITORIES: &[u8] = b"repositories";
+
+fn instance_key(run: &str, instance: &str) -> Vec<u8> {
+    [run.as_bytes(), &[0], instance.as_bytes()].concat()
+}
+
+fn run_prefix(run: &str) -> Vec<u8> {
+    [run.as_bytes(), &[0]].concat()
+}
+
+impl Store {
+    /// Opens (or creates) the state in `dir`, taking it for this process.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let io = |message: String| StateError::Io { dir: dir.to_owned(), message };
+        std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+        restrict(dir, 0o700).map_err(|e| io(e.to_string()))?;
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("lock"))
+            .map_err(|e| io(e.to_string()))?;
+        if lock.try_lock_exclusive().is_err() {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StateError::Locked {
+                dir: dir.to_owned(),
+                holder: if holder.is_empty() { "unknown process".to_owned() } else { holder.to_owned() },
+            });
+        }
+        let command: Vec<String> = std::env::args().take(3).collect();
+        let holder = format!(
+            "pid {} since {}: {}",
+            std::process::id(),
+            Timestamp::now().rfc3339(),
+            command.join(" ")
+        );
+        lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| lock.write_all(holder.as_bytes())).map_err(|e| io(e.to_string()))?;
+        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| io(e.to_string()))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| io(e.to_string()));
+        Ok(Self {
+            runs: tree("runs")?,
+            instances: tree("instances")?,
+            events: tree("events")?,
+            cache: tree("cache")?,
+            db,
+            dir: dir.to_owned(),
+            _lock: lock,
+            busy: Duration::ZERO,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Time spent writing and flushing so far.
+    pub fn busy(&self) -> Duration {
+        self.busy
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
+        let unreadable = |message: String| StateError::Unreadable {
+            dir: self.dir.clone(),
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            message,
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| unreadable(e.to_string()))?;
+        let version = value.get("v").and_then(serde_json::Value::as_u64).ok_or_else(|| unreadable("no format version".into()))?;
+        let version = u32::try_from(version).unwrap_or(u32::MAX);
+        if version > RECORD_VERSION {
+            return Err(StateError::Newer { dir: self.dir.clone(), found: version });
+        }
+        serde_json::from_value::<Envelope<T>>(value).map(|e| e.data).map_err(|e| unreadable(e.to_string()))
+    }
+
+    fn encode<T: Serialize>(data: &T) -> Vec<u8> {
+        serde_json::to_vec(&Envelope { v: RECORD_VERSION, data }).expect("records are plain data")
+    }
+
+    fn io(&self, error: impl std::fmt::Display) -> StateError {
+        StateError::Io { dir: self.dir.clone(), message: error.to_string() }
+    }
+
+    /// A run.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        match self.runs.get(id.as_bytes()).map_err(|e| self.io(e))? {
+            Some(bytes) => self.decode(id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        let mut runs = Vec::new();
+        for entry in &self.runs {
+            let (key, bytes) = entry.map_err(|e| self.io(e))?;
+            runs.push(self.decode::<RunRecord>(&key, &bytes)?);
+        }
+        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+        Ok(runs)
+    }
+
+    /// The instances of a run, in key order.
+    pub fn instances(&self, run: &str) -> Result<Vec<InstanceRecord>, StateError> {
+        let mut instances = Vec::new();
+        for entry in self.instances.scan_prefix(run_prefix(run)) {
+            let (key, bytes) = entry.map_err(|e| self.io(e))?;
+            instances.push(self.decode(&key, &bytes)?);
+        }
+        Ok(instances)
+    }
+
+    /// A run's log, oldest first.
+    pub fn events(&self, run: &str) -> Result<Vec<Event>, StateError> {
+        let mut events = Vec::new();
+        for entry in self.events.scan_prefix(run_prefix(run)) {
+            let (key, bytes) = entry.map_err(|e| self.io(e))?;
+            events.push(self.decode(&key, &bytes)?);
+        }
+        Ok(events)
+    }
+
+    /// The cached repository list.
+    pub fn repositories(&self) -> Result<Option<RepositoryCache>, StateError> {
+        match self.cache.get(REPOSITORIES).map_err(|e| self.io(e))? {
+            Some(bytes) => self.decode(REPOSITORIES, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// When `GET /v0/repositories` was last called, by any process on this state.
+    pub fn last_repositories_call(&self) -> Result<Option<Timestamp>, StateError> {
+        match self.cache.get(LAST_REPOSITORIES_CALL).map_err(|e| self.io(e))? {
+            Some(bytes) => self.decode(LAST_REPOSITORIES_CALL, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies writes atomically, then flushes them to disk before returning.
+    pub fn write(&mut self, writes: &[Write]) -> Result<(), StateError> {
+        let start = Instant::now();
+        let mut events = Vec::new();
+        for write in writes {
+            if let Write::Event(run, event) = write {
+                let id = self.db.generate_id().map_err(|e| self.io(e))?;
+                events.push(([run_prefix(run), id.to_be_bytes().to_vec()].concat(), Self::encode(event)));
+            }
+        }
+        let result: sled::transaction::TransactionResult<(), ()> =
+            (&self.runs, &self.instances, &self.events, &self.cache).transaction(|(runs, instances, log, cache)| {
+                for write in writes {
+                    match write {
+                        Write::Run(run) => {
+                            runs.insert(run.id.as_bytes(), Self::encode(run))?;
+                        }
+                        Write::Instance(run, instance) => {
+                            instances.insert(instance_key(run, &instance.key), Self::encode(instance))?;
+                        }
+                        Write::RemoveInstance(run, key) => {
+                            instances.remove(instance_key(run, key))?;
+                        }
+                        Write::Repositories(list) => {
+                            cache.insert(REPOSITORIES, Self::encode(list))?;
+                        }
+                        Write::LastRepositoriesCall(at) => {
+                            cache.insert(LAST_REPOSITORIES_CALL, Self::encode(at))?;
+                        }
+                        Write::Event(..) => {}
+                    }
+                }
+                for (key, value) in &events {
+                    log.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            });
+        result.map_err(|e| self.io(format!("{e:?}")))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        self.busy += start.elapsed();
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::record::{InstanceState, RunState};
+
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            workflow: "w".into(),
+            key: "default".into(),
+            file: "w.yaml".into(),
+            source: String::new(),
+            state: RunState::Running,
+            simulated: false,
+            started_at: Timestamp(1),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            let instance = InstanceRecord::pending("t[a/b]", "t", "https://github.com/a/b", "br", "h");
+            store
+                .write(&[
+                    Write::Run(run("w/default")),
+                    Write::Instance("w/default".into(), instance),
+                    Write::Event("w/default".into(), Event::run("start", "")),
+                    Write::Event("w/default".into(), Event::run("end", "")),
+                ])
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.run("w/default").unwrap().unwrap().key, "default");
+        let instances = store.instances("w/default").unwrap();
+        assert_eq!(instances[0].state, InstanceState::Pending);
+        let kinds: Vec<String> = store.events("w/default").unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["start", "end"]);
+    }
+
+    #[test]
+    fn a_second_open_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(second.contains("is in use by another orchestrate (pid "), "{second}");
+        assert!(second.contains(&dir.path().display().to_string()));
+    }
+
+    #[test]
+    fn newer_or_broken_records_are_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.runs.insert("new/x", br#"{"v": 99, "id": "new/x"}"#.to_vec()).unwrap();
+            store.runs.insert("bad/x", b"not json".to_vec()).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(matches!(store.run("new/x"), Err(StateError::Newer { found: 99, .. })));
+        assert!(matches!(store.run("bad/x"), Err(StateError::Unreadable { .. })));
+        assert!(store.runs.get("bad/x").unwrap().is_some(), "left untouched");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let _store = Store::open(&state).unwrap();
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}
