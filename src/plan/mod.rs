@@ -5,6 +5,7 @@
 //! (the longest chain of needs before it).
 
 pub mod context;
+mod diff;
 mod format;
 mod key;
 mod templates;
@@ -18,6 +19,7 @@ use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
+pub use diff::Recorded;
 pub use context::{AgentOutput, NeedContext, RepoContext, RunContext, TaskContext};
 pub use format::Format;
 pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};

@@ -1,0 +1,133 @@
+//! What `apply` will do with each instance, given what an earlier apply recorded.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{Action, Instance, Plan};
+
+/// What the state says of an instance, as far as the diff is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The hash of the spec it ran with.
+    pub spec_hash: String,
+    /// Succeeded.
+    pub succeeded: bool,
+    /// Ended with an agent: succeeded, failed, timed out or cancelled.
+    pub ended: bool,
+    /// The user asked to run it again (`retry --failed`).
+    pub relaunch_requested: bool,
+}
+
+impl Instance {
+    /// The hash of what makes this instance's agent do what it does: repository, ref, branch,
+    /// model, target, prompt (with placeholders for outputs of needs) and follow-ups. A
+    /// change to any of them relaunches it on re-apply.
+    pub fn spec_hash(&self) -> String {
+        let spec = serde_json::json!({
+            "repo": self.repo.as_ref().map(ToString::to_string),
+            "ref": self.git_ref,
+            "branch": self.branch,
+            "model": self.model,
+            "target": self.target,
+            "prompt": self.prompt,
+            "follow_ups": self.follow_ups.iter().map(|f| (&f.prompt, &f.condition)).collect::<Vec<_>>(),
+        });
+        hex::encode(Sha256::digest(spec.to_string().as_bytes()))
+    }
+}
+
+impl Plan {
+    /// Sets each instance's action from what was recorded: new ones launch, changed or
+    /// retried ones relaunch (and so do their dependents), ended ones with the same spec are
+    /// kept, the others continue where they were.
+    pub fn diff(&mut self, recorded: &HashMap<String, Recorded>) {
+        // Plan order is topological: a need's action is known before its dependents'.
+        for index in 0..self.instances.len() {
+            let instance = &self.instances[index];
+            let need_relaunched = instance.needs.iter().any(|&n| self.instances[n].action == Action::Relaunch);
+            let action = match recorded.get(instance.key.as_str()) {
+                None => Action::Launch,
+                Some(r) if r.spec_hash != instance.spec_hash() || r.relaunch_requested => Action::Relaunch,
+                Some(r) if need_relaunched && (r.succeeded || r.ended) => Action::Relaunch,
+                Some(r) if r.succeeded || r.ended => Action::Keep,
+                Some(_) => Action::Continue,
+            };
+            self.instances[index].action = action;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Options;
+    use crate::spec::{self, SourceFile};
+
+    fn pipeline(prompt: &str) -> Plan {
+        let yaml = format!(
+            "version: 1\nname: p\nfleets:\n  f:\n    - https://github.com/a/x\n    - https://github.com/a/y\n\
+             tasks:\n  bump:\n    fleet: f\n    prompt: {prompt}\n  fix:\n    fleet: f\n    needs: [bump]\n    prompt: fix\n\
+             \n  notes:\n    repo: https://github.com/a/docs\n    needs: [fix]\n    prompt: notes\n"
+        );
+        let workflow = spec::parse(&SourceFile::new("p.yaml", yaml)).unwrap();
+        Plan::build(&workflow, &Options::default()).unwrap()
+    }
+
+    fn recorded_from(plan: &Plan, succeeded: bool) -> HashMap<String, Recorded> {
+        plan.instances
+            .iter()
+            .map(|i| {
+                let r = Recorded { spec_hash: i.spec_hash(), succeeded, ended: succeeded, relaunch_requested: false };
+                (i.key.to_string(), r)
+            })
+            .collect()
+    }
+
+    fn actions(plan: &Plan) -> Vec<(String, &'static str)> {
+        plan.instances.iter().map(|i| (i.key.to_string(), i.action.as_str())).collect()
+    }
+
+    #[test]
+    fn an_edited_prompt_relaunches_its_instances_and_their_dependents_only() {
+        let before = pipeline("bump");
+        let recorded = recorded_from(&before, true);
+        let mut same = pipeline("bump");
+        same.diff(&recorded);
+        assert!(same.instances.iter().all(|i| i.action == Action::Keep));
+
+        let mut edited = pipeline("bump harder");
+        edited.diff(&recorded);
+        assert!(edited.instances.iter().all(|i| i.action == Action::Relaunch), "{:?}", actions(&edited));
+    }
+
+    #[test]
+    fn a_retried_instance_relaunches_with_its_own_dependents() {
+        let plan = pipeline("bump");
+        let mut recorded = recorded_from(&plan, true);
+        recorded.get_mut("bump[a/x]").unwrap().relaunch_requested = true;
+        let mut again = pipeline("bump");
+        again.diff(&recorded);
+        assert_eq!(
+            actions(&again),
+            [
+                ("bump[a/x]".into(), "relaunch"),
+                ("bump[a/y]".into(), "keep"),
+                ("fix[a/x]".into(), "relaunch"),
+                ("fix[a/y]".into(), "keep"),
+                ("notes[a/docs]".into(), "relaunch"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unfinished_instances_continue_and_new_ones_launch() {
+        let plan = pipeline("bump");
+        let mut recorded = recorded_from(&plan, false);
+        recorded.remove("notes[a/docs]");
+        let mut again = pipeline("bump");
+        again.diff(&recorded);
+        assert_eq!(again.instances[0].action, Action::Continue);
+        assert_eq!(again.instances[4].action, Action::Launch);
+    }
+}
