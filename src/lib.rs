@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cursor;
+pub mod exec;
 pub mod plan;
 pub mod sim;
 pub mod spec;

@@ -1,8 +1,11 @@
 //! The command line: arguments, and one function per command.
 
 mod api;
+mod apply;
+mod discover;
 mod output;
 mod plan;
+mod runs;
 mod sim;
 mod validate;
 mod workflow;
@@ -73,6 +76,41 @@ pub enum Command {
         /// Run key to plan for, instead of the workflow's `run_key`.
         #[arg(long, value_name = "KEY")]
         run: Option<String>,
+    },
+    /// Run or continue a workflow until every task settles.
+    Apply(apply::ApplyArgs),
+    /// Show each instance of a run (the latest when RUN is omitted).
+    Status {
+        /// The run (`workflow/key`).
+        run: Option<String>,
+        /// Print JSON (a stable format: see the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the runs in the state, newest first.
+    Runs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a run's running agents and mark them cancelled.
+    Cancel {
+        /// The run (the latest when omitted).
+        run: Option<String>,
+    },
+    /// Relaunch a run's failed and timed-out instances, and re-run their dependents.
+    Retry {
+        /// The run (the latest when omitted).
+        run: Option<String>,
+        /// Relaunch the failed and timed-out instances (the only kind of retry there is).
+        #[arg(long, required = true)]
+        failed: bool,
+        /// Launch without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Shortest interval between two status reads.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        poll_interval: Option<std::time::Duration>,
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
@@ -150,6 +188,29 @@ pub fn run(cli: Cli) -> Exit {
             block_on(api::run(&out, api::ApiCommand::Agents(command), json))
         }
         Command::Sim(args) => block_on(sim::run(&out, args)),
+        Command::Apply(args) => block_on(apply::run(&out, &cli.global.state, args)),
+        Command::Status { run, json } => block_on(runs::status(&out, &cli.global.state, run, json)),
+        Command::Runs { json } => block_on(runs::runs(&out, &cli.global.state, json)),
+        Command::Cancel { run } => block_on(runs::cancel(&out, &cli.global.state, run)),
+        Command::Retry {
+            run,
+            failed: _,
+            yes,
+            poll_interval,
+        } => {
+            let args = apply::ApplyArgs {
+                file: std::path::PathBuf::new(),
+                run: None,
+                yes,
+                simulate: false,
+                max_concurrency: None,
+                refresh_repos: false,
+                poll_interval,
+                retry_backoff: None,
+                follow_up_grace: None,
+            };
+            block_on(runs::retry(&out, &cli.global.state, run, args))
+        }
     }
 }
 

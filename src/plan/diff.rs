@@ -45,10 +45,15 @@ impl Plan {
         // Plan order is topological: a need's action is known before its dependents'.
         for index in 0..self.instances.len() {
             let instance = &self.instances[index];
-            let need_relaunched = instance.needs.iter().any(|&n| self.instances[n].action == Action::Relaunch);
+            let need_relaunched = instance
+                .needs
+                .iter()
+                .any(|&n| self.instances[n].action == Action::Relaunch);
             let action = match recorded.get(instance.key.as_str()) {
                 None => Action::Launch,
-                Some(r) if r.spec_hash != instance.spec_hash() || r.relaunch_requested => Action::Relaunch,
+                Some(r) if r.spec_hash != instance.spec_hash() || r.relaunch_requested => {
+                    Action::Relaunch
+                }
                 Some(r) if need_relaunched && (r.succeeded || r.ended) => Action::Relaunch,
                 Some(r) if r.succeeded || r.ended => Action::Keep,
                 Some(_) => Action::Continue,
@@ -78,14 +83,22 @@ mod tests {
         plan.instances
             .iter()
             .map(|i| {
-                let r = Recorded { spec_hash: i.spec_hash(), succeeded, ended: succeeded, relaunch_requested: false };
+                let r = Recorded {
+                    spec_hash: i.spec_hash(),
+                    succeeded,
+                    ended: succeeded,
+                    relaunch_requested: false,
+                };
                 (i.key.to_string(), r)
             })
             .collect()
     }
 
     fn actions(plan: &Plan) -> Vec<(String, &'static str)> {
-        plan.instances.iter().map(|i| (i.key.to_string(), i.action.as_str())).collect()
+        plan.instances
+            .iter()
+            .map(|i| (i.key.to_string(), i.action.as_str()))
+            .collect()
     }
 
     #[test]
@@ -98,7 +111,14 @@ mod tests {
 
         let mut edited = pipeline("bump harder");
         edited.diff(&recorded);
-        assert!(edited.instances.iter().all(|i| i.action == Action::Relaunch), "{:?}", actions(&edited));
+        assert!(
+            edited
+                .instances
+                .iter()
+                .all(|i| i.action == Action::Relaunch),
+            "{:?}",
+            actions(&edited)
+        );
     }
 
     #[test]

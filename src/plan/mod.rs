@@ -19,8 +19,8 @@ use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
-pub use diff::Recorded;
 pub use context::{AgentOutput, NeedContext, RepoContext, RunContext, TaskContext};
+pub use diff::Recorded;
 pub use format::Format;
 pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};

@@ -104,17 +104,22 @@ impl Loaded {
     }
 }
 
+/// Validates a workflow already read (the text a run recorded, for `retry`).
+pub fn load_source(file: SourceFile) -> Result<Loaded, LoadError> {
+    match parse_with_spans(&file) {
+        Ok((workflow, spans)) => Ok(Loaded {
+            workflow,
+            file,
+            spans,
+        }),
+        Err(diagnostics) => Err(LoadError::Invalid(Invalid { file, diagnostics })),
+    }
+}
+
 /// Reads and validates the workflow at `path`.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     match SourceFile::read(path)? {
-        Ok(file) => match parse_with_spans(&file) {
-            Ok((workflow, spans)) => Ok(Loaded {
-                workflow,
-                file,
-                spans,
-            }),
-            Err(diagnostics) => Err(LoadError::Invalid(Invalid { file, diagnostics })),
-        },
+        Ok(file) => load_source(file),
         Err((file, unreadable)) => {
             let diagnostic = match unreadable {
                 Unreadable::TooLarge { bytes } => Diagnostic::file(format!(

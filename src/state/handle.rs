@@ -17,6 +17,7 @@ type Job = Box<dyn FnOnce(&mut Store) + Send>;
 enum Message {
     Write(Vec<Write>, oneshot::Sender<Result<(), String>>),
     Read(Job),
+    Close(oneshot::Sender<()>),
 }
 
 /// A cheap, cloneable handle to the store thread.
@@ -31,6 +32,7 @@ impl std::fmt::Debug for Message {
         f.write_str(match self {
             Message::Write(..) => "Write",
             Message::Read(_) => "Read",
+            Message::Close(_) => "Close",
         })
     }
 }
@@ -43,8 +45,14 @@ impl StoreHandle {
         std::thread::Builder::new()
             .name("orchestrate-store".into())
             .spawn(move || serve(store, &receiver))
-            .map_err(|e| StateError::Io { dir: dir.to_owned(), message: e.to_string() })?;
-        Ok(Self { sender, dir: dir.to_owned() })
+            .map_err(|e| StateError::Io {
+                dir: dir.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            sender,
+            dir: dir.to_owned(),
+        })
     }
 
     /// The state directory.
@@ -55,8 +63,16 @@ impl StoreHandle {
     /// Commits `writes` together and returns once they are on disk.
     pub async fn write(&self, writes: Vec<Write>) -> Result<(), StateError> {
         let (done, result) = oneshot::channel();
-        self.sender.send(Message::Write(writes, done)).map_err(|_| self.gone())?;
-        result.await.map_err(|_| self.gone())?.map_err(|message| StateError::Io { dir: self.dir.clone(), message })
+        self.sender
+            .send(Message::Write(writes, done))
+            .map_err(|_| self.gone())?;
+        result
+            .await
+            .map_err(|_| self.gone())?
+            .map_err(|message| StateError::Io {
+                dir: self.dir.clone(),
+                message,
+            })
     }
 
     /// Runs `read` on the store thread.
@@ -68,21 +84,37 @@ impl StoreHandle {
         let job: Job = Box::new(move |store| {
             let _ = done.send(read(store));
         });
-        self.sender.send(Message::Read(job)).map_err(|_| self.gone())?;
+        self.sender
+            .send(Message::Read(job))
+            .map_err(|_| self.gone())?;
         result.await.map_err(|_| self.gone())?
+    }
+
+    /// Closes the store and releases its lock, once everything queued before is done.
+    pub async fn close(self) {
+        let (done, closed) = oneshot::channel();
+        if self.sender.send(Message::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
     }
 
     /// Time the store thread has spent writing and flushing.
     pub async fn busy(&self) -> Duration {
-        self.read(|store| Ok(store.busy())).await.unwrap_or_default()
+        self.read(|store| Ok(store.busy()))
+            .await
+            .unwrap_or_default()
     }
 
     fn gone(&self) -> StateError {
-        StateError::Io { dir: self.dir.clone(), message: "the store thread stopped".into() }
+        StateError::Io {
+            dir: self.dir.clone(),
+            message: "the store thread stopped".into(),
+        }
     }
 }
 
 fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
+    let mut closing = None;
     while let Ok(first) = receiver.recv() {
         let mut batch: Vec<Write> = Vec::new();
         let mut waiting = Vec::new();
@@ -96,6 +128,10 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
                     waiting.push(done);
                 }
                 Message::Read(job) => reads.push(job),
+                Message::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
             }
             next = receiver.try_recv().ok();
         }
@@ -109,5 +145,13 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
         for job in reads {
             job(&mut store);
         }
+        if closing.is_some() {
+            break;
+        }
+    }
+    // Dropping the store releases the database and the lock before the closer hears back.
+    drop(store);
+    if let Some(done) = closing {
+        let _ = done.send(());
     }
 }

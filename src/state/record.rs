@@ -31,13 +31,18 @@ impl Timestamp {
 
     /// Time since this moment (zero if it is in the future).
     pub fn elapsed(self) -> Duration {
-        SystemTime::now().duration_since(self.time()).unwrap_or_default()
+        SystemTime::now()
+            .duration_since(self.time())
+            .unwrap_or_default()
     }
 }
 
 impl From<SystemTime> for Timestamp {
     fn from(time: SystemTime) -> Self {
-        let millis = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let millis = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         Self(u64::try_from(millis).unwrap_or(u64::MAX))
     }
 }
@@ -154,7 +159,10 @@ impl InstanceState {
 
     /// Whether an agent of it may be working now.
     pub fn has_live_agent(self) -> bool {
-        matches!(self, InstanceState::Launching | InstanceState::Running | InstanceState::FollowingUp)
+        matches!(
+            self,
+            InstanceState::Launching | InstanceState::Running | InstanceState::FollowingUp
+        )
     }
 
     /// All states, for counts.
@@ -223,8 +231,12 @@ pub struct InstanceRecord {
     pub state: InstanceState,
     /// Hash of the resolved spec it last ran with.
     pub spec_hash: String,
-    /// The current attempt (0 before the first launch).
+    /// The attempt number of the current agent, over the instance's life (0 before the first
+    /// launch); every attempt has its own branch.
     pub attempt: u32,
+    /// Launches made for the current spec: retries are counted against it.
+    #[serde(default)]
+    pub tries: u32,
     /// Ended attempts.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
@@ -251,6 +263,9 @@ pub struct InstanceRecord {
     /// Follow-ups dealt with (sent, or skipped by their `if`).
     #[serde(default)]
     pub follow_ups_done: u32,
+    /// Follow-ups sent to the current agent.
+    #[serde(default)]
+    pub follow_ups_sent: u32,
     /// The follow-up in flight.
     #[serde(default)]
     pub follow_up: Option<FollowUpIntent>,
@@ -278,6 +293,7 @@ impl InstanceRecord {
             state: InstanceState::Pending,
             spec_hash: spec_hash.to_owned(),
             attempt: 0,
+            tries: 0,
             attempts: Vec::new(),
             launch: None,
             agent_id: None,
@@ -287,6 +303,7 @@ impl InstanceRecord {
             pr_url: None,
             url: None,
             follow_ups_done: 0,
+            follow_ups_sent: 0,
             follow_up: None,
             follow_up_sent_at: None,
             started_at: None,
@@ -314,12 +331,22 @@ pub struct Event {
 impl Event {
     /// An event about `instance`.
     pub fn instance(instance: &str, kind: &str, detail: impl Into<String>) -> Self {
-        Self { at: Timestamp::now(), instance: Some(instance.to_owned()), kind: kind.to_owned(), detail: detail.into() }
+        Self {
+            at: Timestamp::now(),
+            instance: Some(instance.to_owned()),
+            kind: kind.to_owned(),
+            detail: detail.into(),
+        }
     }
 
     /// An event about the run.
     pub fn run(kind: &str, detail: impl Into<String>) -> Self {
-        Self { at: Timestamp::now(), instance: None, kind: kind.to_owned(), detail: detail.into() }
+        Self {
+            at: Timestamp::now(),
+            instance: None,
+            kind: kind.to_owned(),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use super::record::{Event, InstanceRecord, RECORD_VERSION, RepositoryCache, RunR
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Another process holds the state.
-    #[error("the state in {dir} is in use by another orchestrate ({holder}); wait for it to finish, or use another --state directory")]
+    #[error(
+        "the state in {dir} is in use by another orchestrate ({holder}); wait for it to finish, or use another --state directory"
+    )]
     Locked {
         /// The directory.
         dir: PathBuf,
@@ -32,7 +34,9 @@ pub enum StateError {
         message: String,
     },
     /// A record cannot be read; it is left as it is.
-    #[error("the state in {dir} holds a record that cannot be read ({key}): {message}; it was left untouched")]
+    #[error(
+        "the state in {dir} holds a record that cannot be read ({key}): {message}; it was left untouched"
+    )]
     Unreadable {
         /// The directory.
         dir: PathBuf,
@@ -42,7 +46,9 @@ pub enum StateError {
         message: String,
     },
     /// A record was written by a newer release.
-    #[error("the state in {dir} was written by a newer orchestrate (record format {found}, this release reads up to {RECORD_VERSION}); upgrade orchestrate, or use another --state directory")]
+    #[error(
+        "the state in {dir} was written by a newer orchestrate (record format {found}, this release reads up to {RECORD_VERSION}); upgrade orchestrate, or use another --state directory"
+    )]
     Newer {
         /// The directory.
         dir: PathBuf,
@@ -89,7 +95,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +115,10 @@ fn run_prefix(run: &str) -> Vec<u8> {
 impl Store {
     /// Opens (or creates) the state in `dir`, taking it for this process.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let io = |message: String| StateError::Io { dir: dir.to_owned(), message };
+        let io = |message: String| StateError::Io {
+            dir: dir.to_owned(),
+            message,
+        };
         std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
         restrict(dir, 0o700).map_err(|e| io(e.to_string()))?;
         let mut lock = OpenOptions::new()
@@ -123,7 +134,11 @@ impl Store {
             let holder = holder.trim();
             return Err(StateError::Locked {
                 dir: dir.to_owned(),
-                holder: if holder.is_empty() { "unknown process".to_owned() } else { holder.to_owned() },
+                holder: if holder.is_empty() {
+                    "unknown process".to_owned()
+                } else {
+                    holder.to_owned()
+                },
             });
         }
         let command: Vec<String> = std::env::args().take(3).collect();
@@ -133,8 +148,14 @@ impl Store {
             Timestamp::now().rfc3339(),
             command.join(" ")
         );
-        lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| lock.write_all(holder.as_bytes())).map_err(|e| io(e.to_string()))?;
-        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| io(e.to_string()))?;
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(holder.as_bytes()))
+            .map_err(|e| io(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(|e| io(e.to_string()))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| io(e.to_string()));
         Ok(Self {
             runs: tree("runs")?,
@@ -164,21 +185,37 @@ impl Store {
             key: String::from_utf8_lossy(key).replace('\0', "/"),
             message,
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| unreadable(e.to_string()))?;
-        let version = value.get("v").and_then(serde_json::Value::as_u64).ok_or_else(|| unreadable("no format version".into()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| unreadable(e.to_string()))?;
+        let version = value
+            .get("v")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| unreadable("no format version".into()))?;
         let version = u32::try_from(version).unwrap_or(u32::MAX);
         if version > RECORD_VERSION {
-            return Err(StateError::Newer { dir: self.dir.clone(), found: version });
+            return Err(StateError::Newer {
+                dir: self.dir.clone(),
+                found: version,
+            });
         }
-        serde_json::from_value::<Envelope<T>>(value).map(|e| e.data).map_err(|e| unreadable(e.to_string()))
+        serde_json::from_value::<Envelope<T>>(value)
+            .map(|e| e.data)
+            .map_err(|e| unreadable(e.to_string()))
     }
 
     fn encode<T: Serialize>(data: &T) -> Vec<u8> {
-        serde_json::to_vec(&Envelope { v: RECORD_VERSION, data }).expect("records are plain data")
+        serde_json::to_vec(&Envelope {
+            v: RECORD_VERSION,
+            data,
+        })
+        .expect("records are plain data")
     }
 
     fn io(&self, error: impl std::fmt::Display) -> StateError {
-        StateError::Io { dir: self.dir.clone(), message: error.to_string() }
+        StateError::Io {
+            dir: self.dir.clone(),
+            message: error.to_string(),
+        }
     }
 
     /// A run.
@@ -196,7 +233,11 @@ impl Store {
             let (key, bytes) = entry.map_err(|e| self.io(e))?;
             runs.push(self.decode::<RunRecord>(&key, &bytes)?);
         }
-        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+        runs.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         Ok(runs)
     }
 
@@ -230,7 +271,11 @@ impl Store {
 
     /// When `GET /v0/repositories` was last called, by any process on this state.
     pub fn last_repositories_call(&self) -> Result<Option<Timestamp>, StateError> {
-        match self.cache.get(LAST_REPOSITORIES_CALL).map_err(|e| self.io(e))? {
+        match self
+            .cache
+            .get(LAST_REPOSITORIES_CALL)
+            .map_err(|e| self.io(e))?
+        {
             Some(bytes) => self.decode(LAST_REPOSITORIES_CALL, &bytes).map(Some),
             None => Ok(None),
         }
@@ -243,36 +288,44 @@ impl Store {
         for write in writes {
             if let Write::Event(run, event) = write {
                 let id = self.db.generate_id().map_err(|e| self.io(e))?;
-                events.push(([run_prefix(run), id.to_be_bytes().to_vec()].concat(), Self::encode(event)));
+                events.push((
+                    [run_prefix(run), id.to_be_bytes().to_vec()].concat(),
+                    Self::encode(event),
+                ));
             }
         }
         let result: sled::transaction::TransactionResult<(), ()> =
-            (&self.runs, &self.instances, &self.events, &self.cache).transaction(|(runs, instances, log, cache)| {
-                for write in writes {
-                    match write {
-                        Write::Run(run) => {
-                            runs.insert(run.id.as_bytes(), Self::encode(run))?;
+            (&self.runs, &self.instances, &self.events, &self.cache).transaction(
+                |(runs, instances, log, cache)| {
+                    for write in writes {
+                        match write {
+                            Write::Run(run) => {
+                                runs.insert(run.id.as_bytes(), Self::encode(run))?;
+                            }
+                            Write::Instance(run, instance) => {
+                                instances.insert(
+                                    instance_key(run, &instance.key),
+                                    Self::encode(instance),
+                                )?;
+                            }
+                            Write::RemoveInstance(run, key) => {
+                                instances.remove(instance_key(run, key))?;
+                            }
+                            Write::Repositories(list) => {
+                                cache.insert(REPOSITORIES, Self::encode(list))?;
+                            }
+                            Write::LastRepositoriesCall(at) => {
+                                cache.insert(LAST_REPOSITORIES_CALL, Self::encode(at))?;
+                            }
+                            Write::Event(..) => {}
                         }
-                        Write::Instance(run, instance) => {
-                            instances.insert(instance_key(run, &instance.key), Self::encode(instance))?;
-                        }
-                        Write::RemoveInstance(run, key) => {
-                            instances.remove(instance_key(run, key))?;
-                        }
-                        Write::Repositories(list) => {
-                            cache.insert(REPOSITORIES, Self::encode(list))?;
-                        }
-                        Write::LastRepositoriesCall(at) => {
-                            cache.insert(LAST_REPOSITORIES_CALL, Self::encode(at))?;
-                        }
-                        Write::Event(..) => {}
                     }
-                }
-                for (key, value) in &events {
-                    log.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok(())
-            });
+                    for (key, value) in &events {
+                        log.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok(())
+                },
+            );
         result.map_err(|e| self.io(format!("{e:?}")))?;
         self.db.flush().map_err(|e| self.io(e))?;
         self.busy += start.elapsed();
@@ -315,7 +368,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = Store::open(dir.path()).unwrap();
-            let instance = InstanceRecord::pending("t[a/b]", "t", "https://github.com/a/b", "br", "h");
+            let instance =
+                InstanceRecord::pending("t[a/b]", "t", "https://github.com/a/b", "br", "h");
             store
                 .write(&[
                     Write::Run(run("w/default")),
@@ -329,7 +383,12 @@ mod tests {
         assert_eq!(store.run("w/default").unwrap().unwrap().key, "default");
         let instances = store.instances("w/default").unwrap();
         assert_eq!(instances[0].state, InstanceState::Pending);
-        let kinds: Vec<String> = store.events("w/default").unwrap().into_iter().map(|e| e.kind).collect();
+        let kinds: Vec<String> = store
+            .events("w/default")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
         assert_eq!(kinds, ["start", "end"]);
     }
 
@@ -338,7 +397,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
         let second = Store::open(dir.path()).unwrap_err().to_string();
-        assert!(second.contains("is in use by another orchestrate (pid "), "{second}");
+        assert!(
+            second.contains("is in use by another orchestrate (pid "),
+            "{second}"
+        );
         assert!(second.contains(&dir.path().display().to_string()));
     }
 
@@ -347,13 +409,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.runs.insert("new/x", br#"{"v": 99, "id": "new/x"}"#.to_vec()).unwrap();
+            store
+                .runs
+                .insert("new/x", br#"{"v": 99, "id": "new/x"}"#.to_vec())
+                .unwrap();
             store.runs.insert("bad/x", b"not json".to_vec()).unwrap();
             store.db.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert!(matches!(store.run("new/x"), Err(StateError::Newer { found: 99, .. })));
-        assert!(matches!(store.run("bad/x"), Err(StateError::Unreadable { .. })));
+        assert!(matches!(
+            store.run("new/x"),
+            Err(StateError::Newer { found: 99, .. })
+        ));
+        assert!(matches!(
+            store.run("bad/x"),
+            Err(StateError::Unreadable { .. })
+        ));
         assert!(store.runs.get("bad/x").unwrap().is_some(), "left untouched");
     }
 
@@ -364,6 +435,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let _store = Store::open(&state).unwrap();
-        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }

@@ -1,0 +1,575 @@
+//! `orchestrate apply FILE`: run or continue a workflow until every instance settles.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{Exit, Output, discover};
+use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
+use crate::exec::{ExecConfig, Execution, Halt, PollConfig, Progress, V0, cancel_run};
+use crate::plan::{Action, Options, Plan, Recorded};
+use crate::sim::{SimConfig, Simulator};
+use crate::spec::{self, Loaded, SourceFile};
+use crate::state::{
+    Event, InstanceRecord, InstanceState, RunRecord, RunState, StoreHandle, Timestamp, Write,
+};
+
+/// `orchestrate apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The workflow file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Run key: continue or start the run with this key instead of the workflow's `run_key`.
+    #[arg(long, value_name = "KEY")]
+    pub run: Option<String>,
+    /// Launch without asking (required when not in a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Run against a simulator started in process: no key, no cost, agents take seconds.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Most agents active at once, overriding the workflow's `concurrency`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// Refresh the repository list of discover fleets even if the cache is young.
+    #[arg(long)]
+    pub refresh_repos: bool,
+    /// Shortest interval between two status reads (it grows while nothing changes).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    pub poll_interval: Option<Duration>,
+    /// First wait before relaunching a failed attempt (it doubles each time).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    pub retry_backoff: Option<Duration>,
+    /// After a follow-up, how long a FINISHED status must be fresh to count if RUNNING was
+    /// never seen.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    pub follow_up_grace: Option<Duration>,
+}
+
+/// What a workflow comes from: a file, or the text a run recorded.
+pub struct Source {
+    /// The name to report it under.
+    pub name: String,
+    /// Its text, when it is not read from `name`.
+    pub text: Option<String>,
+}
+
+/// Runs `apply`.
+pub async fn run(out: &Output, state_dir: &std::path::Path, args: ApplyArgs) -> Exit {
+    let source = Source {
+        name: args.file.display().to_string(),
+        text: None,
+    };
+    apply(out, state_dir, &args, source, false).await
+}
+
+/// Applies a workflow; `retry_failed` relaunches the failed and timed-out instances of the run.
+pub async fn apply(
+    out: &Output,
+    state_dir: &std::path::Path,
+    args: &ApplyArgs,
+    source: Source,
+    retry_failed: bool,
+) -> Exit {
+    let loaded = match &source.text {
+        Some(text) => spec::load_source(SourceFile::new(source.name.clone(), text.as_str())),
+        None => spec::load(std::path::Path::new(&source.name)),
+    };
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            out.load_error(&error);
+            return Exit::Invalid;
+        }
+    };
+    let store = match StoreHandle::open(state_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            out.error(&error.to_string());
+            return Exit::Invalid;
+        }
+    };
+    match Applier::prepare(out, &store, &loaded, args, retry_failed).await {
+        Ok(applier) => applier.execute(out, &store, &loaded, args, &source).await,
+        Err(exit) => exit,
+    }
+}
+
+/// Everything `apply` sets up before launching.
+struct Applier {
+    plan: Plan,
+    existing: Option<RunRecord>,
+    recorded: Vec<InstanceRecord>,
+    client: Client,
+    simulator: Option<Simulator>,
+    retry_failed: bool,
+}
+
+fn now_or(existing: Option<&RunRecord>) -> SystemTime {
+    existing.map_or_else(crate::plan::now, |run| run.started_at.time())
+}
+
+impl Applier {
+    async fn prepare(
+        out: &Output,
+        store: &StoreHandle,
+        loaded: &Loaded,
+        args: &ApplyArgs,
+        retry_failed: bool,
+    ) -> Result<Self, Exit> {
+        let workflow = &loaded.workflow;
+        let plan_error = |errors: Vec<crate::plan::PlanError>| {
+            for error in errors {
+                out.error(&error.to_string());
+            }
+            Exit::Invalid
+        };
+        // The run: its key from --run or run_key; an existing run keeps its start time, so
+        // `run.date` and every spec hash stay what they were.
+        let first = Plan::build(
+            workflow,
+            &Options {
+                run_key: args.run.clone(),
+                ..Options::default()
+            },
+        )
+        .map_err(plan_error)?;
+        let run_id = first.run.to_string();
+        let id = run_id.clone();
+        let existing = store.read(move |s| s.run(&id)).await.map_err(|e| {
+            out.error(&e.to_string());
+            Exit::Invalid
+        })?;
+        if let Some(run) = &existing {
+            if run.simulated != args.simulate {
+                let (was, is) = if run.simulated {
+                    ("simulated", "real")
+                } else {
+                    ("real", "simulated")
+                };
+                out.error(&format!(
+                    "run {run_id} was {was}; a {is} apply cannot continue it: use --run with another key"
+                ));
+                return Err(Exit::Invalid);
+            }
+        }
+        let (client, simulator) = connect(out, args, store).await?;
+        let discovered = discover::resolve(out, workflow, store, &client, args.refresh_repos)
+            .await
+            .map_err(|e| {
+                out.error(&e);
+                Exit::ApiUnusable
+            })?;
+        let options = Options {
+            run_key: Some(first.run_context.key.clone()),
+            now: now_or(existing.as_ref()),
+            discovered,
+        };
+        let mut plan = Plan::build(workflow, &options).map_err(plan_error)?;
+        if let Some(n) = args.max_concurrency {
+            plan.concurrency = n;
+        }
+        let id = run_id.clone();
+        // A simulated run cannot be continued (its simulator is gone): it starts over.
+        let recorded = if args.simulate {
+            Vec::new()
+        } else {
+            store.read(move |s| s.instances(&id)).await.map_err(|e| {
+                out.error(&e.to_string());
+                Exit::Invalid
+            })?
+        };
+        let by_key: HashMap<String, Recorded> = recorded
+            .iter()
+            .map(|r| {
+                let ended = matches!(
+                    r.state,
+                    InstanceState::Succeeded
+                        | InstanceState::Failed
+                        | InstanceState::TimedOut
+                        | InstanceState::Cancelled
+                );
+                let retry = retry_failed
+                    && matches!(r.state, InstanceState::Failed | InstanceState::TimedOut);
+                let recorded = Recorded {
+                    spec_hash: r.spec_hash.clone(),
+                    succeeded: r.state == InstanceState::Succeeded,
+                    ended,
+                    relaunch_requested: retry,
+                };
+                (r.key.clone(), recorded)
+            })
+            .collect();
+        plan.diff(&by_key);
+        Ok(Self {
+            plan,
+            existing,
+            recorded,
+            client,
+            simulator,
+            retry_failed,
+        })
+    }
+
+    async fn execute(
+        self,
+        out: &Output,
+        store: &StoreHandle,
+        loaded: &Loaded,
+        args: &ApplyArgs,
+        source: &Source,
+    ) -> Exit {
+        let plan = self.plan;
+        let run_id = plan.run.to_string();
+        let count = |action| plan.instances.iter().filter(|i| i.action == action).count();
+        let (launch, relaunch, resume, keep) = (
+            count(Action::Launch),
+            count(Action::Relaunch),
+            count(Action::Continue),
+            count(Action::Keep),
+        );
+        out.status(&format!(
+            "run {run_id}: {launch} to launch, {relaunch} to relaunch, {resume} to continue, {keep} to keep ({} at once)",
+            plan.concurrency
+        ));
+        let new_agents = launch + relaunch;
+        if new_agents > 0 && !args.simulate && !args.yes {
+            if !std::io::stdin().is_terminal() {
+                out.error(&format!(
+                    "refusing to launch {new_agents} agent(s) without --yes when not in a terminal; review `orchestrate plan {}` first",
+                    source.name
+                ));
+                return Exit::Invalid;
+            }
+            out.stdout(&plan.render(crate::plan::Format::Text));
+            eprint!("Launch {new_agents} agent(s)? [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                out.status("nothing launched");
+                return Exit::Invalid;
+            }
+        }
+
+        // Records, in plan order: new and relaunched instances start pending; continued ones
+        // pick up where they were (blocked ones are looked at again); kept ones stay.
+        let recorded: HashMap<&str, &InstanceRecord> =
+            self.recorded.iter().map(|r| (r.key.as_str(), r)).collect();
+        let mut records = Vec::with_capacity(plan.instances.len());
+        let mut writes = Vec::new();
+        for instance in &plan.instances {
+            let hash = instance.spec_hash();
+            let repository = instance
+                .repo
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let previous = recorded.get(instance.key.as_str()).copied();
+            let record = match (instance.action, previous) {
+                (Action::Keep, Some(previous)) => previous.clone(),
+                (Action::Continue, Some(previous)) => {
+                    let mut record = previous.clone();
+                    if matches!(
+                        record.state,
+                        InstanceState::Blocked | InstanceState::Skipped
+                    ) {
+                        record.state = InstanceState::Pending;
+                    }
+                    record
+                }
+                (Action::Relaunch, Some(previous)) => {
+                    let reason = if previous.spec_hash != hash {
+                        "its spec changed"
+                    } else if self.retry_failed
+                        && matches!(
+                            previous.state,
+                            InstanceState::Failed | InstanceState::TimedOut
+                        )
+                    {
+                        "retry requested"
+                    } else {
+                        "a need was relaunched"
+                    };
+                    writes.push(Write::Event(
+                        run_id.clone(),
+                        Event::instance(previous.key.as_str(), "relaunch", reason),
+                    ));
+                    let mut record = InstanceRecord::pending(
+                        instance.key.as_str(),
+                        instance.task.as_str(),
+                        &repository,
+                        &instance.branch,
+                        &hash,
+                    );
+                    record.attempt = previous.attempt;
+                    record.attempts.clone_from(&previous.attempts);
+                    record
+                }
+                _ => InstanceRecord::pending(
+                    instance.key.as_str(),
+                    instance.task.as_str(),
+                    &repository,
+                    &instance.branch,
+                    &hash,
+                ),
+            };
+            if instance.action != Action::Keep {
+                writes.push(Write::Instance(run_id.clone(), record.clone()));
+            }
+            records.push(record);
+        }
+        let started_at = self
+            .existing
+            .as_ref()
+            .map_or_else(Timestamp::now, |r| r.started_at);
+        let run = RunRecord {
+            id: run_id.clone(),
+            workflow: plan.workflow.clone(),
+            key: plan.run_context.key.clone(),
+            file: self
+                .existing
+                .as_ref()
+                .map_or_else(|| source.name.clone(), |r| r.file.clone()),
+            source: loaded.file.text().to_owned(),
+            state: RunState::Running,
+            simulated: args.simulate,
+            started_at,
+            finished_at: None,
+        };
+        writes.push(Write::Run(run.clone()));
+        writes.push(Write::Event(
+            run_id.clone(),
+            Event::run(
+                "apply",
+                format!("{launch} launch, {relaunch} relaunch, {resume} continue, {keep} keep"),
+            ),
+        ));
+        if let Err(error) = store.write(writes).await {
+            out.error(&error.to_string());
+            return Exit::Invalid;
+        }
+
+        let interrupt = CancellationToken::new();
+        let stop_agents = Arc::new(AtomicBool::new(false));
+        watch_ctrl_c(out.clone(), interrupt.clone(), stop_agents.clone());
+        let backend = Arc::new(V0::new(self.client.clone()));
+        let reporter_out = out.clone();
+        let report = Arc::new(move |progress: Progress| reporter_out.status(&describe(&progress)));
+        let config = exec_config(args);
+        let plan = Arc::new(plan);
+        let execution = Execution::new(
+            plan.clone(),
+            run_id.clone(),
+            records,
+            store.clone(),
+            backend.clone(),
+            config,
+            interrupt,
+            report,
+        );
+        let halt = execution.execute().await;
+        let records = execution.records();
+
+        let mut run = run;
+        let exit = match &halt {
+            Some(Halt::Interrupted) if stop_agents.load(Ordering::SeqCst) => {
+                match cancel_run(store, backend.as_ref(), &run_id).await {
+                    Ok(done) => out.status(&format!(
+                        "cancelled: {} agent(s) stopped, {} instance(s) skipped",
+                        done.stopped, done.skipped
+                    )),
+                    Err(error) => out.error(&error.to_string()),
+                }
+                if let Some(sim) = self.simulator {
+                    sim.shutdown().await;
+                }
+                return Exit::TaskFailed;
+            }
+            Some(Halt::Interrupted) => {
+                run.state = RunState::Interrupted;
+                let again = if args.simulate {
+                    "(a simulated run starts over)".to_owned()
+                } else {
+                    format!("orchestrate apply {}", source.name)
+                };
+                out.status(&format!(
+                    "interrupted: nothing more is launched; running agents go on in the cloud.\n\
+                     continue with: {again}\nstop them with: orchestrate cancel {run_id}"
+                ));
+                Exit::Interrupted
+            }
+            Some(Halt::Fatal(message)) => {
+                run.state = RunState::Interrupted;
+                out.error(message);
+                out.status(&format!(
+                    "the run can be continued once this is fixed: orchestrate apply {}",
+                    source.name
+                ));
+                Exit::ApiUnusable
+            }
+            None => {
+                let all_ok = records.iter().all(|r| r.state == InstanceState::Succeeded);
+                run.state = if all_ok {
+                    RunState::Succeeded
+                } else {
+                    RunState::Failed
+                };
+                run.finished_at = Some(Timestamp::now());
+                if all_ok {
+                    Exit::Success
+                } else {
+                    Exit::TaskFailed
+                }
+            }
+        };
+        let mut writes = vec![
+            Write::Run(run.clone()),
+            Write::Event(run_id.clone(), Event::run(run.state.as_str(), "")),
+        ];
+        if let Some(at) = self.client.quotas().last_repositories_call() {
+            writes.push(Write::LastRepositoriesCall(at.into()));
+        }
+        if let Err(error) = store.write(writes).await {
+            out.error(&error.to_string());
+        }
+        out.status(&summary(&run_id, &records));
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+        exit
+    }
+}
+
+/// The client, against the API or an in-process simulator.
+async fn connect(
+    out: &Output,
+    args: &ApplyArgs,
+    store: &StoreHandle,
+) -> Result<(Client, Option<Simulator>), Exit> {
+    let last_call = store
+        .read(|s| s.last_repositories_call())
+        .await
+        .ok()
+        .flatten()
+        .map(Timestamp::time);
+    if args.simulate {
+        let config = SimConfig {
+            speed: 60.0,
+            ..SimConfig::default()
+        };
+        let key = config.api_key.clone();
+        let simulator = Simulator::start(config, "127.0.0.1:0".parse().expect("an address"))
+            .await
+            .map_err(|e| {
+                out.error(&format!("cannot start the simulator: {e}"));
+                Exit::ApiUnusable
+            })?;
+        out.status(&format!(
+            "simulating the Cursor API at {} (agents work 60x faster)",
+            simulator.url()
+        ));
+        let config = ClientConfig::new(&simulator.url(), ApiKey::new(key)).expect("a valid URL");
+        let client = Client::new(config).map_err(|_| Exit::ApiUnusable)?;
+        return Ok((client, Some(simulator)));
+    }
+    let config = match ClientConfig::from_env() {
+        Ok(config) => config,
+        Err(ConfigError::MissingKey) => {
+            out.error("CURSOR_API_KEY is not set, so no agent can be launched");
+            out.status(&format!(
+                "either export CURSOR_API_KEY (from https://cursor.com/settings) and run again,\n\
+                 or try the workflow against the built-in simulator: orchestrate apply --simulate {}",
+                args.file.display()
+            ));
+            return Err(Exit::ApiUnusable);
+        }
+        Err(error) => {
+            out.error(&error.to_string());
+            return Err(Exit::ApiUnusable);
+        }
+    };
+    Client::resuming(config, last_call)
+        .map(|c| (c, None))
+        .map_err(|e| {
+            out.error(&e.to_string());
+            Exit::ApiUnusable
+        })
+}
+
+fn exec_config(args: &ApplyArgs) -> ExecConfig {
+    let mut config = ExecConfig::default();
+    if args.simulate {
+        config.poll = PollConfig {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        config.relaunch_backoff = Duration::from_millis(500);
+        config.follow_up_grace = Duration::from_secs(1);
+    }
+    if let Some(min) = args.poll_interval {
+        config.poll = PollConfig {
+            min,
+            max: config.poll.max.max(min),
+        };
+    }
+    if let Some(backoff) = args.retry_backoff {
+        config.relaunch_backoff = backoff;
+    }
+    if let Some(grace) = args.follow_up_grace {
+        config.follow_up_grace = grace;
+    }
+    config
+}
+
+/// First Ctrl-C: stop launching. Second: also stop the running agents.
+fn watch_ctrl_c(out: Output, interrupt: CancellationToken, stop_agents: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        out.status("\ninterrupting: no new agents are launched (Ctrl-C again to also stop the running ones)");
+        interrupt.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop_agents.store(true, Ordering::SeqCst);
+            out.status("stopping the running agents...");
+        }
+    });
+}
+
+fn describe(progress: &Progress) -> String {
+    match progress {
+        Progress::Launched { key, agent } => format!("launched  {key} ({agent})"),
+        Progress::FollowUp { key, number } => format!("follow-up {key} #{number} sent"),
+        Progress::Retrying { key, reason, after } => {
+            format!(
+                "retrying  {key}: {reason}; relaunch in {}",
+                humantime::format_duration(Duration::from_secs(after.as_secs().max(1)))
+            )
+        }
+        Progress::Settled { key, state, detail } => {
+            format!("{:<9} {key}: {detail}", state.as_str())
+        }
+    }
+}
+
+fn summary(run: &str, records: &[InstanceRecord]) -> String {
+    let mut counts: Vec<String> = Vec::new();
+    for state in InstanceState::ALL {
+        let n = records.iter().filter(|r| r.state == state).count();
+        if n > 0 {
+            counts.push(format!("{n} {}", state.as_str()));
+        }
+    }
+    format!(
+        "run {run}: {}\nsee `orchestrate status {run}` for each instance",
+        counts.join(", ")
+    )
+}

@@ -1,0 +1,104 @@
+//! Resolving `discover` fleets from `GET /v0/repositories`, through the store's cache.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Output;
+use crate::cursor::Client;
+use crate::spec::{Fleet, RepoUrl, Workflow};
+use crate::state::{RepositoryCache, StoreHandle, Timestamp, Write};
+
+/// How long a cached repository list is used when a fleet does not say.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The repositories of each discover fleet of `workflow`. The cached list is used while it
+/// is younger than the fleet's `max_age` (or always with `refresh` false and a failing API);
+/// a fetch keeps the endpoint's quotas across processes through the store.
+pub async fn resolve(
+    out: &Output,
+    workflow: &Workflow,
+    store: &StoreHandle,
+    client: &Client,
+    refresh: bool,
+) -> Result<HashMap<String, Vec<RepoUrl>>, String> {
+    let fleets: Vec<(&str, &crate::spec::Discover)> = workflow
+        .fleets
+        .iter()
+        .filter_map(|(name, fleet)| match fleet {
+            Fleet::Discover(d) => Some((name.as_str(), &d.discover)),
+            Fleet::Repos(_) => None,
+        })
+        .collect();
+    if fleets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let cache = store
+        .read(|s| s.repositories())
+        .await
+        .map_err(|e| e.to_string())?;
+    let youngest_needed = fleets
+        .iter()
+        .map(|(_, d)| d.max_age.map_or(DEFAULT_MAX_AGE, |a| a.get()))
+        .min()
+        .unwrap_or(DEFAULT_MAX_AGE);
+    let fresh = cache
+        .as_ref()
+        .is_some_and(|c| c.fetched_at.elapsed() < youngest_needed);
+    let list = if fresh && !refresh {
+        cache.expect("fresh means present")
+    } else {
+        if let Some(next) = client.quotas().next_repositories_call() {
+            if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
+                out.status(&format!(
+                    "waiting {} for the repositories quota (1 call per minute, 30 per hour)",
+                    humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
+                ));
+            }
+        }
+        match client.repositories().await {
+            Ok(answer) => {
+                let list = RepositoryCache {
+                    fetched_at: Timestamp::now(),
+                    repositories: answer
+                        .repositories
+                        .into_iter()
+                        .map(|r| r.repository)
+                        .collect(),
+                };
+                let mut writes = vec![Write::Repositories(list.clone())];
+                if let Some(at) = client.quotas().last_repositories_call() {
+                    writes.push(Write::LastRepositoriesCall(at.into()));
+                }
+                store.write(writes).await.map_err(|e| e.to_string())?;
+                list
+            }
+            Err(error) => match cache {
+                Some(cache) => {
+                    out.status(&format!(
+                        "warning: cannot list repositories ({error}); using the cached list from {} ago",
+                        humantime::format_duration(Duration::from_secs(cache.fetched_at.elapsed().as_secs()))
+                    ));
+                    cache
+                }
+                None => return Err(format!("cannot resolve discover fleets: {error}")),
+            },
+        }
+    };
+    let mut resolved = HashMap::new();
+    for (name, discover) in fleets {
+        let pattern = glob::Pattern::new(discover.name.as_deref().unwrap_or("*"))
+            .map_err(|e| e.to_string())?;
+        let mut repos: Vec<RepoUrl> = list
+            .repositories
+            .iter()
+            .filter_map(|url| url.parse::<RepoUrl>().ok())
+            .filter(|repo| {
+                repo.owner().eq_ignore_ascii_case(&discover.owner) && pattern.matches(repo.name())
+            })
+            .collect();
+        repos.sort_by_key(|r| r.slug().to_ascii_lowercase());
+        repos.dedup_by(|a, b| a.same_repository(b));
+        resolved.insert(name.to_owned(), repos);
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,265 @@
+//! The agent backend: what the executor needs from an API, whatever its version.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Prompt, Source, Webhook};
+use crate::cursor::{AgentId, AgentStatus, ApiError, Client, MAX_PAGE};
+use crate::plan::Target;
+
+/// Agents created this long before an intent still count as its launch: clocks differ.
+const CLOCK_SLACK: Duration = Duration::from_secs(600);
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// `https://github.com/owner/name`.
+    pub repository: String,
+    /// The ref to start from.
+    pub git_ref: Option<String>,
+    /// The branch to push to.
+    pub branch: String,
+    /// The rendered prompt.
+    pub prompt: String,
+    /// The model.
+    pub model: Option<String>,
+    /// Pull request settings.
+    pub target: Target,
+    /// Where to post status changes.
+    pub webhook: Option<Webhook>,
+}
+
+/// An agent as the executor sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    /// Its id.
+    pub id: AgentId,
+    /// Its status.
+    pub status: AgentStatus,
+    /// Its branch.
+    pub branch: Option<String>,
+    /// Its pull request.
+    pub pr_url: Option<String>,
+    /// Its summary.
+    pub summary: Option<String>,
+    /// Its page.
+    pub url: Option<String>,
+}
+
+impl From<Agent> for AgentView {
+    fn from(agent: Agent) -> Self {
+        let target = agent.target.unwrap_or_default();
+        Self {
+            id: agent.id,
+            status: agent.status,
+            branch: target.branch_name,
+            pr_url: target.pr_url,
+            summary: agent.summary,
+            url: target.url,
+        }
+    }
+}
+
+/// The statuses of several agents; an agent the API no longer has maps to its error.
+pub type Statuses = HashMap<AgentId, Result<AgentView, ApiError>>;
+
+/// The operations the executor needs. Each API version implements it; nothing in `exec/`
+/// depends on which one is behind it.
+pub trait Backend: Send + Sync + 'static {
+    /// Launches an agent.
+    fn launch(&self, spec: &LaunchSpec)
+    -> impl Future<Output = Result<AgentView, ApiError>> + Send;
+
+    /// The agent a launch made, if any: same repository and branch, created since `since`.
+    fn find_launched(
+        &self,
+        repository: &str,
+        branch: &str,
+        since: SystemTime,
+    ) -> impl Future<Output = Result<Option<AgentView>, ApiError>> + Send;
+
+    /// The statuses of `ids`, the oldest created around `oldest`, in as few calls as it can.
+    fn statuses(
+        &self,
+        ids: &[AgentId],
+        oldest: SystemTime,
+    ) -> impl Future<Output = Result<Statuses, ApiError>> + Send;
+
+    /// Sends a follow-up.
+    fn follow_up(
+        &self,
+        id: &AgentId,
+        text: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Whether the agent received `text` as its follow-up number `sent_before + 1`.
+    fn follow_up_received(
+        &self,
+        id: &AgentId,
+        text: &str,
+        sent_before: u32,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+
+    /// Stops an agent.
+    fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+/// The v0 API.
+#[derive(Debug)]
+pub struct V0 {
+    client: Client,
+    /// Pages the last sweep of `GET /v0/agents` needed: when that is more than one call per
+    /// agent, single reads are cheaper.
+    last_sweep_pages: AtomicUsize,
+}
+
+impl V0 {
+    /// A backend over `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            last_sweep_pages: AtomicUsize::new(1),
+        }
+    }
+
+    /// Walks `GET /v0/agents` pages, newest first, until `done` says so or agents older than
+    /// `oldest` come. Returns the pages read.
+    async fn sweep(
+        &self,
+        oldest: SystemTime,
+        mut visit: impl FnMut(Agent) -> bool,
+    ) -> Result<usize, ApiError> {
+        let floor = oldest
+            .checked_sub(CLOCK_SLACK)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = self
+                .client
+                .list_agents(Some(MAX_PAGE), cursor.as_deref())
+                .await?;
+            pages += 1;
+            let mut past_floor = false;
+            for agent in page.agents {
+                past_floor |= agent.created().is_some_and(|c| c < floor);
+                if visit(agent) {
+                    return Ok(pages);
+                }
+            }
+            match page.next_cursor {
+                Some(next) if !past_floor => cursor = Some(next),
+                _ => return Ok(pages),
+            }
+        }
+    }
+}
+
+impl Backend for V0 {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
+        let request = LaunchRequest {
+            prompt: Prompt::text(&spec.prompt),
+            model: spec.model.clone(),
+            source: Source {
+                repository: spec.repository.clone(),
+                git_ref: spec.git_ref.clone(),
+            },
+            target: Some(LaunchTarget {
+                auto_create_pr: Some(spec.target.auto_create_pr),
+                open_as_cursor_github_app: Some(spec.target.open_as_cursor_github_app),
+                skip_reviewer_request: Some(spec.target.skip_reviewer_request),
+                branch_name: Some(spec.branch.clone()),
+            }),
+            webhook: spec.webhook.clone(),
+        };
+        self.client.launch(&request).await.map(AgentView::from)
+    }
+
+    async fn find_launched(
+        &self,
+        repository: &str,
+        branch: &str,
+        since: SystemTime,
+    ) -> Result<Option<AgentView>, ApiError> {
+        let floor = since
+            .checked_sub(CLOCK_SLACK)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut found = None;
+        self.sweep(since, |agent| {
+            let matches = agent
+                .repository()
+                .is_some_and(|r| r.eq_ignore_ascii_case(repository))
+                && agent.branch() == Some(branch)
+                && agent.created().is_none_or(|c| c >= floor);
+            if matches {
+                found = Some(AgentView::from(agent));
+            }
+            matches
+        })
+        .await?;
+        Ok(found)
+    }
+
+    async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
+        let mut statuses = Statuses::new();
+        if ids.len() > 1 && self.last_sweep_pages.load(Ordering::Relaxed) < ids.len() {
+            let wanted: HashSet<&AgentId> = ids.iter().collect();
+            let pages = self
+                .sweep(oldest, |agent| {
+                    if wanted.contains(&agent.id) {
+                        statuses.insert(agent.id.clone(), Ok(AgentView::from(agent)));
+                    }
+                    statuses.len() == wanted.len()
+                })
+                .await?;
+            self.last_sweep_pages.store(pages, Ordering::Relaxed);
+        }
+        // What the pages did not show (or all, when reading one by one is cheaper).
+        for id in ids {
+            if !statuses.contains_key(id) {
+                match self.client.agent(id).await {
+                    Ok(agent) => statuses.insert(id.clone(), Ok(agent.into())),
+                    Err(error @ ApiError::NotFound { .. }) => {
+                        statuses.insert(id.clone(), Err(error))
+                    }
+                    Err(error) => return Err(error),
+                };
+            }
+        }
+        Ok(statuses)
+    }
+
+    async fn follow_up(&self, id: &AgentId, text: &str) -> Result<(), ApiError> {
+        self.client
+            .follow_up(id, Prompt::text(text))
+            .await
+            .map(|_| ())
+    }
+
+    async fn follow_up_received(
+        &self,
+        id: &AgentId,
+        text: &str,
+        sent_before: u32,
+    ) -> Result<bool, ApiError> {
+        let conversation = self.client.conversation(id).await?;
+        let position = 1 + sent_before as usize;
+        let user: Vec<&str> = conversation
+            .messages
+            .iter()
+            .filter(|m| m.kind == "user_message")
+            .map(|m| m.text.as_str())
+            .collect();
+        Ok(user.get(position).is_some_and(|t| t.trim() == text.trim()))
+    }
+
+    async fn stop(&self, id: &AgentId) -> Result<(), ApiError> {
+        match self.client.stop(id).await {
+            // Already ended: nothing to stop.
+            Ok(_) | Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}

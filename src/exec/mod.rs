@@ -1,0 +1,12 @@
+//! Executing plans: the agent backend, the shared poller, the scheduler and each instance's
+//! life.
+
+mod backend;
+mod cancel;
+mod poller;
+mod run;
+
+pub use backend::{AgentView, Backend, LaunchSpec, Statuses, V0};
+pub use cancel::{Cancelled, cancel_run};
+pub use poller::{PollConfig, Poller, Snapshot};
+pub use run::{ExecConfig, Execution, Halt, Progress, Reporter, elapsed};

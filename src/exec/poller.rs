@@ -1,0 +1,135 @@
+//! One loop reads the statuses of every agent being waited on, and tells each waiter.
+//!
+//! The interval adapts: it starts short, grows while nothing changes, falls back when
+//! something does, and is jittered so that many runs do not poll in step.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::backend::{AgentView, Backend};
+use crate::cursor::{AgentId, ApiError};
+
+/// A status as read, and when.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// What the API said (or that the agent is gone).
+    pub agent: Result<AgentView, ApiError>,
+    /// When it was read.
+    pub at: SystemTime,
+}
+
+/// How often to poll.
+#[derive(Debug, Clone, Copy)]
+pub struct PollConfig {
+    /// The shortest interval.
+    pub min: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+struct Watched {
+    sender: watch::Sender<Option<Snapshot>>,
+    since: SystemTime,
+    last: Option<crate::cursor::AgentStatus>,
+}
+
+/// The shared poller.
+#[derive(Clone)]
+pub struct Poller {
+    watched: Arc<Mutex<HashMap<AgentId, Watched>>>,
+    wake: Arc<Notify>,
+}
+
+impl Poller {
+    /// Starts polling with `backend` until `stop`.
+    pub fn start<B: Backend>(backend: Arc<B>, config: PollConfig, stop: CancellationToken) -> Self {
+        let poller = Self {
+            watched: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        };
+        let running = poller.clone();
+        tokio::spawn(async move { running.run(backend, config, stop).await });
+        poller
+    }
+
+    /// Watches `id` (launched around `since`); the receiver sees each new snapshot.
+    pub fn watch(&self, id: &AgentId, since: SystemTime) -> watch::Receiver<Option<Snapshot>> {
+        let mut watched = self.watched.lock().expect("not poisoned");
+        let entry = watched.entry(id.clone()).or_insert_with(|| Watched {
+            sender: watch::channel(None).0,
+            since,
+            last: None,
+        });
+        let receiver = entry.sender.subscribe();
+        drop(watched);
+        self.wake.notify_one();
+        receiver
+    }
+
+    /// Stops watching `id`.
+    pub fn forget(&self, id: &AgentId) {
+        self.watched.lock().expect("not poisoned").remove(id);
+    }
+
+    async fn run<B: Backend>(&self, backend: Arc<B>, config: PollConfig, stop: CancellationToken) {
+        let mut interval = config.min;
+        loop {
+            let (ids, oldest) = {
+                let watched = self.watched.lock().expect("not poisoned");
+                let ids: Vec<AgentId> = watched.keys().cloned().collect();
+                let oldest = watched
+                    .values()
+                    .map(|w| w.since)
+                    .min()
+                    .unwrap_or_else(SystemTime::now);
+                (ids, oldest)
+            };
+            if ids.is_empty() {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.wake.notified() => continue,
+                }
+            }
+            let changed = match backend.statuses(&ids, oldest).await {
+                Ok(statuses) => self.publish(statuses),
+                Err(error) => {
+                    debug!(%error, "polling failed; trying again");
+                    false
+                }
+            };
+            interval = if changed {
+                config.min
+            } else {
+                interval.mul_f64(1.5).min(config.max)
+            };
+            let jittered = interval.mul_f64(rand::rng().random_range(0.8..1.2));
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(jittered) => {}
+            }
+        }
+    }
+
+    /// Sends each snapshot to its waiter; whether any status changed.
+    fn publish(&self, statuses: super::backend::Statuses) -> bool {
+        let at = SystemTime::now();
+        let mut changed = false;
+        let mut watched = self.watched.lock().expect("not poisoned");
+        for (id, agent) in statuses {
+            let Some(entry) = watched.get_mut(&id) else {
+                continue;
+            };
+            let status = agent.as_ref().ok().map(|a| a.status.clone());
+            changed |= status != entry.last;
+            entry.last = status;
+            entry.sender.send_replace(Some(Snapshot { agent, at }));
+        }
+        changed
+    }
+}

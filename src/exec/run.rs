@@ -1,0 +1,797 @@
+//! Running a plan: a scheduler over the DAG and the life of each instance.
+//!
+//! Every transition is written to the store and flushed before it is acted on. A launch is
+//! preceded by a launch intent; an answer that may have been lost (a dropped connection, a
+//! 5xx, a crash) is resolved by looking for the agent by repository and branch before
+//! launching again. A follow-up is preceded by its intent and confirmed against the
+//! conversation the same way. So a run can be killed at any moment and applied again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{AgentView, Backend, LaunchSpec};
+use super::poller::{PollConfig, Poller};
+use crate::cursor::{AgentId, AgentStatus, ApiError};
+use crate::plan::{AgentOutput, Field, Instance, NeedContext, Plan};
+use crate::spec::Condition;
+use crate::state::{
+    Attempt, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, StoreHandle,
+    Timestamp, Write,
+};
+
+/// How many times an uncertain launch is looked for and tried again before the instance
+/// fails.
+const MAX_UNCERTAIN_LAUNCHES: u32 = 6;
+
+/// Settings of an execution.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// How often statuses are read.
+    pub poll: PollConfig,
+    /// The first wait before a relaunch; it doubles with each one.
+    pub relaunch_backoff: Duration,
+    /// After a follow-up, a FINISHED status read this long after it counts even if RUNNING
+    /// was never seen (the agent may have been quicker than the poll).
+    pub follow_up_grace: Duration,
+    /// A webhook to pass with every launch.
+    pub webhook: Option<crate::cursor::model::Webhook>,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        Self {
+            poll: PollConfig {
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(60),
+            },
+            relaunch_backoff: Duration::from_secs(30),
+            follow_up_grace: Duration::from_secs(30),
+            webhook: None,
+        }
+    }
+}
+
+/// Why an execution stopped before every instance settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// Ctrl-C: nothing more is launched; running agents go on.
+    Interrupted,
+    /// The API cannot be used (authentication) or the state cannot be written.
+    Fatal(String),
+}
+
+/// What happened, for the user.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// An agent was launched (or found launched).
+    Launched {
+        /// The instance.
+        key: String,
+        /// Its agent.
+        agent: String,
+    },
+    /// A follow-up was sent.
+    FollowUp {
+        /// The instance.
+        key: String,
+        /// Which (1-based).
+        number: u32,
+    },
+    /// An attempt ended badly and another comes.
+    Retrying {
+        /// The instance.
+        key: String,
+        /// Why.
+        reason: String,
+        /// In how long.
+        after: Duration,
+    },
+    /// An instance settled.
+    Settled {
+        /// The instance.
+        key: String,
+        /// How.
+        state: InstanceState,
+        /// Pull request, error or reason.
+        detail: String,
+    },
+}
+
+/// Receives progress.
+pub type Reporter = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// How an attempt's agent ended.
+enum Ending {
+    Finished(AgentView),
+    Failed(String),
+    TimedOut,
+    Deleted,
+}
+
+/// An execution of one plan for one run.
+pub struct Execution<B: Backend> {
+    plan: Arc<Plan>,
+    run: String,
+    store: StoreHandle,
+    backend: Arc<B>,
+    poller: Poller,
+    records: Mutex<Vec<InstanceRecord>>,
+    index_of: HashMap<String, usize>,
+    slots: Semaphore,
+    interrupt: CancellationToken,
+    stop_polling: CancellationToken,
+    config: ExecConfig,
+    report: Reporter,
+}
+
+impl<B: Backend> Execution<B> {
+    /// An execution of `plan` over `records` (one per plan instance, in plan order).
+    pub fn new(
+        plan: Arc<Plan>,
+        run: String,
+        records: Vec<InstanceRecord>,
+        store: StoreHandle,
+        backend: Arc<B>,
+        config: ExecConfig,
+        interrupt: CancellationToken,
+        report: Reporter,
+    ) -> Arc<Self> {
+        let stop_polling = CancellationToken::new();
+        let poller = Poller::start(backend.clone(), config.poll, stop_polling.clone());
+        let index_of = plan
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| (inst.key.to_string(), i))
+            .collect();
+        Arc::new(Self {
+            slots: Semaphore::new(plan.concurrency as usize),
+            plan,
+            run,
+            store,
+            backend,
+            poller,
+            records: Mutex::new(records),
+            index_of,
+            interrupt,
+            stop_polling,
+            config,
+            report,
+        })
+    }
+
+    /// The records now.
+    pub fn records(&self) -> Vec<InstanceRecord> {
+        self.records.lock().expect("not poisoned").clone()
+    }
+
+    fn state(&self, index: usize) -> InstanceState {
+        self.records.lock().expect("not poisoned")[index].state
+    }
+
+    /// Runs until every instance settled, or a halt.
+    pub async fn execute(self: &Arc<Self>) -> Option<Halt> {
+        let count = self.plan.instances.len();
+        let mut started = vec![false; count];
+        let mut tasks = JoinSet::new();
+        let mut halt: Option<Halt> = None;
+        loop {
+            if halt.is_none() {
+                for index in 0..count {
+                    if started[index] {
+                        continue;
+                    }
+                    let ready = self.plan.instances[index]
+                        .needs
+                        .iter()
+                        .all(|&n| self.state(n).is_settled());
+                    if !ready {
+                        continue;
+                    }
+                    started[index] = true;
+                    if !self.state(index).is_settled() {
+                        let this = self.clone();
+                        tasks.spawn(async move { this.drive(index).await });
+                    }
+                }
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            let outcome = joined.unwrap_or_else(|panic| {
+                Err(Halt::Fatal(format!("an instance task failed: {panic}")))
+            });
+            if let Err(stop) = outcome {
+                if halt.is_none() || matches!(stop, Halt::Fatal(_)) {
+                    halt = Some(stop);
+                }
+                self.interrupt.cancel();
+            }
+        }
+        self.stop_polling.cancel();
+        halt
+    }
+
+    async fn save(
+        &self,
+        index: usize,
+        record: &InstanceRecord,
+        kind: &str,
+        detail: impl Into<String>,
+    ) -> Result<(), Halt> {
+        self.records.lock().expect("not poisoned")[index] = record.clone();
+        let event = Event::instance(&record.key, kind, detail);
+        self.store
+            .write(vec![
+                Write::Instance(self.run.clone(), record.clone()),
+                Write::Event(self.run.clone(), event),
+            ])
+            .await
+            .map_err(|e| Halt::Fatal(e.to_string()))
+    }
+
+    async fn settle(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        state: InstanceState,
+        detail: String,
+    ) -> Result<(), Halt> {
+        record.state = state;
+        record.finished_at = Some(Timestamp::now());
+        self.save(index, record, state.as_str(), detail.clone())
+            .await?;
+        (self.report)(Progress::Settled {
+            key: record.key.clone(),
+            state,
+            detail,
+        });
+        Ok(())
+    }
+
+    fn condition_met(&self, index: usize) -> bool {
+        let instance = &self.plan.instances[index];
+        let succeeded = |n: &usize| self.state(*n) == InstanceState::Succeeded;
+        match instance.condition {
+            _ if instance.needs.is_empty() => true,
+            Condition::AllSucceeded => instance.needs.iter().all(succeeded),
+            Condition::AnySucceeded => instance.needs.iter().any(succeeded),
+            Condition::Always => true,
+        }
+    }
+
+    fn output_of(record: &InstanceRecord) -> AgentOutput {
+        AgentOutput {
+            id: record.agent_id.clone().unwrap_or_default(),
+            status: record.status.clone().unwrap_or_default(),
+            summary: record.summary.clone().unwrap_or_default(),
+            branch: record.branch.clone(),
+            pr_url: record.pr_url.clone().unwrap_or_default(),
+            url: record.url.clone().unwrap_or_default(),
+        }
+    }
+
+    fn context(&self, index: usize, agent: Option<AgentOutput>) -> crate::plan::Context<'_> {
+        let records = self.records();
+        self.plan.context(
+            index,
+            |need: &Instance| {
+                let record = &records[self.index_of[need.key.as_str()]];
+                NeedContext::new(need, record.state.as_str(), Self::output_of(record))
+            },
+            agent,
+        )
+    }
+
+    fn branch_for(&self, index: usize, attempt: u32) -> String {
+        let base = &self.plan.instances[index].branch;
+        if attempt <= 1 {
+            base.clone()
+        } else {
+            format!("{base}-attempt-{attempt}")
+        }
+    }
+
+    async fn pause(&self, wait: Duration) -> Result<(), Halt> {
+        tokio::select! {
+            () = self.interrupt.cancelled() => Err(Halt::Interrupted),
+            () = tokio::time::sleep(wait) => Ok(()),
+        }
+    }
+
+    fn fatal_if_auth(error: &ApiError) -> Result<(), Halt> {
+        match error {
+            ApiError::Auth { .. } => Err(Halt::Fatal(error.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The life of one instance, from wherever its record says it is.
+    async fn drive(self: Arc<Self>, index: usize) -> Result<(), Halt> {
+        let instance = &self.plan.instances[index];
+        let mut record = self.records()[index].clone();
+        if record.state == InstanceState::Pending && !self.condition_met(index) {
+            let detail = format!(
+                "`if: {}` is not met by its needs",
+                condition_word(instance.condition)
+            );
+            return self
+                .settle(index, &mut record, InstanceState::Blocked, detail)
+                .await;
+        }
+        let _slot = tokio::select! {
+            () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
+            slot = self.slots.acquire() => slot.expect("the semaphore is never closed"),
+        };
+        // Whether the launch intent in the record may already have made an agent.
+        let mut uncertain = record.state == InstanceState::Launching;
+        let mut uncertain_launches = 0;
+        loop {
+            match record.state {
+                InstanceState::Pending => {
+                    if self.interrupt.is_cancelled() {
+                        return Err(Halt::Interrupted);
+                    }
+                    record.attempt += 1;
+                    record.tries += 1;
+                    record.branch = self.branch_for(index, record.attempt);
+                    record.launch = Some(LaunchIntent {
+                        attempt: record.attempt,
+                        at: Timestamp::now(),
+                        repository: record.repository.clone(),
+                        branch: record.branch.clone(),
+                    });
+                    record.state = InstanceState::Launching;
+                    record.agent_id = None;
+                    (record.status, record.summary, record.pr_url, record.url) =
+                        (None, None, None, None);
+                    (
+                        record.follow_ups_done,
+                        record.follow_ups_sent,
+                        record.follow_up,
+                    ) = (0, 0, None);
+                    record.follow_up_sent_at = None;
+                    record.started_at = None;
+                    let detail = format!("attempt {} on branch {}", record.attempt, record.branch);
+                    self.save(index, &record, "launch_intent", detail).await?;
+                    uncertain = false;
+                }
+                InstanceState::Launching => {
+                    let intent = record
+                        .launch
+                        .clone()
+                        .expect("a launching instance has an intent");
+                    if uncertain {
+                        match self
+                            .backend
+                            .find_launched(&intent.repository, &intent.branch, intent.at.time())
+                            .await
+                        {
+                            Ok(Some(agent)) => {
+                                self.adopt(
+                                    index,
+                                    &mut record,
+                                    &agent,
+                                    "found the agent of an earlier launch",
+                                )
+                                .await?;
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(error) => {
+                                Self::fatal_if_auth(&error)?;
+                                self.pause(self.config.poll.min).await?;
+                                continue;
+                            }
+                        }
+                    }
+                    let prompt = {
+                        let context = self.context(index, None);
+                        self.plan
+                            .templates
+                            .render(Field::Prompt(&instance.task), &context)
+                    };
+                    let prompt = match prompt {
+                        Ok(prompt) => prompt,
+                        Err(error) => {
+                            let detail = format!("cannot render the prompt: {error}");
+                            return self
+                                .settle(index, &mut record, InstanceState::Failed, detail)
+                                .await;
+                        }
+                    };
+                    let spec = LaunchSpec {
+                        repository: intent.repository.clone(),
+                        git_ref: instance.git_ref.clone(),
+                        branch: intent.branch.clone(),
+                        prompt,
+                        model: instance.model.clone(),
+                        target: instance.target,
+                        webhook: self.config.webhook.clone(),
+                    };
+                    match self.backend.launch(&spec).await {
+                        Ok(agent) => self.adopt(index, &mut record, &agent, "launched").await?,
+                        Err(error) => {
+                            Self::fatal_if_auth(&error)?;
+                            if error.surely_not_processed() {
+                                // The API refused it (400): sending it again will not help.
+                                record.attempts.push(Attempt {
+                                    number: record.attempt,
+                                    agent_id: None,
+                                    outcome: format!("refused: {error}"),
+                                    at: Timestamp::now(),
+                                });
+                                return self
+                                    .settle(
+                                        index,
+                                        &mut record,
+                                        InstanceState::Failed,
+                                        error.to_string(),
+                                    )
+                                    .await;
+                            }
+                            uncertain_launches += 1;
+                            if uncertain_launches >= MAX_UNCERTAIN_LAUNCHES {
+                                let detail = format!("could not launch: {error}");
+                                return self
+                                    .settle(index, &mut record, InstanceState::Failed, detail)
+                                    .await;
+                            }
+                            // The agent may exist: look for it before launching again.
+                            uncertain = true;
+                            let event =
+                                Event::instance(&record.key, "launch_uncertain", error.to_string());
+                            self.store
+                                .write(vec![Write::Event(self.run.clone(), event)])
+                                .await
+                                .map_err(|e| Halt::Fatal(e.to_string()))?;
+                            self.pause(self.config.poll.min).await?;
+                        }
+                    }
+                }
+                InstanceState::Running | InstanceState::FollowingUp => {
+                    let ending = self.wait(index, &record).await?;
+                    match ending {
+                        Ending::Finished(agent) => {
+                            record.status = Some(agent.status.to_string());
+                            record.summary = agent.summary.clone().or(record.summary.take());
+                            record.pr_url = agent.pr_url.clone().or(record.pr_url.take());
+                            record.url = agent.url.clone().or(record.url.take());
+                            if self.follow_up(index, &mut record, &agent).await? {
+                                continue;
+                            }
+                            record.attempts.push(Attempt {
+                                number: record.attempt,
+                                agent_id: record.agent_id.clone(),
+                                outcome: "succeeded".into(),
+                                at: Timestamp::now(),
+                            });
+                            if let Some(id) = &record.agent_id {
+                                self.poller.forget(&AgentId(id.clone()));
+                            }
+                            let detail = record
+                                .pr_url
+                                .clone()
+                                .unwrap_or_else(|| "no pull request".into());
+                            return self
+                                .settle(index, &mut record, InstanceState::Succeeded, detail)
+                                .await;
+                        }
+                        Ending::Failed(why) => {
+                            self.end_attempt(index, &mut record, &why, InstanceState::Failed)
+                                .await?;
+                        }
+                        Ending::TimedOut => {
+                            if let Some(id) = record.agent_id.clone() {
+                                self.save(index, &record, "stop", "timeout: stopping the agent")
+                                    .await?;
+                                if let Err(error) = self.backend.stop(&AgentId(id)).await {
+                                    Self::fatal_if_auth(&error)?;
+                                }
+                            }
+                            let timeout = instance
+                                .timeout
+                                .map(|t| humantime::format_duration(t).to_string())
+                                .unwrap_or_default();
+                            self.end_attempt(
+                                index,
+                                &mut record,
+                                &format!("timed out after {timeout}"),
+                                InstanceState::TimedOut,
+                            )
+                            .await?;
+                        }
+                        Ending::Deleted => {
+                            let detail = "the agent was deleted".to_owned();
+                            return self
+                                .settle(index, &mut record, InstanceState::Failed, detail)
+                                .await;
+                        }
+                    }
+                    if record.state.is_settled() {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn adopt(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        agent: &AgentView,
+        how: &str,
+    ) -> Result<(), Halt> {
+        record.agent_id = Some(agent.id.0.clone());
+        record.status = Some(agent.status.to_string());
+        record.url = agent.url.clone();
+        record.state = InstanceState::Running;
+        record.started_at = Some(Timestamp::now());
+        self.save(index, record, "launched", format!("{how}: {}", agent.id))
+            .await?;
+        (self.report)(Progress::Launched {
+            key: record.key.clone(),
+            agent: agent.id.0.clone(),
+        });
+        Ok(())
+    }
+
+    /// Ends the current attempt badly: relaunches after a backoff when retries remain, else
+    /// settles in `state`.
+    async fn end_attempt(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        why: &str,
+        state: InstanceState,
+    ) -> Result<(), Halt> {
+        let instance = &self.plan.instances[index];
+        record.attempts.push(Attempt {
+            number: record.attempt,
+            agent_id: record.agent_id.clone(),
+            outcome: why.to_owned(),
+            at: Timestamp::now(),
+        });
+        if let Some(id) = &record.agent_id {
+            self.poller.forget(&AgentId(id.clone()));
+        }
+        record.error = Some(why.to_owned());
+        if record.tries > instance.retries {
+            return self.settle(index, record, state, why.to_owned()).await;
+        }
+        let exponent = record.tries.saturating_sub(1).min(8);
+        let ceiling = self.config.relaunch_backoff * 2u32.pow(exponent);
+        let after = ceiling.mul_f64(rand::rng().random_range(0.5..1.0));
+        record.state = InstanceState::Pending;
+        self.save(
+            index,
+            record,
+            "relaunch",
+            format!(
+                "{why}; retry {} of {} in {after:.1?}",
+                record.tries, instance.retries
+            ),
+        )
+        .await?;
+        (self.report)(Progress::Retrying {
+            key: record.key.clone(),
+            reason: why.to_owned(),
+            after,
+        });
+        self.pause(after).await
+    }
+
+    /// Waits until the current agent ends (or times out).
+    async fn wait(&self, index: usize, record: &InstanceRecord) -> Result<Ending, Halt> {
+        let instance = &self.plan.instances[index];
+        let id = AgentId(
+            record
+                .agent_id
+                .clone()
+                .expect("a running instance has an agent"),
+        );
+        let started = record
+            .started_at
+            .or(record.launch.as_ref().map(|l| l.at))
+            .unwrap_or_else(Timestamp::now);
+        let mut receiver = self.poller.watch(&id, started.time());
+        let deadline = instance
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t.saturating_sub(started.elapsed()));
+        let sent_at = record.follow_up_sent_at.map(Timestamp::time);
+        let mut seen_working = false;
+        loop {
+            let timeout = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
+                () = timeout => return Ok(Ending::TimedOut),
+                changed = receiver.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
+            }
+            let Some(snapshot) = receiver.borrow_and_update().clone() else {
+                continue;
+            };
+            let agent = match snapshot.agent {
+                Ok(agent) => agent,
+                Err(ApiError::NotFound { .. }) => return Ok(Ending::Deleted),
+                Err(_) => continue,
+            };
+            // A status read before a follow-up took effect says nothing about it.
+            if let Some(sent) = sent_at {
+                if snapshot.at <= sent {
+                    continue;
+                }
+                let fresh = snapshot.at.duration_since(sent).unwrap_or_default()
+                    >= self.config.follow_up_grace;
+                if !agent.status.is_terminal() {
+                    seen_working = true;
+                } else if !seen_working && !fresh {
+                    continue;
+                }
+            }
+            match agent.status {
+                AgentStatus::Finished => return Ok(Ending::Finished(agent)),
+                AgentStatus::Error => return Ok(Ending::Failed("the agent ended in ERROR".into())),
+                AgentStatus::Expired => return Ok(Ending::Failed("the agent EXPIRED".into())),
+                _ => {}
+            }
+        }
+    }
+
+    /// Deals with the next follow-up of a finished agent. Returns whether one was sent (the
+    /// agent works again) or skipped (the next may follow); false when none is left.
+    async fn follow_up(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        agent: &AgentView,
+    ) -> Result<bool, Halt> {
+        let instance = &self.plan.instances[index];
+        let id = agent.id.clone();
+        if let Some(intent) = record.follow_up.clone() {
+            // An earlier send may have reached the agent: the conversation tells.
+            match self
+                .backend
+                .follow_up_received(&id, &intent.text, record.follow_ups_sent)
+                .await
+            {
+                Ok(true) => {
+                    self.follow_up_sent(index, record, intent.index).await?;
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    Self::fatal_if_auth(&error)?;
+                    self.pause(self.config.poll.min).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        let next = record.follow_ups_done as usize;
+        let Some(follow_up) = instance.follow_ups.get(next) else {
+            return Ok(false);
+        };
+        let output = AgentOutput {
+            id: id.0.clone(),
+            status: agent.status.to_string(),
+            summary: agent.summary.clone().unwrap_or_default(),
+            branch: agent
+                .branch
+                .clone()
+                .unwrap_or_else(|| record.branch.clone()),
+            pr_url: agent.pr_url.clone().unwrap_or_default(),
+            url: agent.url.clone().unwrap_or_default(),
+        };
+        let (wanted, text) = {
+            let context = self.context(index, Some(output));
+            let wanted = match &follow_up.condition {
+                Some(condition) => self.plan.templates.condition(condition, &context),
+                None => Ok(true),
+            };
+            (
+                wanted,
+                self.plan
+                    .templates
+                    .render(Field::FollowUp(&instance.task, next), &context),
+            )
+        };
+        let number = u32::try_from(next).unwrap_or(u32::MAX);
+        match (wanted, text) {
+            (Ok(false), _) => {
+                record.follow_ups_done += 1;
+                self.save(
+                    index,
+                    record,
+                    "follow_up_skipped",
+                    format!("follow-up {}: `if` is false", number + 1),
+                )
+                .await?;
+                Ok(true)
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                record.follow_ups_done += 1;
+                let detail = format!("follow-up {} cannot be rendered: {error}", number + 1);
+                self.save(index, record, "follow_up_skipped", detail)
+                    .await?;
+                Ok(true)
+            }
+            (Ok(true), Ok(text)) => {
+                record.follow_up = Some(FollowUpIntent {
+                    index: number,
+                    text: text.clone(),
+                    at: Timestamp::now(),
+                });
+                self.save(
+                    index,
+                    record,
+                    "follow_up_intent",
+                    format!("follow-up {}", number + 1),
+                )
+                .await?;
+                match self.backend.follow_up(&id, &text).await {
+                    Ok(()) => self.follow_up_sent(index, record, number).await?,
+                    Err(error) => {
+                        Self::fatal_if_auth(&error)?;
+                        // Unknown whether it arrived: the next round reads the conversation.
+                        self.pause(self.config.poll.min).await?;
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn follow_up_sent(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        number: u32,
+    ) -> Result<(), Halt> {
+        record.follow_up = None;
+        record.follow_ups_done = number + 1;
+        record.follow_ups_sent += 1;
+        record.follow_up_sent_at = Some(Timestamp::now());
+        record.state = InstanceState::FollowingUp;
+        self.save(
+            index,
+            record,
+            "follow_up_sent",
+            format!("follow-up {}", number + 1),
+        )
+        .await?;
+        (self.report)(Progress::FollowUp {
+            key: record.key.clone(),
+            number: number + 1,
+        });
+        Ok(())
+    }
+}
+
+fn condition_word(condition: Condition) -> &'static str {
+    match condition {
+        Condition::AllSucceeded => "all_succeeded",
+        Condition::AnySucceeded => "any_succeeded",
+        Condition::Always => "always",
+    }
+}
+
+/// Helper for callers: the instances' times, for status.
+pub fn elapsed(record: &InstanceRecord) -> Option<Duration> {
+    let start = record.started_at?;
+    let end = record
+        .finished_at
+        .map_or_else(SystemTime::now, Timestamp::time);
+    end.duration_since(start.time()).ok()
+}
