@@ -1,6 +1,8 @@
 //! End-to-end tests of the `orchestrate` binary, one test binary for fast linking.
 //!
 //! - `support`: how a test runs the binary (fixed date, no color, no API key, a timeout).
+//! - `apply`: `apply` end to end against the simulator: examples, kill -9, faults, re-apply,
+//!   locking, timeouts, cancel, Ctrl-C.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
 //! - `client`: the API client against the simulator: endpoints, errors, retries, quotas.
 //! - `cli_api`: `me`, `models`, `repos`, `agents` against the simulator; the key never shows.
@@ -11,6 +13,7 @@
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
 mod api_contract;
+mod apply;
 mod cli;
 mod cli_api;
 mod client;

@@ -17,7 +17,7 @@ use crate::plan::{Action, Options, Plan, Recorded};
 use crate::sim::{SimConfig, Simulator};
 use crate::spec::{self, Loaded, SourceFile};
 use crate::state::{
-    Event, InstanceRecord, InstanceState, RunRecord, RunState, StoreHandle, Timestamp, Write,
+    Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp, Write,
 };
 
 /// `orchestrate apply` options.
@@ -112,7 +112,32 @@ struct Applier {
     retry_failed: bool,
 }
 
-fn now_or(existing: Option<&RunRecord>) -> SystemTime {
+/// What the diff needs of each recorded instance; `retry_failed` asks to relaunch the failed.
+pub fn recorded_map(records: &[InstanceRecord], retry_failed: bool) -> HashMap<String, Recorded> {
+    records
+        .iter()
+        .map(|r| {
+            let ended = matches!(
+                r.state,
+                InstanceState::Succeeded
+                    | InstanceState::Failed
+                    | InstanceState::TimedOut
+                    | InstanceState::Cancelled
+            );
+            let recorded = Recorded {
+                spec_hash: r.spec_hash.clone(),
+                succeeded: r.state == InstanceState::Succeeded,
+                ended,
+                relaunch_requested: retry_failed
+                    && matches!(r.state, InstanceState::Failed | InstanceState::TimedOut),
+            };
+            (r.key.clone(), recorded)
+        })
+        .collect()
+}
+
+/// The time a run's templates see: its first apply's, so `run.date` and hashes stay put.
+pub fn now_or(existing: Option<&RunRecord>) -> SystemTime {
     existing.map_or_else(crate::plan::now, |run| run.started_at.time())
 }
 
@@ -186,28 +211,7 @@ impl Applier {
                 Exit::Invalid
             })?
         };
-        let by_key: HashMap<String, Recorded> = recorded
-            .iter()
-            .map(|r| {
-                let ended = matches!(
-                    r.state,
-                    InstanceState::Succeeded
-                        | InstanceState::Failed
-                        | InstanceState::TimedOut
-                        | InstanceState::Cancelled
-                );
-                let retry = retry_failed
-                    && matches!(r.state, InstanceState::Failed | InstanceState::TimedOut);
-                let recorded = Recorded {
-                    spec_hash: r.spec_hash.clone(),
-                    succeeded: r.state == InstanceState::Succeeded,
-                    ended,
-                    relaunch_requested: retry,
-                };
-                (r.key.clone(), recorded)
-            })
-            .collect();
-        plan.diff(&by_key);
+        plan.diff(&recorded_map(&recorded, retry_failed));
         Ok(Self {
             plan,
             existing,
@@ -455,7 +459,7 @@ async fn connect(
     store: &StoreHandle,
 ) -> Result<(Client, Option<Simulator>), Exit> {
     let last_call = store
-        .read(|s| s.last_repositories_call())
+        .read(Store::last_repositories_call)
         .await
         .ok()
         .flatten()

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::Output;
 use crate::cursor::Client;
-use crate::spec::{Fleet, RepoUrl, Workflow};
-use crate::state::{RepositoryCache, StoreHandle, Timestamp, Write};
+use crate::spec::{Fleet, HumanDuration, RepoUrl, Workflow};
+use crate::state::{RepositoryCache, Store, StoreHandle, Timestamp, Write};
 
 /// How long a cached repository list is used when a fleet does not say.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -21,24 +21,17 @@ pub async fn resolve(
     client: &Client,
     refresh: bool,
 ) -> Result<HashMap<String, Vec<RepoUrl>>, String> {
-    let fleets: Vec<(&str, &crate::spec::Discover)> = workflow
-        .fleets
-        .iter()
-        .filter_map(|(name, fleet)| match fleet {
-            Fleet::Discover(d) => Some((name.as_str(), &d.discover)),
-            Fleet::Repos(_) => None,
-        })
-        .collect();
+    let fleets = discover_fleets(workflow);
     if fleets.is_empty() {
         return Ok(HashMap::new());
     }
     let cache = store
-        .read(|s| s.repositories())
+        .read(Store::repositories)
         .await
         .map_err(|e| e.to_string())?;
     let youngest_needed = fleets
         .iter()
-        .map(|(_, d)| d.max_age.map_or(DEFAULT_MAX_AGE, |a| a.get()))
+        .map(|(_, d)| d.max_age.map_or(DEFAULT_MAX_AGE, HumanDuration::get))
         .min()
         .unwrap_or(DEFAULT_MAX_AGE);
     let fresh = cache
@@ -84,10 +77,39 @@ pub async fn resolve(
             },
         }
     };
+    Ok(select(&fleets, &list))
+}
+
+/// Discover fleets resolved from the cached list only, without calling the API (for `plan`).
+pub async fn from_cache(workflow: &Workflow, store: &StoreHandle) -> HashMap<String, Vec<RepoUrl>> {
+    let fleets = discover_fleets(workflow);
+    match store.read(Store::repositories).await {
+        Ok(Some(list)) if !fleets.is_empty() => select(&fleets, &list),
+        _ => HashMap::new(),
+    }
+}
+
+fn discover_fleets(workflow: &Workflow) -> Vec<(&str, &crate::spec::Discover)> {
+    workflow
+        .fleets
+        .iter()
+        .filter_map(|(name, fleet)| match fleet {
+            Fleet::Discover(d) => Some((name.as_str(), &d.discover)),
+            Fleet::Repos(_) => None,
+        })
+        .collect()
+}
+
+/// The repositories of `list` each fleet takes: its owner, names matching its glob.
+fn select(
+    fleets: &[(&str, &crate::spec::Discover)],
+    list: &RepositoryCache,
+) -> HashMap<String, Vec<RepoUrl>> {
     let mut resolved = HashMap::new();
     for (name, discover) in fleets {
+        // Validation checked the pattern.
         let pattern = glob::Pattern::new(discover.name.as_deref().unwrap_or("*"))
-            .map_err(|e| e.to_string())?;
+            .unwrap_or_else(|_| glob::Pattern::new("*").expect("a valid glob"));
         let mut repos: Vec<RepoUrl> = list
             .repositories
             .iter()
@@ -98,7 +120,7 @@ pub async fn resolve(
             .collect();
         repos.sort_by_key(|r| r.slug().to_ascii_lowercase());
         repos.dedup_by(|a, b| a.same_repository(b));
-        resolved.insert(name.to_owned(), repos);
+        resolved.insert((*name).to_owned(), repos);
     }
-    Ok(resolved)
+    resolved
 }

@@ -172,7 +172,9 @@ pub fn run(cli: Cli) -> Exit {
     out.init_tracing();
     match cli.command {
         Command::Validate { files } => validate::run(&out, &files),
-        Command::Plan { file, format, run } => plan::run(&out, &file, format, run),
+        Command::Plan { file, format, run } => {
+            block_on(plan::run(&out, &cli.global.state, &file, format, run))
+        }
         Command::Schema => {
             let schema = crate::spec::json_schema();
             out.stdout(&format!(

@@ -1,22 +1,64 @@
-//! `orchestrate plan FILE`.
+//! `orchestrate plan FILE`: what `apply` would do, against the recorded run when there is one.
 
 use std::path::Path;
 
+use super::apply::{now_or, recorded_map};
 use super::workflow::load_and_plan;
-use super::{Exit, Output};
-use crate::plan::{Format, Options};
+use super::{Exit, Output, discover};
+use crate::plan::{Format, Options, Plan};
+use crate::state::StoreHandle;
 
-/// Prints the plan of `file` in `format`.
-pub fn run(out: &Output, file: &Path, format: Format, run_key: Option<String>) -> Exit {
+/// Prints the plan of `file` in `format`, with the diff against the state in `state_dir`.
+pub async fn run(
+    out: &Output,
+    state_dir: &Path,
+    file: &Path,
+    format: Format,
+    run_key: Option<String>,
+) -> Exit {
     let options = Options {
         run_key,
         ..Options::default()
     };
-    match load_and_plan(out, file, &options) {
-        Ok((_, plan)) => {
-            out.stdout(&plan.render(format));
-            Exit::Success
+    let (loaded, mut plan) = match load_and_plan(out, file, &options) {
+        Ok(planned) => planned,
+        Err(code) => return code,
+    };
+    if state_dir.join("db").exists() {
+        match StoreHandle::open(state_dir) {
+            Ok(store) => {
+                if let Some(diffed) = against_state(&store, &loaded.workflow, &plan).await {
+                    plan = diffed;
+                }
+                store.close().await;
+            }
+            Err(error) => out.status(&format!(
+                "note: {error}; the plan below ignores the recorded state"
+            )),
         }
-        Err(code) => code,
     }
+    out.stdout(&plan.render(format));
+    Exit::Success
+}
+
+/// The plan again, as `apply` would build it for the recorded run, with each action set.
+async fn against_state(
+    store: &StoreHandle,
+    workflow: &crate::spec::Workflow,
+    plan: &Plan,
+) -> Option<Plan> {
+    let id = plan.run.to_string();
+    let (run, records) = store
+        .read(move |s| Ok((s.run(&id)?, s.instances(&id)?)))
+        .await
+        .ok()?;
+    let run = run?;
+    let options = Options {
+        run_key: Some(run.key.clone()),
+        now: now_or(Some(&run)),
+        discovered: discover::from_cache(workflow, store).await,
+    };
+    let mut diffed = Plan::build(workflow, &options).ok()?;
+    diffed.diff(&recorded_map(&records, false));
+    Some(diffed)
 }

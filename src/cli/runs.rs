@@ -9,7 +9,7 @@ use serde_json::json;
 use super::apply::{ApplyArgs, Source, apply};
 use super::{Exit, Output};
 use crate::exec::{V0, cancel_run, elapsed};
-use crate::state::{InstanceRecord, InstanceState, RunRecord, StoreHandle};
+use crate::state::{InstanceRecord, InstanceState, RunRecord, Store, StoreHandle, Timestamp};
 
 fn open(out: &Output, dir: &Path) -> Result<StoreHandle, Exit> {
     if !dir.join("db").exists() {
@@ -31,7 +31,7 @@ async fn find_run(
     store: &StoreHandle,
     run: Option<String>,
 ) -> Result<RunRecord, Exit> {
-    let runs = store.read(|s| s.runs()).await.map_err(|e| {
+    let runs = store.read(Store::runs).await.map_err(|e| {
         out.error(&e.to_string());
         Exit::Invalid
     })?;
@@ -102,8 +102,8 @@ pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool
                     "pr_url": r.pr_url,
                     "summary": r.summary,
                     "attempts": r.attempt,
-                    "started_at": r.started_at.map(|t| t.rfc3339()),
-                    "finished_at": r.finished_at.map(|t| t.rfc3339()),
+                    "started_at": r.started_at.map(Timestamp::rfc3339),
+                    "finished_at": r.finished_at.map(Timestamp::rfc3339),
                     "error": r.error,
                 })
             })
@@ -187,7 +187,7 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Exit {
                     "key": run.key,
                     "state": run.state.as_str(),
                     "started_at": run.started_at.rfc3339(),
-                    "finished_at": run.finished_at.map(|t| t.rfc3339()),
+                    "finished_at": run.finished_at.map(Timestamp::rfc3339),
                     "counts": counts(records),
                 })
             })

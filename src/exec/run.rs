@@ -29,6 +29,24 @@ use crate::state::{
 /// fails.
 const MAX_UNCERTAIN_LAUNCHES: u32 = 6;
 
+/// Crash-safety tests need a process to die at the worst moments: right after an API call
+/// answered and before the answer is stored. `ORCHESTRATE_CRASH_AFTER=launch:3` (or
+/// `follow_up:N`) aborts the process right after the third launch call returns.
+fn crash_point(point: &str) {
+    static PLAN: std::sync::OnceLock<Option<(String, usize)>> = std::sync::OnceLock::new();
+    static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let plan = PLAN.get_or_init(|| {
+        let spec = std::env::var("ORCHESTRATE_CRASH_AFTER").ok()?;
+        let (name, count) = spec.split_once(':')?;
+        Some((name.to_owned(), count.parse().ok()?))
+    });
+    if let Some((name, count)) = plan {
+        if name == point && SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *count {
+            std::process::abort();
+        }
+    }
+}
+
 /// Settings of an execution.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
@@ -132,6 +150,7 @@ pub struct Execution<B: Backend> {
 
 impl<B: Backend> Execution<B> {
     /// An execution of `plan` over `records` (one per plan instance, in plan order).
+    #[allow(clippy::too_many_arguments)] // each is a distinct collaborator, set once
     pub fn new(
         plan: Arc<Plan>,
         run: String,
@@ -183,8 +202,8 @@ impl<B: Backend> Execution<B> {
         let mut halt: Option<Halt> = None;
         loop {
             if halt.is_none() {
-                for index in 0..count {
-                    if started[index] {
+                for (index, started) in started.iter_mut().enumerate() {
+                    if *started {
                         continue;
                     }
                     let ready = self.plan.instances[index]
@@ -194,7 +213,7 @@ impl<B: Backend> Execution<B> {
                     if !ready {
                         continue;
                     }
-                    started[index] = true;
+                    *started = true;
                     if !self.state(index).is_settled() {
                         let this = self.clone();
                         tasks.spawn(async move { this.drive(index).await });
@@ -278,7 +297,7 @@ impl<B: Backend> Execution<B> {
     }
 
     fn context(&self, index: usize, agent: Option<AgentOutput>) -> crate::plan::Context<'_> {
-        let records = self.records();
+        let records = self.records.lock().expect("not poisoned");
         self.plan.context(
             index,
             |need: &Instance| {
@@ -315,7 +334,7 @@ impl<B: Backend> Execution<B> {
     /// The life of one instance, from wherever its record says it is.
     async fn drive(self: Arc<Self>, index: usize) -> Result<(), Halt> {
         let instance = &self.plan.instances[index];
-        let mut record = self.records()[index].clone();
+        let mut record = self.records.lock().expect("not poisoned")[index].clone();
         if record.state == InstanceState::Pending && !self.condition_met(index) {
             let detail = format!(
                 "`if: {}` is not met by its needs",
@@ -415,7 +434,9 @@ impl<B: Backend> Execution<B> {
                         target: instance.target,
                         webhook: self.config.webhook.clone(),
                     };
-                    match self.backend.launch(&spec).await {
+                    let launched = self.backend.launch(&spec).await;
+                    crash_point("launch");
+                    match launched {
                         Ok(agent) => self.adopt(index, &mut record, &agent, "launched").await?,
                         Err(error) => {
                             Self::fatal_if_auth(&error)?;
@@ -532,7 +553,7 @@ impl<B: Backend> Execution<B> {
     ) -> Result<(), Halt> {
         record.agent_id = Some(agent.id.0.clone());
         record.status = Some(agent.status.to_string());
-        record.url = agent.url.clone();
+        record.url.clone_from(&agent.url);
         record.state = InstanceState::Running;
         record.started_at = Some(Timestamp::now());
         self.save(index, record, "launched", format!("{how}: {}", agent.id))
@@ -740,7 +761,9 @@ impl<B: Backend> Execution<B> {
                     format!("follow-up {}", number + 1),
                 )
                 .await?;
-                match self.backend.follow_up(&id, &text).await {
+                let sent = self.backend.follow_up(&id, &text).await;
+                crash_point("follow_up");
+                match sent {
                     Ok(()) => self.follow_up_sent(index, record, number).await?,
                     Err(error) => {
                         Self::fatal_if_auth(&error)?;

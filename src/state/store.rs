@@ -59,6 +59,7 @@ pub enum StateError {
 
 /// A write that belongs in a batch.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // short-lived, moved straight into the store
 pub enum Write {
     /// Create or replace a run.
     Run(RunRecord),
@@ -72,6 +73,12 @@ pub enum Write {
     LastRepositoriesCall(Timestamp),
     /// Remove an instance (a simulated run that starts over).
     RemoveInstance(String, String),
+}
+
+/// A record is a JSON object, so that its version can sit beside its fields.
+#[derive(Serialize, serde::Deserialize)]
+struct LastCall {
+    at: Timestamp,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -276,7 +283,9 @@ impl Store {
             .get(LAST_REPOSITORIES_CALL)
             .map_err(|e| self.io(e))?
         {
-            Some(bytes) => self.decode(LAST_REPOSITORIES_CALL, &bytes).map(Some),
+            Some(bytes) => self
+                .decode::<LastCall>(LAST_REPOSITORIES_CALL, &bytes)
+                .map(|c| Some(c.at)),
             None => Ok(None),
         }
     }
@@ -315,7 +324,10 @@ impl Store {
                                 cache.insert(REPOSITORIES, Self::encode(list))?;
                             }
                             Write::LastRepositoriesCall(at) => {
-                                cache.insert(LAST_REPOSITORIES_CALL, Self::encode(at))?;
+                                cache.insert(
+                                    LAST_REPOSITORIES_CALL,
+                                    Self::encode(&LastCall { at: *at }),
+                                )?;
                             }
                             Write::Event(..) => {}
                         }
@@ -378,6 +390,13 @@ mod tests {
                     Write::Event("w/default".into(), Event::run("end", "")),
                 ])
                 .unwrap();
+        }
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .write(&[Write::LastRepositoriesCall(Timestamp(42))])
+                .unwrap();
+            assert_eq!(store.last_repositories_call().unwrap(), Some(Timestamp(42)));
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.run("w/default").unwrap().unwrap().key, "default");

@@ -1,0 +1,489 @@
+//! `apply` end to end: the real binary against the simulator on loopback.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator, Stats};
+use rand::Rng;
+
+use crate::support::{repo_root, text};
+
+/// Quotas out of the way of a test (the simulator counts any violation anyway).
+const QUOTAS: &str =
+    "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
+
+/// A simulator whose agents take `work` of real time.
+async fn simulator(work: (u64, u64), faults: &str) -> Simulator {
+    let config = SimConfig {
+        speed: 1000.0,
+        creating: Duration::from_secs(5),
+        agent_duration: (Duration::from_secs(work.0), Duration::from_secs(work.1)),
+        faults: faults.parse().unwrap(),
+        repositories_quota: vec!["1000/s".parse().unwrap()],
+        ..SimConfig::default()
+    };
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `orchestrate` against `sim` with a private state, fast polling and quick retries.
+fn orchestrate(sim: &Simulator, state: &Path) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    command
+        .current_dir(repo_root())
+        .env("CURSOR_API_BASE_URL", sim.url())
+        .env("CURSOR_API_KEY", DEFAULT_KEY)
+        .env("ORCHESTRATE_QUOTAS", QUOTAS)
+        .env("ORCHESTRATE_STATE", state)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("ORCHESTRATE_CRASH_AFTER")
+        .stdin(Stdio::null());
+    command
+}
+
+const FAST: [&str; 6] = [
+    "--poll-interval",
+    "15ms",
+    "--retry-backoff",
+    "30ms",
+    "--follow-up-grace",
+    "150ms",
+];
+
+/// Runs `apply FILE --yes` to its end in a blocking thread; returns (exit code, stderr).
+async fn apply(
+    sim: &Simulator,
+    state: &Path,
+    file: &Path,
+    extra: &[&str],
+) -> (Option<i32>, String) {
+    let mut command = orchestrate(sim, state);
+    command
+        .arg("apply")
+        .arg(file)
+        .arg("--yes")
+        .args(FAST)
+        .args(extra);
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().unwrap();
+        (output.status.code(), text(&output.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+async fn status_json(sim: &Simulator, state: &Path) -> serde_json::Value {
+    let mut command = orchestrate(sim, state);
+    command.args(["status", "--json"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn states(status: &serde_json::Value) -> BTreeMap<String, String> {
+    status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_owned(),
+                i["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn every_launch_once(stats: &Stats) {
+    for (key, count) in &stats.launches {
+        assert_eq!(*count, 1, "{key} was launched {count} times");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_applies_to_completion_and_needs_reach_prompts() {
+    let examples: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples/workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    let mut launches = Vec::new();
+    for example in &examples {
+        // Two examples push to the same branches of the same repositories: one simulator each.
+        let sim = simulator((10, 20), "").await;
+        let state = tempfile::tempdir().unwrap();
+        let (code, stderr) = apply(&sim, state.path(), example, &[]).await;
+        assert_eq!(code, Some(0), "{}:\n{stderr}", example.display());
+        let status = status_json(&sim, state.path()).await;
+        assert_eq!(status["state"], "succeeded", "{}", example.display());
+        assert!(states(&status).values().all(|s| s == "succeeded"));
+        every_launch_once(&sim.stats());
+        assert_eq!(sim.stats().total_quota_violations(), 0);
+        launches.extend(sim.launches());
+        sim.shutdown().await;
+    }
+    // The release note of the pipeline lists the pull requests its needs opened.
+    let notes = launches
+        .iter()
+        .find(|l| l.prompt.text.starts_with("Write the release note"))
+        .unwrap();
+    for repo in ["api", "billing", "web"] {
+        assert!(
+            notes
+                .prompt
+                .text
+                .contains(&format!("- {repo}: https://github.com/acme/{repo}/pull/")),
+            "{}",
+            notes.prompt.text
+        );
+    }
+    assert!(notes.prompt.text.contains("(succeeded)"));
+    // fix-tests starts from its own repository's bump branch, not another's.
+    let fix_web = launches
+        .iter()
+        .find(|l| l.prompt.text.starts_with("The framework upgrade of web"))
+        .unwrap();
+    assert!(
+        fix_web
+            .prompt
+            .text
+            .contains("branch upgrade/framework-web\n"),
+        "{}",
+        fix_web.prompt.text
+    );
+    // The discover fleet resolved to the simulator's acme/go-* repositories.
+    assert!(
+        launches
+            .iter()
+            .any(|l| l.source.repository == "https://github.com/acme/go-search")
+    );
+}
+
+/// 50 instances, each with follow-ups, killed at 30+ random moments and at the worst ones
+/// (right after a launch or a follow-up call answered, before the answer was stored), then
+/// applied to the end: every instance launched once, every follow-up sent once.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost() {
+    let sim = simulator((40, 120), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    let repos: String = (0..25)
+        .map(|n| format!("    - https://github.com/acme/svc-{n:02}\n"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: crash\nconcurrency: 12\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Update the changelog.\n      - prompt: Open the PR.\n        if: \"agent.status == 'FINISHED'\"\n  fix:\n    fleet: all\n    needs: [bump]\n    prompt: Fix {{{{ repo.name }}}} after {{{{ needs.bump.branch }}}}.\n    follow_ups:\n      - prompt: Run the tests again.\n"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut kills = 0;
+    // The worst moments, deterministically.
+    for point in ["launch:3", "follow_up:2", "launch:1", "follow_up:1"] {
+        let mut command = orchestrate(&sim, &state);
+        command
+            .arg("apply")
+            .arg(&file)
+            .arg("--yes")
+            .args(FAST)
+            .env("ORCHESTRATE_CRASH_AFTER", point);
+        let status = tokio::task::spawn_blocking(move || command.output().unwrap().status)
+            .await
+            .unwrap();
+        assert!(!status.success(), "{point}: the process was to die");
+        kills += 1;
+    }
+    // And 30 random ones.
+    let started = Instant::now();
+    while kills < 34 {
+        let mut command = orchestrate(&sim, &state);
+        command
+            .arg("apply")
+            .arg(&file)
+            .arg("--yes")
+            .args(FAST)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child: Child = command.spawn().unwrap();
+        let wait = rand::rng().random_range(20..250);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        kills += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the kills took too long"
+        );
+    }
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let seen = sim.stats();
+    every_launch_once(&seen);
+    assert_eq!(seen.launches.len(), 50, "every instance launched");
+    let mut follow_ups: Vec<u64> = seen.follow_ups.values().copied().collect();
+    follow_ups.sort_unstable();
+    assert_eq!(
+        follow_ups,
+        [vec![1; 25], vec![2; 25]].concat(),
+        "each follow-up sent exactly once"
+    );
+    let status = status_json(&sim, &state).await;
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status["counts"], serde_json::json!({"succeeded": 50}));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas() {
+    let sim = simulator((10, 30), "5xx=0.08,429=0.01:1,drop=0.05,error=0.2,seed=9").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("faults.yaml");
+    let repos: String = (0..20)
+        .map(|n| format!("    - https://github.com/acme/lib-{n:02}\n"))
+        .collect();
+    std::fs::write(&file, format!("version: 1\nname: faults\nconcurrency: 8\ndefaults:\n  retries: 4\nfleets:\n  all:\n{repos}tasks:\n  lint:\n    fleet: all\n    prompt: Lint {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the PR.\n")).unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    let status = status_json(&sim, &state).await;
+    let seen = sim.stats();
+    assert!(
+        seen.faults.get("agent_error").copied().unwrap_or(0) > 0,
+        "some agents failed: {:?}",
+        seen.faults
+    );
+    assert!(
+        seen.faults.get("5xx").copied().unwrap_or(0) > 0
+            && seen.faults.get("drop").copied().unwrap_or(0) > 0
+    );
+    let instances = status["instances"].as_array().unwrap();
+    assert!(
+        instances
+            .iter()
+            .any(|i| i["attempts"].as_u64().unwrap() > 1),
+        "some instance was relaunched"
+    );
+    for instance in instances {
+        assert!(instance["attempts"].as_u64().unwrap() <= 5, "{instance}");
+        assert!(
+            ["succeeded", "failed"].contains(&instance["state"].as_str().unwrap()),
+            "{instance}"
+        );
+    }
+    // A relaunch has its own branch, so even with retries no branch got two agents.
+    every_launch_once(&seen);
+    assert_eq!(seen.total_quota_violations(), 0);
+    // With five attempts at 20% each, every instance succeeds but for bad luck.
+    assert_eq!(code, Some(0), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents() {
+    let sim = simulator((10, 20), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.yaml");
+    let original =
+        std::fs::read_to_string(repo_root().join("examples/workflows/pipeline.yaml")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    let state = dir.path().join("state");
+    assert_eq!(apply(&sim, &state, &file, &[]).await.0, Some(0));
+    assert_eq!(sim.stats().agents, 7);
+
+    std::fs::write(
+        &file,
+        original.replace(
+            "run the test suite and fix",
+            "run the whole test suite and fix",
+        ),
+    )
+    .unwrap();
+    let mut plan = orchestrate(&sim, &state);
+    plan.args(["plan", "--format", "json"]).arg(&file);
+    let output = tokio::task::spawn_blocking(move || plan.output().unwrap())
+        .await
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let actions: BTreeMap<String, String> = plan["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_owned(),
+                i["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (key, action) in &actions {
+        let expected = if key.starts_with("bump") {
+            "keep"
+        } else {
+            "relaunch"
+        };
+        assert_eq!(action, expected, "{key}");
+    }
+
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = sim.stats();
+    assert_eq!(
+        seen.agents,
+        7 + 4,
+        "three fix-tests and the release note, nothing else"
+    );
+    every_launch_once(&seen);
+    // Applying again changes nothing.
+    assert_eq!(apply(&sim, &state, &file, &[]).await.0, Some(0));
+    assert_eq!(sim.stats().agents, 11);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
+    let sim = simulator((2000, 3000), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/fleet-fanout.yaml");
+    let mut first = orchestrate(&sim, &state);
+    first
+        .arg("apply")
+        .arg(&file)
+        .arg("--yes")
+        .args(FAST)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut first = first.spawn().unwrap();
+    for _ in 0..200 {
+        if sim.stats().agents == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = sim.stats();
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!(
+            "the state in {} is in use by another orchestrate (pid {}",
+            state.display(),
+            first.id()
+        )),
+        "{stderr}"
+    );
+    let after = sim.stats();
+    assert_eq!(
+        (after.agents, after.launches),
+        (before.agents, before.launches),
+        "the second apply launched nothing"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
+    let sim = simulator((5000, 6000), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.yaml");
+    std::fs::write(&file, "version: 1\nname: slow\ntasks:\n  wait:\n    repo: https://github.com/acme/api\n    prompt: Take your time.\n    timeout: 300ms\n").unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        states(&status_json(&sim, &state).await)["wait[acme/api]"],
+        "timed_out"
+    );
+    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1);
+
+    // cancel: an apply dies with four agents working; cancel stops all four.
+    let state = dir.path().join("state-2");
+    let mut running = orchestrate(&sim, &state);
+    running
+        .arg("apply")
+        .arg(repo_root().join("examples/workflows/fleet-fanout.yaml"))
+        .arg("--yes")
+        .args(FAST);
+    let mut running = running
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agents_before = sim.stats().agents;
+    for _ in 0..300 {
+        if sim.stats().agents == agents_before + 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = running.kill();
+    let _ = running.wait();
+    let mut cancel = orchestrate(&sim, &state);
+    cancel.arg("cancel");
+    let output = tokio::task::spawn_blocking(move || cancel.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("4 agent(s) stopped"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1 + 4);
+    let status = status_json(&sim, &state).await;
+    assert_eq!(status["state"], "cancelled");
+    assert!(states(&status).values().all(|s| s == "cancelled"));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_launching_and_says_how_to_resume() {
+    let sim = simulator((300, 400), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/pipeline.yaml");
+    let mut command = orchestrate(&sim, &state);
+    command
+        .arg("apply")
+        .arg(&file)
+        .arg("--yes")
+        .args(FAST)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    for _ in 0..300 {
+        if sim.stats().agents == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("continue with: orchestrate apply"),
+        "{stderr}"
+    );
+    assert_eq!(sim.stats().agents, 3, "nothing launched after Ctrl-C");
+    // Applying again continues the same agents to the end.
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(sim.stats().agents, 7);
+    every_launch_once(&sim.stats());
+    sim.shutdown().await;
+}
