@@ -100,6 +100,15 @@ fn states(status: &serde_json::Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The YAML lines of a fleet of `count` repositories named `prefix-NN`.
+fn fleet(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|n| format!("    - https://github.com/acme/{prefix}-{n:02}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 fn every_launch_once(stats: &Stats) {
     for (key, count) in &stats.launches {
         assert_eq!(*count, 1, "{key} was launched {count} times");
@@ -173,9 +182,7 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost() {
     let sim = simulator((40, 120), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fleet.yaml");
-    let repos: String = (0..25)
-        .map(|n| format!("    - https://github.com/acme/svc-{n:02}\n"))
-        .collect();
+    let repos = fleet("svc", 25);
     std::fs::write(
         &file,
         format!(
@@ -246,9 +253,7 @@ async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quo
     let sim = simulator((10, 30), "5xx=0.08,429=0.01:1,drop=0.05,error=0.2,seed=9").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("faults.yaml");
-    let repos: String = (0..20)
-        .map(|n| format!("    - https://github.com/acme/lib-{n:02}\n"))
-        .collect();
+    let repos = fleet("lib", 20);
     std::fs::write(&file, format!("version: 1\nname: faults\nconcurrency: 8\ndefaults:\n  retries: 4\nfleets:\n  all:\n{repos}tasks:\n  lint:\n    fleet: all\n    prompt: Lint {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the PR.\n")).unwrap();
     let state = dir.path().join("state");
     let (code, stderr) = apply(&sim, &state, &file, &[]).await;
