@@ -492,3 +492,109 @@ async fn ctrl_c_stops_launching_and_says_how_to_resume() {
     every_launch_once(&sim.stats());
     sim.shutdown().await;
 }
+
+/// A need that fails blocks `all_succeeded` dependents but not `always` ones; `retry
+/// --failed` relaunches it and re-runs what depended on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them() {
+    let sim = simulator((10, 20), "error=1.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: chain\ntasks:\n  bump:\n    repo: https://github.com/acme/api\n    prompt: Bump.\n  fix:\n    repo: https://github.com/acme/api\n    needs: [bump]\n    prompt: Fix after {{ needs.bump[0].branch }}.\n  report:\n    repo: https://github.com/acme/docs\n    needs: [bump]\n    if: always\n    prompt: \"Report: bump is {% for b in needs.bump %}{{ b.state }}{% endfor %}.\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let first = states(&status_json(&sim, &state).await);
+    assert_eq!(first["bump[acme/api]"], "failed");
+    assert_eq!(first["fix[acme/api]"], "blocked");
+    // `report` ran even so (its agent failed too: every agent fails in this simulator).
+    assert!(
+        sim.launches()
+            .iter()
+            .any(|l| l.prompt.text == "Report: bump is failed.")
+    );
+
+    sim.set_faults(orchestrate::sim::Faults::default());
+    let mut retry = orchestrate(&sim, &state);
+    retry.args(["retry", "--failed", "--yes", "--poll-interval", "15ms"]);
+    let output = tokio::task::spawn_blocking(move || retry.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let after = states(&status_json(&sim, &state).await);
+    assert!(after.values().all(|s| s == "succeeded"), "{after:?}");
+    assert!(
+        sim.launches()
+            .iter()
+            .any(|l| l.prompt.text == "Report: bump is succeeded.")
+    );
+    // The retry is recorded with its reason.
+    assert!(
+        text(&output.stderr).contains("run chain/default"),
+        "{}",
+        text(&output.stderr)
+    );
+    sim.shutdown().await;
+}
+
+#[test]
+fn simulate_runs_a_whole_workflow_without_a_key() {
+    let state = tempfile::tempdir().unwrap();
+    let output = crate::support::orchestrate()
+        .args([
+            "apply",
+            "--simulate",
+            "examples/workflows/fleet-fanout.yaml",
+            "--state",
+        ])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("simulating the Cursor API"), "{stderr}");
+    assert!(
+        stderr.contains("run lint-fix/default: 4 succeeded"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_a_key_apply_explains_both_ways_forward() {
+    let state = tempfile::tempdir().unwrap();
+    let output = crate::support::orchestrate()
+        .args([
+            "apply",
+            "examples/workflows/single-repo.yaml",
+            "--yes",
+            "--state",
+        ])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    insta::assert_snapshot!(text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_terminal_apply_wants_yes() {
+    let sim = simulator((10, 20), "").await;
+    let state = tempfile::tempdir().unwrap();
+    let mut command = orchestrate(&sim, state.path());
+    command.args(["apply", "examples/workflows/single-repo.yaml"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("refusing to launch 1 agent(s) without --yes"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(sim.stats().agents, 0);
+    sim.shutdown().await;
+}
