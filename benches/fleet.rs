@@ -1,0 +1,174 @@
+//! A 1,000-agent fleet against the simulator: wall time against the bound the quotas and
+//! agent durations set, API calls per agent, time spent in the store, peak RSS.
+//!
+//! Run: `cargo bench --bench fleet`.
+//!
+//! The fleet: 1,000 repositories, one task with one follow-up, launches limited to 100 per
+//! second (burst 5), every agent working exactly 1 s of real time on its prompt and 1 s on
+//! its follow-up (a simulated minute each). Two runs:
+//! - 100 agents at once: each slot is held at least 2 s, so slots allow 50 launches a second
+//!   and bind first: 1,000 x 2 s / 100 = 20 s.
+//! - 400 at once: the launch quota binds: 1,000 / 100 = 10 s of launches, then the last agent
+//!   works 2 s: 12 s.
+//!
+//! Status reads start every 50 ms and back off to 500 ms: the same ratio to an agent's work
+//! as the default 10 s to agents that work for minutes.
+
+// Counts shown as ratios to people: precision far beyond what is printed.
+#![allow(clippy::cast_precision_loss)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchestrate::cursor::{ApiKey, Client, ClientConfig, QuotaConfig};
+use orchestrate::exec::{ExecConfig, Execution, PollConfig, V0};
+use orchestrate::plan::{Options, Plan};
+use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
+use orchestrate::spec::{self, SourceFile};
+use orchestrate::state::{InstanceRecord, StoreHandle, Write};
+use tokio_util::sync::CancellationToken;
+
+const AGENTS: usize = 1_000;
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct Figures {
+    wall: Duration,
+    succeeded: usize,
+    calls: u64,
+    lists: u64,
+    singles: u64,
+    violations: u64,
+    store: Duration,
+}
+
+async fn fleet(concurrency: u32) -> Figures {
+    // Speed 60: a simulated minute of work is one real second.
+    let sim_config = SimConfig {
+        speed: 60.0,
+        creating: Duration::ZERO,
+        agent_duration: (Duration::from_secs(60), Duration::from_secs(60)),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(sim_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
+    config.quotas = QuotaConfig::default()
+        .with_overrides("calls=12000/min,calls_burst=100,launches=100/s,launches_burst=5")
+        .unwrap();
+    let client = Client::new(config).unwrap();
+
+    let repos: String = (0..AGENTS)
+        .map(|n| format!("    - https://github.com/acme/svc-{n:04}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let yaml = format!(
+        "version: 1\nname: fleet\nconcurrency: {concurrency}\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"
+    );
+    let workflow = spec::parse(&SourceFile::new("fleet.yaml", yaml)).unwrap();
+    let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreHandle::open(dir.path()).unwrap();
+    let run = plan.run.to_string();
+    let records: Vec<InstanceRecord> = plan
+        .instances
+        .iter()
+        .map(|i| {
+            let repo = i.repo.as_ref().unwrap().to_string();
+            InstanceRecord::pending(
+                i.key.as_str(),
+                i.task.as_str(),
+                &repo,
+                &i.branch,
+                &i.spec_hash(),
+            )
+        })
+        .collect();
+    store
+        .write(
+            records
+                .iter()
+                .map(|r| Write::Instance(run.clone(), r.clone()))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let exec_config = ExecConfig {
+        poll: PollConfig {
+            min: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+        relaunch_backoff: Duration::from_secs(1),
+        follow_up_grace: Duration::from_millis(500),
+        webhook: None,
+    };
+    let execution = Execution::new(
+        plan.clone(),
+        run,
+        records,
+        store.clone(),
+        Arc::new(V0::new(client)),
+        exec_config,
+        CancellationToken::new(),
+        Arc::new(|_| {}),
+    );
+    let start = Instant::now();
+    let halt = execution.execute().await;
+    let wall = start.elapsed();
+    assert!(halt.is_none());
+    let succeeded = execution
+        .records()
+        .iter()
+        .filter(|r| r.state == orchestrate::state::InstanceState::Succeeded)
+        .count();
+    let stats = sim.stats();
+    let calls = |route: &str| stats.calls.get(route).copied().unwrap_or(0);
+    let figures = Figures {
+        wall,
+        succeeded,
+        calls: stats.calls.values().sum(),
+        lists: calls("GET /v0/agents"),
+        singles: calls("GET /v0/agents/{id}") + calls("GET /v0/agents/{id}/conversation"),
+        violations: stats.total_quota_violations(),
+        store: store.busy().await,
+    };
+    sim.shutdown().await;
+    figures
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("1,000-agent fleet, one follow-up each, launches 100/s, agents 1 s + 1 s:");
+        for (concurrency, bound, binds) in [(100, 20.0, "slots"), (400, 12.0, "launch quota")] {
+            let f = fleet(concurrency).await;
+            let agents = AGENTS as f64;
+            println!("  {concurrency} at once (bound {bound:.0} s, set by the {binds}):");
+            println!("    succeeded:        {} of {AGENTS}", f.succeeded);
+            println!("    wall time:        {:.2} s, {:.3}x the bound", f.wall.as_secs_f64(), f.wall.as_secs_f64() / bound);
+            println!(
+                "    API calls:        {} = {:.2} per agent (launch 1, follow-up 1, status reads {:.3}: {} list pages, {} single reads)",
+                f.calls,
+                f.calls as f64 / agents,
+                (f.lists + f.singles) as f64 / agents,
+                f.lists,
+                f.singles
+            );
+            println!("    quota violations: {}", f.violations);
+            println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
+        }
+        if let Some(rss) = peak_rss_mib() {
+            println!("  peak RSS: {rss:.1} MiB (client, executor, store and simulator in one process)");
+        }
+    });
+}
