@@ -452,7 +452,8 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_stops_launching_and_says_how_to_resume() {
-    let sim = simulator((300, 400), "").await;
+    // Agents work 1 s: time enough to interrupt before the first one finishes.
+    let sim = simulator((1000, 1200), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/pipeline.yaml");
