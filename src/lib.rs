@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cursor;
 pub mod exec;
 pub mod plan;
+pub mod report;
 pub mod sim;
 pub mod spec;
 pub mod state;

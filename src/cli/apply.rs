@@ -14,6 +14,7 @@ use super::{Exit, Output, discover};
 use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
 use crate::exec::{ExecConfig, Execution, Halt, PollConfig, Progress, V0, cancel_run};
 use crate::plan::{Action, Options, Plan, Recorded};
+use crate::report::{GithubActions, Report};
 use crate::sim::{SimConfig, Simulator};
 use crate::spec::{self, Loaded, SourceFile};
 use crate::state::{
@@ -445,6 +446,18 @@ impl Applier {
             out.error(&error.to_string());
         }
         out.status(&summary(&run_id, &records));
+        if let Some(github) = GithubActions::from_env() {
+            let report = Report {
+                run: run.clone(),
+                instances: sorted(records),
+            };
+            match github.publish(&report) {
+                Ok(annotations) => out.stdout(&annotations),
+                Err(error) => out.error(&format!(
+                    "cannot write the GitHub Actions summary or outputs: {error}"
+                )),
+            }
+        }
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
         }
@@ -562,6 +575,12 @@ fn describe(progress: &Progress) -> String {
             format!("{:<9} {key}: {detail}", state.as_str())
         }
     }
+}
+
+/// Instances in key order, as the store lists them.
+fn sorted(mut records: Vec<InstanceRecord>) -> Vec<InstanceRecord> {
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    records
 }
 
 fn summary(run: &str, records: &[InstanceRecord]) -> String {

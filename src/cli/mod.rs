@@ -87,8 +87,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the runs in the state, newest first.
+    /// List the runs in the state, newest first (or prune old ones).
     Runs {
+        /// `prune`, or nothing to list.
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -111,6 +114,14 @@ pub enum Command {
         /// Shortest interval between two status reads.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         poll_interval: Option<std::time::Duration>,
+    },
+    /// Report on a run: each instance's repository, state, branch, PR, summary, duration.
+    Report {
+        /// The run (the latest when omitted).
+        run: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::report::ReportFormat::Markdown)]
+        format: crate::report::ReportFormat,
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
@@ -143,6 +154,17 @@ pub enum Command {
     },
     /// Run a local simulator of the Cursor API (for trying workflows without a key).
     Sim(sim::SimArgs),
+}
+
+/// `orchestrate runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Remove settled runs (succeeded, failed, cancelled) older than a duration.
+    Prune {
+        /// Age beyond which settled runs are removed, e.g. 30d.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 /// Process exit codes (DESIGN.md section 1).
@@ -192,7 +214,17 @@ pub fn run(cli: Cli) -> Exit {
         Command::Sim(args) => block_on(sim::run(&out, args)),
         Command::Apply(args) => block_on(apply::run(&out, &cli.global.state, args)),
         Command::Status { run, json } => block_on(runs::status(&out, &cli.global.state, run, json)),
-        Command::Runs { json } => block_on(runs::runs(&out, &cli.global.state, json)),
+        Command::Runs {
+            command: None,
+            json,
+        } => block_on(runs::runs(&out, &cli.global.state, json)),
+        Command::Runs {
+            command: Some(RunsCommand::Prune { older_than }),
+            ..
+        } => block_on(runs::prune(&out, &cli.global.state, older_than)),
+        Command::Report { run, format } => {
+            block_on(runs::report(&out, &cli.global.state, run, format))
+        }
         Command::Cancel { run } => block_on(runs::cancel(&out, &cli.global.state, run)),
         Command::Retry {
             run,

@@ -9,7 +9,9 @@ use serde_json::json;
 use super::apply::{ApplyArgs, Source, apply};
 use super::{Exit, Output};
 use crate::exec::{V0, cancel_run, elapsed};
-use crate::state::{InstanceRecord, InstanceState, RunRecord, Store, StoreHandle, Timestamp};
+use crate::state::{
+    InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
+};
 
 fn open(out: &Output, dir: &Path) -> Result<StoreHandle, Exit> {
     if !dir.join("db").exists() {
@@ -283,4 +285,84 @@ pub async fn retry(out: &Output, dir: &Path, run: Option<String>, mut args: Appl
         text: Some(record.source.clone()),
     };
     apply(out, dir, &args, source, true).await
+}
+
+/// `orchestrate report [RUN] --format markdown|json|junit`.
+pub async fn report(
+    out: &Output,
+    dir: &Path,
+    run: Option<String>,
+    format: crate::report::ReportFormat,
+) -> Exit {
+    let store = match open(out, dir) {
+        Ok(store) => store,
+        Err(exit) => return exit,
+    };
+    let run = match find_run(out, &store, run).await {
+        Ok(run) => run,
+        Err(exit) => return exit,
+    };
+    let id = run.id.clone();
+    match store.read(move |s| s.instances(&id)).await {
+        Ok(instances) => {
+            out.stdout(&crate::report::Report { run, instances }.render(format));
+            Exit::Success
+        }
+        Err(error) => {
+            out.error(&error.to_string());
+            Exit::Invalid
+        }
+    }
+}
+
+/// `orchestrate runs prune --older-than AGE`.
+pub async fn prune(out: &Output, dir: &Path, older_than: std::time::Duration) -> Exit {
+    let store = match open(out, dir) {
+        Ok(store) => store,
+        Err(exit) => return exit,
+    };
+    let runs = match store.read(Store::runs).await {
+        Ok(runs) => runs,
+        Err(error) => {
+            out.error(&error.to_string());
+            return Exit::Invalid;
+        }
+    };
+    let settled = |run: &RunRecord| {
+        matches!(
+            run.state,
+            RunState::Succeeded | RunState::Failed | RunState::Cancelled
+        )
+    };
+    let (old, kept): (Vec<RunRecord>, Vec<RunRecord>) = runs.into_iter().partition(|run| {
+        settled(run) && run.finished_at.unwrap_or(run.started_at).elapsed() > older_than
+    });
+    let unsettled = kept.iter().filter(|r| !settled(r)).count();
+    let writes = old
+        .iter()
+        .map(|run| crate::state::Write::RemoveRun(run.id.clone()))
+        .collect();
+    if let Err(error) = store.write(writes).await {
+        out.error(&error.to_string());
+        return Exit::Invalid;
+    }
+    for run in &old {
+        out.stdout(&format!(
+            "removed {} ({}, {})\n",
+            run.id,
+            run.state.as_str(),
+            run.started_at.rfc3339()
+        ));
+    }
+    let note = if unsettled > 0 {
+        format!("; {unsettled} unsettled run(s) kept whatever their age")
+    } else {
+        String::new()
+    };
+    out.status(&format!(
+        "pruned {} run(s), {} kept{note}",
+        old.len(),
+        kept.len()
+    ));
+    Exit::Success
 }

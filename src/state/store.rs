@@ -73,6 +73,8 @@ pub enum Write {
     LastRepositoriesCall(Timestamp),
     /// Remove an instance (a simulated run that starts over).
     RemoveInstance(String, String),
+    /// Remove a run with its instances and its log.
+    RemoveRun(String),
 }
 
 /// A record is a JSON object, so that its version can sit beside its fields.
@@ -293,6 +295,16 @@ impl Store {
     /// Applies writes atomically, then flushes them to disk before returning.
     pub fn write(&mut self, writes: &[Write]) -> Result<(), StateError> {
         let start = Instant::now();
+        let mut removed: Vec<(u8, sled::IVec)> = Vec::new();
+        for write in writes {
+            if let Write::RemoveRun(run) = write {
+                for (tree, which) in [(&self.instances, 0u8), (&self.events, 1u8)] {
+                    for key in tree.scan_prefix(run_prefix(run)).keys() {
+                        removed.push((which, key.map_err(|e| self.io(e))?));
+                    }
+                }
+            }
+        }
         let mut events = Vec::new();
         for write in writes {
             if let Write::Event(run, event) = write {
@@ -320,6 +332,9 @@ impl Store {
                             Write::RemoveInstance(run, key) => {
                                 instances.remove(instance_key(run, key))?;
                             }
+                            Write::RemoveRun(run) => {
+                                runs.remove(run.as_bytes())?;
+                            }
                             Write::Repositories(list) => {
                                 cache.insert(REPOSITORIES, Self::encode(list))?;
                             }
@@ -334,6 +349,13 @@ impl Store {
                     }
                     for (key, value) in &events {
                         log.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    for (which, key) in &removed {
+                        if *which == 0 {
+                            instances.remove(key)?;
+                        } else {
+                            log.remove(key)?;
+                        }
                     }
                     Ok(())
                 },
@@ -398,7 +420,7 @@ mod tests {
                 .unwrap();
             assert_eq!(store.last_repositories_call().unwrap(), Some(Timestamp(42)));
         }
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(store.run("w/default").unwrap().unwrap().key, "default");
         let instances = store.instances("w/default").unwrap();
         assert_eq!(instances[0].state, InstanceState::Pending);
@@ -409,6 +431,14 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["start", "end"]);
+        store
+            .write(&[Write::RemoveRun("w/default".into())])
+            .unwrap();
+        assert!(store.run("w/default").unwrap().is_none());
+        assert!(
+            store.instances("w/default").unwrap().is_empty()
+                && store.events("w/default").unwrap().is_empty()
+        );
     }
 
     #[test]
