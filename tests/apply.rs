@@ -356,7 +356,7 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
     let sim = simulator((2000, 3000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let file = repo_root().join("examples/workflows/fleet-fanout.yaml");
+    let file = repo_root().join("examples/workflows/pipeline.yaml");
     let mut first = orchestrate(&sim, &state);
     first
         .arg("apply")
@@ -367,7 +367,7 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
         .stderr(Stdio::null());
     let mut first = first.spawn().unwrap();
     for _ in 0..200 {
-        if sim.stats().agents == 4 {
+        if sim.stats().agents == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -409,12 +409,12 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
     );
     assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1);
 
-    // cancel: an apply dies with four agents working; cancel stops all four.
+    // cancel: an apply dies with three agents working; cancel stops all three.
     let state = dir.path().join("state-2");
     let mut running = orchestrate(&sim, &state);
     running
         .arg("apply")
-        .arg(repo_root().join("examples/workflows/fleet-fanout.yaml"))
+        .arg(repo_root().join("examples/workflows/pipeline.yaml"))
         .arg("--yes")
         .args(FAST);
     let mut running = running
@@ -424,7 +424,7 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
         .unwrap();
     let agents_before = sim.stats().agents;
     for _ in 0..300 {
-        if sim.stats().agents == agents_before + 4 {
+        if sim.stats().agents == agents_before + 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -439,14 +439,16 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("4 agent(s) stopped"),
+        text(&output.stderr).contains("3 agent(s) stopped, 4 instance(s) skipped"),
         "{}",
         text(&output.stderr)
     );
-    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1 + 4);
+    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1 + 3);
     let status = status_json(&sim, &state).await;
     assert_eq!(status["state"], "cancelled");
-    assert!(states(&status).values().all(|s| s == "cancelled"));
+    let states = states(&status);
+    assert_eq!(states.values().filter(|s| *s == "cancelled").count(), 3);
+    assert_eq!(states.values().filter(|s| *s == "skipped").count(), 4);
     sim.shutdown().await;
 }
 
@@ -597,5 +599,51 @@ async fn without_a_terminal_apply_wants_yes() {
         text(&output.stderr)
     );
     assert_eq!(sim.stats().agents, 0);
+    sim.shutdown().await;
+}
+
+/// A canary that fails stops the rest of its fleet: they are blocked, never launched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_canary_stops_the_rest_of_the_rollout() {
+    let sim = simulator((10, 20), "error=1.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("canary.yaml");
+    let repos = fleet("svc", 6);
+    std::fs::write(&file, format!("version: 1\nname: canary\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    rollout:\n      canary: 2\n    prompt: Bump {{{{ repo.name }}}}.\n")).unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let states = states(&status_json(&sim, &state).await);
+    assert_eq!(states["bump[acme/svc-00]"], "failed");
+    assert_eq!(states["bump[acme/svc-01]"], "failed");
+    assert_eq!(states.values().filter(|s| *s == "blocked").count(), 4);
+    assert_eq!(sim.stats().agents, 2, "only the canaries were launched");
+
+    // With healthy agents the canaries succeed and the rest follow.
+    let sim = simulator((10, 20), "").await;
+    let state = dir.path().join("state-2");
+    assert_eq!(apply(&sim, &state, &file, &[]).await.0, Some(0));
+    assert_eq!(sim.stats().agents, 6);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_agents_refuses_a_run_that_would_launch_more() {
+    let sim = simulator((10, 20), "").await;
+    let state = tempfile::tempdir().unwrap();
+    let file = repo_root().join("examples/workflows/pipeline.yaml");
+    let (code, stderr) = apply(&sim, state.path(), &file, &["--max-agents", "5"]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("would launch 7 agent(s), more than --max-agents 5; nothing was launched"),
+        "{stderr}"
+    );
+    assert_eq!(sim.stats().agents, 0);
+    assert_eq!(
+        apply(&sim, state.path(), &file, &["--max-agents", "7"])
+            .await
+            .0,
+        Some(0)
+    );
     sim.shutdown().await;
 }

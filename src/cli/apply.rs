@@ -39,6 +39,10 @@ pub struct ApplyArgs {
     /// Most agents active at once, overriding the workflow's `concurrency`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
+    /// Refuse to start if the run would launch more agents than this (a cost guard; retries
+    /// may add more).
+    #[arg(long, value_name = "N")]
+    pub max_agents: Option<usize>,
     /// Refresh the repository list of discover fleets even if the cache is young.
     #[arg(long)]
     pub refresh_repos: bool,
@@ -245,6 +249,14 @@ impl Applier {
             plan.concurrency
         ));
         let new_agents = launch + relaunch;
+        if let Some(max) = args.max_agents {
+            if new_agents > max {
+                out.error(&format!(
+                    "this apply would launch {new_agents} agent(s), more than --max-agents {max}; nothing was launched"
+                ));
+                return Exit::Invalid;
+            }
+        }
         if new_agents > 0 && !args.simulate && !args.yes {
             if !std::io::stdin().is_terminal() {
                 out.error(&format!(

@@ -238,6 +238,7 @@ pub fn run(cli: Cli) -> Exit {
                 yes,
                 simulate: false,
                 max_concurrency: None,
+                max_agents: None,
                 refresh_repos: false,
                 poll_interval,
                 retry_backoff: None,

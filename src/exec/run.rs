@@ -274,15 +274,31 @@ impl<B: Backend> Execution<B> {
         Ok(())
     }
 
-    fn condition_met(&self, index: usize) -> bool {
+    /// Why the instance must not run, if its needs or canaries say so.
+    fn refusal(&self, index: usize) -> Option<String> {
         let instance = &self.plan.instances[index];
         let succeeded = |n: &usize| self.state(*n) == InstanceState::Succeeded;
-        match instance.condition {
-            _ if instance.needs.is_empty() => true,
-            Condition::AllSucceeded => instance.needs.iter().all(succeeded),
-            Condition::AnySucceeded => instance.needs.iter().any(succeeded),
-            Condition::Always => true,
+        if !instance.canaries.iter().all(succeeded) {
+            return Some("a canary of its rollout did not succeed".to_owned());
         }
+        let needs: Vec<usize> = instance
+            .needs
+            .iter()
+            .copied()
+            .filter(|n| !instance.canaries.contains(n))
+            .collect();
+        let met = match instance.condition {
+            _ if needs.is_empty() => true,
+            Condition::AllSucceeded => needs.iter().all(succeeded),
+            Condition::AnySucceeded => needs.iter().any(succeeded),
+            Condition::Always => true,
+        };
+        (!met).then(|| {
+            format!(
+                "`if: {}` is not met by its needs",
+                condition_word(instance.condition)
+            )
+        })
     }
 
     fn output_of(record: &InstanceRecord) -> AgentOutput {
@@ -335,14 +351,12 @@ impl<B: Backend> Execution<B> {
     async fn drive(self: Arc<Self>, index: usize) -> Result<(), Halt> {
         let instance = &self.plan.instances[index];
         let mut record = self.records.lock().expect("not poisoned")[index].clone();
-        if record.state == InstanceState::Pending && !self.condition_met(index) {
-            let detail = format!(
-                "`if: {}` is not met by its needs",
-                condition_word(instance.condition)
-            );
-            return self
-                .settle(index, &mut record, InstanceState::Blocked, detail)
-                .await;
+        if record.state == InstanceState::Pending {
+            if let Some(detail) = self.refusal(index) {
+                return self
+                    .settle(index, &mut record, InstanceState::Blocked, detail)
+                    .await;
+            }
         }
         let _slot = tokio::select! {
             () = self.interrupt.cancelled() => return Err(Halt::Interrupted),

@@ -134,9 +134,26 @@ impl Plan {
         } else if instance.retries > 0 {
             let _ = writeln!(out, "      limits:  {} retries", instance.retries);
         }
-        if !instance.needs.is_empty() {
-            let names: Vec<String> = instance
-                .needs
+        if !instance.canaries.is_empty() {
+            let names: Vec<&str> = instance
+                .canaries
+                .iter()
+                .map(|&n| self.instances[n].key.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "      rollout: after its canaries succeed: {}",
+                names.join(", ")
+            );
+        }
+        let needs: Vec<usize> = instance
+            .needs
+            .iter()
+            .copied()
+            .filter(|n| !instance.canaries.contains(n))
+            .collect();
+        if !needs.is_empty() {
+            let names: Vec<String> = needs
                 .iter()
                 .map(|&n| self.instances[n].key.to_string())
                 .collect();
@@ -200,6 +217,11 @@ impl Plan {
                         .collect(),
                     needs: i
                         .needs
+                        .iter()
+                        .map(|&n| self.instances[n].key.as_str())
+                        .collect(),
+                    canaries: i
+                        .canaries
                         .iter()
                         .map(|&n| self.instances[n].key.as_str())
                         .collect(),
@@ -305,6 +327,8 @@ struct JsonInstance<'a> {
     prompt: &'a str,
     follow_ups: Vec<JsonFollowUp<'a>>,
     needs: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    canaries: Vec<&'a str>,
     #[serde(rename = "if")]
     condition: &'static str,
     timeout_seconds: Option<u64>,

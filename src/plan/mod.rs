@@ -97,6 +97,9 @@ pub struct Instance {
     pub follow_ups: Vec<FollowUp>,
     /// Instances this one waits for, in plan order.
     pub needs: Vec<usize>,
+    /// Canaries of the same task this instance waits for (a staged rollout); they are also
+    /// in `needs`, for ordering, but count only as canaries.
+    pub canaries: Vec<usize>,
     /// Longest chain of needs before this instance (0: starts at once).
     pub wave: usize,
     /// What `apply` will do.
@@ -391,6 +394,7 @@ impl Plan {
                     condition: task.condition,
                     follow_ups: task.follow_ups.clone(),
                     needs: Vec::new(),
+                    canaries: Vec::new(),
                     wave: 0,
                     action: Action::Launch,
                 });
@@ -421,6 +425,19 @@ impl Plan {
                         paired[instance].push(need.clone());
                     }
                     instances[instance].needs.extend(needed);
+                }
+            }
+        }
+
+        // A staged rollout: the first instances of a task are canaries for the others.
+        for (task_index, (_, task)) in workflow.tasks.iter().enumerate() {
+            if let Some(rollout) = task.rollout {
+                let members = &by_task[task_index];
+                let count = (rollout.canary as usize).min(members.len());
+                let (canaries, rest) = members.split_at(count);
+                for &instance in rest {
+                    instances[instance].canaries = canaries.to_vec();
+                    instances[instance].needs.extend_from_slice(canaries);
                 }
             }
         }
@@ -459,10 +476,15 @@ impl Plan {
             .collect();
         let paired: Vec<Vec<TaskId>> = order.iter().map(|&old| paired[old].clone()).collect();
         for instance in &mut instances {
-            for need in &mut instance.needs {
+            for need in instance
+                .needs
+                .iter_mut()
+                .chain(instance.canaries.iter_mut())
+            {
                 *need = position[*need];
             }
             instance.needs.sort_unstable();
+            instance.canaries.sort_unstable();
         }
         let wave_count = instances.last().map_or(0, |i| i.wave + 1);
         let mut waves = vec![Vec::new(); wave_count];
@@ -556,7 +578,11 @@ impl Plan {
     ) -> Context<'_> {
         let instance = &self.instances[index];
         let mut needs: IndexMap<String, Needs> = IndexMap::new();
-        for &n in &instance.needs {
+        for &n in instance
+            .needs
+            .iter()
+            .filter(|n| !instance.canaries.contains(n))
+        {
             let needed = &self.instances[n];
             let entry = need(needed);
             if self.paired[index].contains(&needed.task) {

@@ -159,6 +159,16 @@ impl Checks<'_> {
                 ),
                 _ => {}
             }
+            if task.rollout.is_some() && task.fleet.is_none() {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path.key("rollout")),
+                        format!("task `{id}` has a `rollout` but runs on one repository"),
+                        "needs a fleet",
+                    )
+                    .help("a staged rollout runs canaries of a fleet first; give the task a `fleet`, or remove `rollout`"),
+                );
+            }
             if let Some(fleet) = &task.fleet {
                 if !self.workflow.fleets.contains_key(fleet) {
                     let help = match did_you_mean(fleet.as_str(), fleet_names.iter().copied()) {

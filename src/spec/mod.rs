@@ -28,7 +28,7 @@ pub use ids::{FleetName, TaskId, is_identifier};
 pub use repo::{REPO_URL_FORMAT, RepoUrl, RepoUrlError};
 pub use settings::Settings;
 pub use source::{MAX_FILE_BYTES, ReadError, SourceFile, Span};
-pub use task::{Condition, FollowUp, Task};
+pub use task::{Condition, FollowUp, Rollout, Task};
 pub use workflow::{DEFAULT_CONCURRENCY, FORMAT_VERSION, Workflow};
 pub use yaml::{KeyPath, Spans};
 

@@ -26,6 +26,9 @@ pub struct Task {
     /// Prompts sent in order to the same agent after it finishes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<FollowUp>,
+    /// Staged rollout over the fleet: canaries first, the rest only if they all succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// Overrides of `defaults:`.
     #[serde(flatten)]
     pub settings: Settings,
@@ -60,4 +63,14 @@ pub struct FollowUp {
     /// An expression over `agent.*`; the follow-up is sent only when it is true.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+}
+
+/// A staged rollout of a fleet task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// How many instances (the first of the fleet) run first; the others launch only once
+    /// every canary succeeded, and are blocked if one did not.
+    #[schemars(range(min = 1))]
+    pub canary: u32,
 }
