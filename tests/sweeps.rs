@@ -245,9 +245,9 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
     let (code, _, stderr) = run(apply(&["--refresh-repos"])).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("for the repositories quota"), "{stderr}");
-    let stats = sim.stats();
-    assert_eq!(stats.calls["GET /v0/repositories"], 2);
-    assert_eq!(stats.total_quota_violations(), 0);
+    let seen = sim.stats();
+    assert_eq!(seen.calls["GET /v0/repositories"], 2);
+    assert_eq!(seen.total_quota_violations(), 0);
 
     // When the endpoint fails, the cache is used and its age said.
     sim.set_faults("5xx=1.0".parse().unwrap());
