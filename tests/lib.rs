@@ -10,6 +10,7 @@
 //! - `examples`: every example validates and plans as its snapshot shows.
 //! - `schema`: the checked-in JSON Schema is the one the types generate.
 //! - `cli`: usage, formats, several files, exit codes.
+//! - `webhooks`: the receiver's refusals, and a run driven by webhooks.
 //! - `sweeps`: reports, GitHub Actions outputs, nightly history and prune, discover caching.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
@@ -24,3 +25,4 @@ mod plan_props;
 mod schema;
 mod support;
 mod sweeps;
+mod webhooks;

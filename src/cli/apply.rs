@@ -11,14 +11,18 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exit, Output, discover};
+use crate::cursor::model::{Secret, Webhook};
 use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
-use crate::exec::{ExecConfig, Execution, Halt, PollConfig, Progress, V0, cancel_run};
+use crate::exec::{
+    ExecConfig, Execution, Halt, PollConfig, Progress, V0, WebhookListener, cancel_run,
+};
 use crate::plan::{Action, Options, Plan, Recorded};
 use crate::report::{GithubActions, Report};
 use crate::sim::{SimConfig, Simulator};
 use crate::spec::{self, Loaded, SourceFile};
 use crate::state::{
-    Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp, Write,
+    Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
+    Write, webhook_secret,
 };
 
 /// `orchestrate apply` options.
@@ -43,6 +47,13 @@ pub struct ApplyArgs {
     /// may add more).
     #[arg(long, value_name = "N")]
     pub max_agents: Option<usize>,
+    /// Receive Cursor's webhooks on this address (with --webhook-url); statuses are then
+    /// read as soon as an agent changes, and polling slows down to a safety net.
+    #[arg(long, value_name = "ADDR", requires = "webhook_url")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// The public URL that reaches --webhook-listen (its path is the one listened on).
+    #[arg(long, value_name = "URL", requires = "webhook_listen")]
+    pub webhook_url: Option<url::Url>,
     /// Refresh the repository list of discover fleets even if the cache is young.
     #[arg(long)]
     pub refresh_repos: bool,
@@ -380,7 +391,30 @@ impl Applier {
         let backend = Arc::new(V0::new(self.client.clone()));
         let reporter_out = out.clone();
         let report = Arc::new(move |progress: Progress| reporter_out.status(&describe(&progress)));
-        let config = exec_config(args);
+        let mut config = exec_config(args);
+        if let Some(url) = &args.webhook_url {
+            let secret =
+                match webhook_secret(store.dir(), &run_id, crate::cursor::webhook::new_secret) {
+                    Ok(secret) => secret,
+                    Err(error) => {
+                        out.error(&format!(
+                            "cannot keep the webhook secret in {}: {error}",
+                            store.dir().display()
+                        ));
+                        return Exit::Invalid;
+                    }
+                };
+            config.webhook = Some(Webhook {
+                url: url.to_string(),
+                secret: Some(Secret::new(secret)),
+            });
+            if args.poll_interval.is_none() {
+                config.poll = PollConfig {
+                    min: Duration::from_secs(60),
+                    max: Duration::from_secs(300),
+                };
+            }
+        }
         let plan = Arc::new(plan);
         let execution = Execution::new(
             plan.clone(),
@@ -388,10 +422,35 @@ impl Applier {
             records,
             store.clone(),
             backend.clone(),
-            config,
+            config.clone(),
             interrupt,
             report,
         );
+        let _listener = match (args.webhook_listen, &args.webhook_url, &config.webhook) {
+            (Some(addr), Some(url), Some(webhook)) => {
+                let secret = webhook
+                    .secret
+                    .as_ref()
+                    .expect("set above")
+                    .expose()
+                    .to_owned();
+                match WebhookListener::start(addr, url.path(), secret, execution.poller()).await {
+                    Ok(listener) => {
+                        out.status(&format!(
+                            "receiving webhooks on {} at {}",
+                            listener.addr(),
+                            url.path()
+                        ));
+                        Some(listener)
+                    }
+                    Err(error) => {
+                        out.error(&format!("cannot listen for webhooks on {addr}: {error}"));
+                        return Exit::Invalid;
+                    }
+                }
+            }
+            _ => None,
+        };
         let halt = execution.execute().await;
         let records = execution.records();
 

@@ -239,6 +239,8 @@ pub fn run(cli: Cli) -> Exit {
                 simulate: false,
                 max_concurrency: None,
                 max_agents: None,
+                webhook_listen: None,
+                webhook_url: None,
                 refresh_repos: false,
                 poll_interval,
                 retry_backoff: None,

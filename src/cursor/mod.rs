@@ -6,6 +6,7 @@ mod error;
 pub mod model;
 mod quota;
 mod retry;
+pub mod webhook;
 
 pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};

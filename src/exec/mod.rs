@@ -5,8 +5,10 @@ mod backend;
 mod cancel;
 mod poller;
 mod run;
+mod webhook;
 
 pub use backend::{AgentView, Backend, LaunchSpec, Statuses, V0};
 pub use cancel::{Cancelled, cancel_run};
 pub use poller::{PollConfig, Poller, Snapshot};
 pub use run::{ExecConfig, Execution, Halt, Progress, Reporter, elapsed};
+pub use webhook::{Deliveries, MAX_BODY, WebhookListener};

@@ -72,6 +72,16 @@ impl Poller {
         receiver
     }
 
+    /// Reads statuses now instead of at the next interval (a webhook said something changed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether `id` is being waited on.
+    pub fn watches(&self, id: &AgentId) -> bool {
+        self.watched.lock().expect("not poisoned").contains_key(id)
+    }
+
     /// Stops watching `id`.
     pub fn forget(&self, id: &AgentId) {
         self.watched.lock().expect("not poisoned").remove(id);
@@ -112,6 +122,7 @@ impl Poller {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(jittered) => {}
+                () = self.wake.notified() => {}
             }
         }
     }

@@ -185,6 +185,11 @@ impl<B: Backend> Execution<B> {
         })
     }
 
+    /// The shared poller (a webhook receiver wakes it).
+    pub fn poller(&self) -> Poller {
+        self.poller.clone()
+    }
+
     /// The records now.
     pub fn records(&self) -> Vec<InstanceRecord> {
         self.records.lock().expect("not poisoned").clone()

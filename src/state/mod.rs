@@ -2,6 +2,7 @@
 
 mod handle;
 mod record;
+mod secrets;
 mod store;
 
 pub use handle::StoreHandle;
@@ -9,4 +10,5 @@ pub use record::{
     Attempt, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, RECORD_VERSION,
     RepositoryCache, RunRecord, RunState, Timestamp,
 };
+pub use secrets::webhook_secret;
 pub use store::{StateError, Store, Write};
