@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::LiveView;
 use super::{Exit, Output, discover};
 use crate::cursor::model::{Secret, Webhook};
 use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
@@ -389,8 +390,12 @@ impl Applier {
         let stop_agents = Arc::new(AtomicBool::new(false));
         watch_ctrl_c(out.clone(), interrupt.clone(), stop_agents.clone());
         let backend = Arc::new(V0::new(self.client.clone()));
-        let reporter_out = out.clone();
-        let report = Arc::new(move |progress: Progress| reporter_out.status(&describe(&progress)));
+        let live = LiveView::new(
+            out,
+            records.iter().filter(|r| !r.state.is_settled()).count(),
+        );
+        let events = live.clone();
+        let report = Arc::new(move |progress: Progress| events.event(&describe(&progress)));
         let mut config = exec_config(args);
         if let Some(url) = &args.webhook_url {
             let secret =
@@ -451,7 +456,18 @@ impl Applier {
             }
             _ => None,
         };
+        let ticker = {
+            let (live, execution, client) = (live.clone(), execution.clone(), self.client.clone());
+            tokio::spawn(async move {
+                loop {
+                    live.update(&execution.records(), client.quotas().waited());
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
         let halt = execution.execute().await;
+        ticker.abort();
+        live.finish();
         let records = execution.records();
 
         let mut run = run;
@@ -564,7 +580,13 @@ async fn connect(
             "simulating the Cursor API at {} (agents work 60x faster)",
             simulator.url()
         ));
-        let config = ClientConfig::new(&simulator.url(), ApiKey::new(key)).expect("a valid URL");
+        let mut config =
+            ClientConfig::new(&simulator.url(), ApiKey::new(key)).expect("a valid URL");
+        // Agents work 60 times faster: so may the calls (the simulator itself sets no limit).
+        config.quotas = config
+            .quotas
+            .with_overrides("calls=7200/min,calls_burst=60,launches=1800/min")
+            .expect("valid quotas");
         let client = Client::new(config).map_err(|_| Exit::ApiUnusable)?;
         return Ok((client, Some(simulator)));
     }

@@ -5,6 +5,7 @@ mod apply;
 mod discover;
 mod output;
 mod plan;
+mod progress;
 mod runs;
 mod sim;
 mod validate;

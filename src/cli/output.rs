@@ -61,6 +61,11 @@ impl Output {
             .try_init();
     }
 
+    /// Whether `-q` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Writes a command's result to stdout.
     pub fn stdout(&self, text: &str) {
         let mut stdout = std::io::stdout().lock();
