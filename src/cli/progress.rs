@@ -74,14 +74,12 @@ pub fn status_line(records: &[InstanceRecord], waited: Duration) -> String {
             parts.push(format!("{n} {}", state.as_str()));
         }
     }
-    let mut line = parts.join(", ");
-    if waited >= Duration::from_secs(1) {
-        line.push_str(&format!(
-            "; {} waited on quotas",
-            humantime::format_duration(Duration::from_secs(waited.as_secs()))
-        ));
+    let line = parts.join(", ");
+    if waited < Duration::from_secs(1) {
+        return line;
     }
-    line
+    let waited = humantime::format_duration(Duration::from_secs(waited.as_secs()));
+    format!("{line}; {waited} waited on quotas")
 }
 
 #[cfg(test)]
