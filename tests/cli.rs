@@ -122,3 +122,34 @@ fn help_lists_the_commands() {
     let output = orchestrate().arg("--help").output().unwrap();
     insta::assert_snapshot!(text(&output.stdout));
 }
+
+/// The GitHub Actions examples are valid YAML, and every `orchestrate` command line in them
+/// parses (checked with `--help` appended, which clap answers only for valid commands).
+#[test]
+fn github_actions_examples_use_real_commands() {
+    let dir = crate::support::repo_root().join("examples/github-actions");
+    for name in ["nightly-sweep.yml", "batch-refactor.yml"] {
+        let source = std::fs::read_to_string(dir.join(name)).unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
+        assert!(yaml["jobs"].is_mapping(), "{name}");
+        for line in source
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("orchestrate "))
+        {
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .skip(1)
+                .take_while(|w| {
+                    !w.starts_with('$') && !w.starts_with('"') && *w != "\\" && *w != ">"
+                })
+                .collect();
+            let output = orchestrate().args(&words).arg("--help").output().unwrap();
+            assert!(
+                output.status.success(),
+                "{name}: `{line}`: {}",
+                text(&output.stderr)
+            );
+        }
+    }
+}
