@@ -270,3 +270,40 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
     );
     sim.shutdown().await;
 }
+
+/// When the repositories endpoint fails, a stale cached list is used, and `apply` says how
+/// old it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_repositories_endpoint_falls_back_to_the_cache() {
+    let sim = simulator("1000/s", "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("sweep.yaml");
+    let workflow =
+        std::fs::read_to_string(repo_root().join("examples/workflows/nightly-sweep.yaml")).unwrap();
+    std::fs::write(&file, workflow.replace("max_age: 1h", "max_age: 1s")).unwrap();
+    let apply = |run_key: &str| {
+        let mut command = orchestrate(&sim, &state, &format!("{QUOTAS},repositories=1000/s"));
+        command.arg("apply").arg(&file).args([
+            "--yes",
+            "--poll-interval",
+            "15ms",
+            "--run",
+            run_key,
+        ]);
+        command
+    };
+    assert_eq!(run(apply("first")).await.0, Some(0));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sim.set_faults("repos_5xx=1.0".parse().unwrap());
+    let (code, _, stderr) = run(apply("second")).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: cannot list repositories")
+            && stderr.contains("using the cached list from ")
+            && stderr.contains("s ago"),
+        "{stderr}"
+    );
+    assert!(sim.stats().faults["repos_5xx"] >= 1);
+    sim.shutdown().await;
+}

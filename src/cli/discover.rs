@@ -8,6 +8,9 @@ use crate::cursor::Client;
 use crate::spec::{Fleet, HumanDuration, RepoUrl, Workflow};
 use crate::state::{RepositoryCache, Store, StoreHandle, Timestamp, Write};
 
+/// How long a fetch of the repository list may take when a cached list can stand in.
+const SLOW_ENDPOINT: Duration = Duration::from_secs(30);
+
 /// How long a cached repository list is used when a fleet does not say.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 
@@ -48,7 +51,19 @@ pub async fn resolve(
                 ));
             }
         }
-        match client.repositories().await {
+        // With a cache to fall back on, a slow endpoint is not waited on for long.
+        let fetched = match &cache {
+            Some(_) => tokio::time::timeout(SLOW_ENDPOINT, client.repositories())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::cursor::ApiError::Network {
+                        sent: true,
+                        message: format!("no answer within {}s", SLOW_ENDPOINT.as_secs()),
+                    })
+                }),
+            None => client.repositories().await,
+        };
+        match fetched {
             Ok(answer) => {
                 let list = RepositoryCache {
                     fetched_at: Timestamp::now(),

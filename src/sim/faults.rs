@@ -20,6 +20,8 @@ pub struct Faults {
     /// Chance that the connection is dropped instead of answered. A launch or follow-up is
     /// acted on first, as when a response is lost on the way back.
     pub drop: f64,
+    /// Chance that `GET /v0/repositories` answers 503 (the endpoint is slow and fragile).
+    pub repositories_error: f64,
     /// Chance that an agent ends in ERROR.
     pub agent_error: f64,
     /// Chance that an agent ends in EXPIRED.
@@ -81,6 +83,7 @@ impl FromStr for Faults {
                 }
                 "latency" => faults.latency = Some(range(key, value)?),
                 "drop" => faults.drop = probability(key, value)?,
+                "repos_5xx" => faults.repositories_error = probability(key, value)?,
                 "error" => faults.agent_error = probability(key, value)?,
                 "expire" => faults.agent_expire = probability(key, value)?,
                 "hook_dup" => faults.webhook_duplicate = probability(key, value)?,
@@ -94,7 +97,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(FaultsError(format!(
-                        "unknown fault `{other}`: 5xx, 429, latency, drop, error, expire, hook_dup, hook_delay, seed"
+                        "unknown fault `{other}`: 5xx, 429, latency, drop, repos_5xx, error, expire, hook_dup, hook_delay, seed"
                     )));
                 }
             }
@@ -121,6 +124,7 @@ impl fmt::Display for Faults {
         }
         for (key, p) in [
             ("drop", self.drop),
+            ("repos_5xx", self.repositories_error),
             ("error", self.agent_error),
             ("expire", self.agent_expire),
             ("hook_dup", self.webhook_duplicate),

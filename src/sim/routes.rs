@@ -156,6 +156,12 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         } else if let Err(wait) = s.admit(route == "/v0/repositories", now) {
             *s.stats.quota_violations.entry(name.clone()).or_default() += 1;
             Fate::Quota(wait)
+        } else if route == "/v0/repositories"
+            && faults.repositories_error > 0.0
+            && s.rng.random_bool(faults.repositories_error)
+        {
+            *s.stats.faults.entry("repos_5xx".into()).or_default() += 1;
+            Fate::ServerError(503)
         } else if faults.server_error > 0.0 && s.rng.random_bool(faults.server_error) {
             *s.stats.faults.entry("5xx".into()).or_default() += 1;
             Fate::ServerError([500, 502, 503][s.rng.random_range(0..3)])
