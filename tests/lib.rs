@@ -10,6 +10,7 @@
 //! - `examples`: every example validates and plans as its snapshot shows.
 //! - `schema`: the checked-in JSON Schema is the one the types generate.
 //! - `cli`: usage, formats, several files, exit codes.
+//! - `security`: the key in no output, log or state file; no injection through values.
 //! - `webhooks`: the receiver's refusals, and a run driven by webhooks.
 //! - `sweeps`: reports, GitHub Actions outputs, nightly history and prune, discover caching.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
@@ -23,6 +24,7 @@ mod examples;
 mod invalid;
 mod plan_props;
 mod schema;
+mod security;
 mod support;
 mod sweeps;
 mod webhooks;
