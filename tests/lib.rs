@@ -11,6 +11,7 @@
 //! - `schema`: the checked-in JSON Schema is the one the types generate.
 //! - `cli`: usage, formats, several files, exit codes.
 //! - `security`: the key in no output, log or state file; no injection through values.
+//! - `soak`: every fault on, SIGKILL every ~0.8 s, re-applied until done (size by env).
 //! - `webhooks`: the receiver's refusals, and a run driven by webhooks.
 //! - `sweeps`: reports, GitHub Actions outputs, nightly history and prune, discover caching.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
@@ -25,6 +26,7 @@ mod invalid;
 mod plan_props;
 mod schema;
 mod security;
+mod soak;
 mod support;
 mod sweeps;
 mod webhooks;
