@@ -20,8 +20,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orchestrate::cursor::AgentId;
 use orchestrate::cursor::{ApiKey, Client, ClientConfig, QuotaConfig};
-use orchestrate::exec::{ExecConfig, Execution, PollConfig, V0};
+use orchestrate::exec::{
+    AgentView, Backend, ExecConfig, Execution, LaunchSpec, PollConfig, Statuses, V0,
+};
 use orchestrate::plan::{Options, Plan};
 use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
 use orchestrate::spec::{self, SourceFile};
@@ -37,6 +40,60 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The naive approach, for comparison: one `GET /v0/agents/{id}` per agent per interval.
+struct Naive {
+    inner: V0,
+    client: Client,
+}
+
+impl Backend for Naive {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, orchestrate::cursor::ApiError> {
+        self.inner.launch(spec).await
+    }
+
+    async fn find_launched(
+        &self,
+        repository: &str,
+        branch: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Option<AgentView>, orchestrate::cursor::ApiError> {
+        self.inner.find_launched(repository, branch, since).await
+    }
+
+    async fn statuses(
+        &self,
+        ids: &[AgentId],
+        _: std::time::SystemTime,
+    ) -> Result<Statuses, orchestrate::cursor::ApiError> {
+        let mut statuses = Statuses::new();
+        for id in ids {
+            statuses.insert(id.clone(), self.client.agent(id).await.map(AgentView::from));
+        }
+        Ok(statuses)
+    }
+
+    async fn follow_up(
+        &self,
+        id: &AgentId,
+        text: &str,
+    ) -> Result<(), orchestrate::cursor::ApiError> {
+        self.inner.follow_up(id, text).await
+    }
+
+    async fn follow_up_received(
+        &self,
+        id: &AgentId,
+        text: &str,
+        sent: u32,
+    ) -> Result<bool, orchestrate::cursor::ApiError> {
+        self.inner.follow_up_received(id, text, sent).await
+    }
+
+    async fn stop(&self, id: &AgentId) -> Result<(), orchestrate::cursor::ApiError> {
+        self.inner.stop(id).await
+    }
+}
+
 struct Figures {
     wall: Duration,
     succeeded: usize,
@@ -47,7 +104,7 @@ struct Figures {
     store: Duration,
 }
 
-async fn fleet(concurrency: u32) -> Figures {
+async fn fleet(concurrency: u32, naive: bool) -> Figures {
     // Speed 60: a simulated minute of work is one real second.
     let sim_config = SimConfig {
         speed: 60.0,
@@ -109,22 +166,42 @@ async fn fleet(concurrency: u32) -> Figures {
         follow_up_grace: Duration::from_millis(500),
         webhook: None,
     };
-    let execution = Execution::new(
-        plan.clone(),
-        run,
-        records,
-        store.clone(),
-        Arc::new(V0::new(client)),
-        exec_config,
-        CancellationToken::new(),
-        Arc::new(|_| {}),
-    );
     let start = Instant::now();
-    let halt = execution.execute().await;
+    let (halt, succeeded) = if naive {
+        let backend = Arc::new(Naive {
+            inner: V0::new(client.clone()),
+            client,
+        });
+        let execution = Execution::new(
+            plan.clone(),
+            run,
+            records,
+            store.clone(),
+            backend,
+            exec_config,
+            CancellationToken::new(),
+            Arc::new(|_| {}),
+        );
+        let halt = execution.execute().await;
+        (halt, execution.records())
+    } else {
+        let backend = Arc::new(V0::new(client));
+        let execution = Execution::new(
+            plan.clone(),
+            run,
+            records,
+            store.clone(),
+            backend,
+            exec_config,
+            CancellationToken::new(),
+            Arc::new(|_| {}),
+        );
+        let halt = execution.execute().await;
+        (halt, execution.records())
+    };
     let wall = start.elapsed();
     assert!(halt.is_none());
-    let succeeded = execution
-        .records()
+    let succeeded = succeeded
         .iter()
         .filter(|r| r.state == orchestrate::state::InstanceState::Succeeded)
         .count();
@@ -150,8 +227,9 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         println!("1,000-agent fleet, one follow-up each, launches 100/s, agents 1 s + 1 s:");
+        let mut compared = Vec::new();
         for (concurrency, bound, binds) in [(100, 20.0, "slots"), (400, 12.0, "launch quota")] {
-            let f = fleet(concurrency).await;
+            let f = fleet(concurrency, false).await;
             let agents = AGENTS as f64;
             println!("  {concurrency} at once (bound {bound:.0} s, set by the {binds}):");
             println!("    succeeded:        {} of {AGENTS}", f.succeeded);
@@ -166,7 +244,22 @@ fn main() {
             );
             println!("    quota violations: {}", f.violations);
             println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
+            compared.push(f);
         }
+        // The same fleet (100 at once) read the naive way, in the same process and run.
+        let naive = fleet(100, true).await;
+        let batched = &compared[0];
+        println!("  naive polling (one GET per agent per interval), 100 at once:");
+        println!("    wall time:        {:.2} s ({:.2}x orchestrate's {:.2} s)", naive.wall.as_secs_f64(), naive.wall.as_secs_f64() / batched.wall.as_secs_f64(), batched.wall.as_secs_f64());
+        println!(
+            "    API calls:        {} ({:.1}x orchestrate's {}); status reads per agent {:.2} against {:.3}",
+            naive.calls,
+            naive.calls as f64 / batched.calls as f64,
+            batched.calls,
+            (naive.lists + naive.singles) as f64 / AGENTS as f64,
+            (batched.lists + batched.singles) as f64 / AGENTS as f64
+        );
+        println!("    quota violations: {}", naive.violations);
         if let Some(rss) = peak_rss_mib() {
             println!("  peak RSS: {rss:.1} MiB (client, executor, store and simulator in one process)");
         }

@@ -42,6 +42,7 @@ async fn the_key_is_in_no_output_log_or_state_file() {
     let summary = dir.path().join("summary.md");
     let outputs = dir.path().join("outputs");
     let commands: Vec<Vec<&str>> = vec![
+        vec!["schema"],
         vec!["validate", "examples/workflows/pipeline.yaml"],
         vec!["plan", "examples/workflows/nightly-sweep.yaml"],
         vec![
@@ -114,6 +115,30 @@ async fn the_key_is_in_no_output_log_or_state_file() {
         }
     }
     assert!(sim.stats().agents > 0, "the commands did reach the API");
+    // The commands about one agent, on one the runs launched.
+    let agent = sim.launches().len();
+    assert!(agent > 0);
+    let mut list = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    list.env("CURSOR_API_KEY", CANARY)
+        .env("CURSOR_API_BASE_URL", sim.url())
+        .args(["agents", "list", "--json", "--limit", "1"]);
+    let listed: serde_json::Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
+    let id = listed["agents"][0]["id"].as_str().unwrap().to_owned();
+    for action in ["get", "conversation", "stop", "delete"] {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+        command
+            .env("CURSOR_API_KEY", CANARY)
+            .env("CURSOR_API_BASE_URL", sim.url())
+            .env("RUST_LOG", "trace")
+            .args(["-vv", "agents", action, &id]);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            !text(&output.stdout).contains(CANARY) && !text(&output.stderr).contains(CANARY),
+            "agents {action}"
+        );
+    }
     let mut files = files_under(&state);
     files.extend([summary, outputs]);
     assert!(files.len() > 3);

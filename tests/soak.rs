@@ -15,13 +15,22 @@ use rand::Rng;
 use crate::support::text;
 
 fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Peak RSS of a live process, in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,13 +40,20 @@ async fn soak_with_every_fault_and_kill_9() {
     let config = SimConfig {
         speed: 1000.0,
         agent_duration: (Duration::from_secs(50), Duration::from_secs(250)),
-        faults: "5xx=0.05,429=0.003:1,latency=0ms..5ms,drop=0.03,error=0.1,expire=0.02".parse().unwrap(),
+        faults: "5xx=0.05,429=0.003:1,latency=0ms..5ms,drop=0.03,error=0.1,expire=0.02"
+            .parse()
+            .unwrap(),
         calls_quota: Some("30000/min".parse().unwrap()),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let repos: String = (0..instances).map(|n| format!("    - https://github.com/acme/soak-{n:05}")).collect::<Vec<_>>().join("\n");
+    let repos: String = (0..instances)
+        .map(|n| format!("    - https://github.com/acme/soak-{n:05}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let file = dir.path().join("soak.yaml");
     std::fs::write(
         &file,
@@ -50,9 +66,21 @@ async fn soak_with_every_fault_and_kill_9() {
         command
             .env("CURSOR_API_KEY", DEFAULT_KEY)
             .env("CURSOR_API_BASE_URL", sim.url())
-            .env("ORCHESTRATE_QUOTAS", "calls=20000/min,calls_burst=200,launches=6000/min,launches_burst=50")
+            .env(
+                "ORCHESTRATE_QUOTAS",
+                "calls=20000/min,calls_burst=200,launches=6000/min,launches_burst=50",
+            )
             .env("ORCHESTRATE_STATE", &state)
-            .args(["apply", "--yes", "--poll-interval", "20ms", "--retry-backoff", "20ms", "--follow-up-grace", "100ms"])
+            .args([
+                "apply",
+                "--yes",
+                "--poll-interval",
+                "20ms",
+                "--retry-backoff",
+                "20ms",
+                "--follow-up-grace",
+                "100ms",
+            ])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -83,39 +111,75 @@ async fn soak_with_every_fault_and_kill_9() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
-        assert!(start.elapsed() < Duration::from_secs(60 + instances as u64), "the soak does not converge");
+        assert!(
+            start.elapsed() < Duration::from_secs(60 + instances as u64),
+            "the soak does not converge"
+        );
     };
-    assert!(matches!(exit.code(), Some(0 | 1)), "the last apply ended with {exit:?}");
+    assert!(
+        matches!(exit.code(), Some(0 | 1)),
+        "the last apply ended with {exit:?}"
+    );
 
     // Every launch made once, every result kept.
     let stats = sim.stats();
     for (key, count) in &stats.launches {
         assert_eq!(*count, 1, "{key} launched {count} times");
     }
-    assert_eq!(stats.total_quota_violations(), 0, "{:?}", stats.quota_violations);
+    assert_eq!(
+        stats.total_quota_violations(),
+        0,
+        "{:?}",
+        stats.quota_violations
+    );
     let mut status = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
-    status.env("ORCHESTRATE_STATE", &state).args(["status", "--json"]);
+    status
+        .env("ORCHESTRATE_STATE", &state)
+        .args(["status", "--json"]);
     let output = status.output().unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect(&text(&output.stderr));
+    let status: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect(&text(&output.stderr));
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for instance in status["instances"].as_array().unwrap() {
         let state = instance["state"].as_str().unwrap();
         *states.entry(state.to_owned()).or_default() += 1;
         if state == "succeeded" {
             let agent = instance["agent_id"].as_str().unwrap();
-            assert_eq!(stats.follow_ups.get(agent), Some(&1), "the follow-up of {agent} was sent once");
-            assert!(instance["pr_url"].as_str().is_some_and(|u| u.contains("/pull/")), "{instance}");
+            assert_eq!(
+                stats.follow_ups.get(agent),
+                Some(&1),
+                "the follow-up of {agent} was sent once"
+            );
+            assert!(
+                instance["pr_url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/pull/")),
+                "{instance}"
+            );
         } else {
             assert_eq!(state, "failed", "{instance}");
         }
     }
-    assert_eq!(states.values().sum::<usize>(), instances, "every instance recorded");
-    assert!(stats.follow_ups.values().all(|&n| n == 1), "no follow-up sent twice");
+    assert_eq!(
+        states.values().sum::<usize>(),
+        instances,
+        "every instance recorded"
+    );
+    assert!(
+        stats.follow_ups.values().all(|&n| n == 1),
+        "no follow-up sent twice"
+    );
 
     // Memory stays flat: the last processes peak no higher than the first ones, give or take.
     let third = peaks.len() / 3;
-    let (early, late) = (peaks[..third.max(1)].iter().max().unwrap(), peaks[peaks.len() - third.max(1)..].iter().max().unwrap());
-    assert!(*late <= early * 3 / 2 + 10 * 1024, "peak RSS grew from {early} KiB to {late} KiB");
+    let (early, late) = (
+        peaks[..third.max(1)].iter().max().unwrap(),
+        peaks[peaks.len() - third.max(1)..].iter().max().unwrap(),
+    );
+    assert!(
+        *late <= early * 3 / 2 + 10 * 1024,
+        "peak RSS grew from {early} KiB to {late} KiB"
+    );
 
     let launches = stats.launches.len();
     println!(

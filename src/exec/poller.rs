@@ -43,6 +43,9 @@ struct Watched {
 #[derive(Clone)]
 pub struct Poller {
     watched: Arc<Mutex<HashMap<AgentId, Watched>>>,
+    /// A first agent to watch: ends the idle wait.
+    idle: Arc<Notify>,
+    /// A webhook: ends the wait between two sweeps.
     wake: Arc<Notify>,
 }
 
@@ -51,6 +54,7 @@ impl Poller {
     pub fn start<B: Backend>(backend: Arc<B>, config: PollConfig, stop: CancellationToken) -> Self {
         let poller = Self {
             watched: Arc::default(),
+            idle: Arc::new(Notify::new()),
             wake: Arc::new(Notify::new()),
         };
         let running = poller.clone();
@@ -68,7 +72,9 @@ impl Poller {
         });
         let receiver = entry.sender.subscribe();
         drop(watched);
-        self.wake.notify_one();
+        // Only an idle poller needs waking: a busy one reads the new agent at its next sweep,
+        // and waking it for every launch would multiply the sweeps.
+        self.idle.notify_one();
         receiver
     }
 
@@ -103,7 +109,7 @@ impl Poller {
             if ids.is_empty() {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = self.wake.notified() => continue,
+                    () = self.idle.notified() => continue,
                 }
             }
             let changed = match backend.statuses(&ids, oldest).await {
