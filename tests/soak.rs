@@ -35,7 +35,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn soak_with_every_fault_and_kill_9() {
-    let instances = setting("ORCHESTRATE_SOAK_INSTANCES", 120) as usize;
+    let instances = usize::try_from(setting("ORCHESTRATE_SOAK_INSTANCES", 120)).expect("a count");
     let kill_every = Duration::from_millis(setting("ORCHESTRATE_SOAK_KILL_MS", 800));
     let config = SimConfig {
         speed: 1000.0,
@@ -137,8 +137,8 @@ async fn soak_with_every_fault_and_kill_9() {
         .env("ORCHESTRATE_STATE", &state)
         .args(["status", "--json"]);
     let output = status.output().unwrap();
-    let status: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect(&text(&output.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", text(&output.stderr)));
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for instance in status["instances"].as_array().unwrap() {
         let state = instance["state"].as_str().unwrap();
