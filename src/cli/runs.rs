@@ -27,6 +27,17 @@ fn open(out: &Output, dir: &Path) -> Result<StoreHandle, Exit> {
     })
 }
 
+/// The state and the run named `run` (or the most recent one) in it.
+async fn open_run(
+    out: &Output,
+    dir: &Path,
+    run: Option<String>,
+) -> Result<(StoreHandle, RunRecord), Exit> {
+    let store = open(out, dir)?;
+    let run = find_run(out, &store, run).await?;
+    Ok((store, run))
+}
+
 /// The run named `run`, or the most recent one.
 async fn find_run(
     out: &Output,
@@ -76,12 +87,8 @@ fn counts(records: &[InstanceRecord]) -> serde_json::Map<String, serde_json::Val
 
 /// `orchestrate status [RUN] [--json]`.
 pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool) -> Exit {
-    let store = match open(out, dir) {
-        Ok(store) => store,
-        Err(exit) => return exit,
-    };
-    let run = match find_run(out, &store, run).await {
-        Ok(run) => run,
+    let (store, run) = match open_run(out, dir, run).await {
+        Ok(found) => found,
         Err(exit) => return exit,
     };
     let id = run.id.clone();
@@ -221,12 +228,8 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Exit {
 
 /// `orchestrate cancel RUN`.
 pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Exit {
-    let store = match open(out, dir) {
-        Ok(store) => store,
-        Err(exit) => return exit,
-    };
-    let run = match find_run(out, &store, run).await {
-        Ok(run) => run,
+    let (store, run) = match open_run(out, dir, run).await {
+        Ok(found) => found,
         Err(exit) => return exit,
     };
     if run.simulated {
@@ -294,12 +297,8 @@ pub async fn report(
     run: Option<String>,
     format: crate::report::ReportFormat,
 ) -> Exit {
-    let store = match open(out, dir) {
-        Ok(store) => store,
-        Err(exit) => return exit,
-    };
-    let run = match find_run(out, &store, run).await {
-        Ok(run) => run,
+    let (store, run) = match open_run(out, dir, run).await {
+        Ok(found) => found,
         Err(exit) => return exit,
     };
     let id = run.id.clone();

@@ -286,12 +286,7 @@ impl<B: Backend> Execution<B> {
         if !instance.canaries.iter().all(succeeded) {
             return Some("a canary of its rollout did not succeed".to_owned());
         }
-        let needs: Vec<usize> = instance
-            .needs
-            .iter()
-            .copied()
-            .filter(|n| !instance.canaries.contains(n))
-            .collect();
+        let needs: Vec<usize> = instance.task_needs().collect();
         let met = match instance.condition {
             _ if needs.is_empty() => true,
             Condition::AllSucceeded => needs.iter().all(succeeded),

@@ -146,12 +146,7 @@ impl Plan {
                 names.join(", ")
             );
         }
-        let needs: Vec<usize> = instance
-            .needs
-            .iter()
-            .copied()
-            .filter(|n| !instance.canaries.contains(n))
-            .collect();
+        let needs: Vec<usize> = instance.task_needs().collect();
         if !needs.is_empty() {
             let names: Vec<String> = needs
                 .iter()

@@ -107,6 +107,14 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The instances of other tasks this one needs (its `needs`, without its canaries).
+    pub fn task_needs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.needs
+            .iter()
+            .copied()
+            .filter(|n| !self.canaries.contains(n))
+    }
+
     /// `repo.*` for templates.
     pub fn repo_context(&self) -> RepoContext {
         match (&self.repo, &self.discover) {
@@ -578,11 +586,7 @@ impl Plan {
     ) -> Context<'_> {
         let instance = &self.instances[index];
         let mut needs: IndexMap<String, Needs> = IndexMap::new();
-        for &n in instance
-            .needs
-            .iter()
-            .filter(|n| !instance.canaries.contains(n))
-        {
+        for n in instance.task_needs() {
             let needed = &self.instances[n];
             let entry = need(needed);
             if self.paired[index].contains(&needed.task) {

@@ -216,6 +216,30 @@ fn dropped_connection() -> Response {
         .expect("a valid response")
 }
 
+#[allow(clippy::result_large_err)] // an axum Response, returned as it is
+/// The body of a request that carries a prompt, or the API's 400 when it is malformed or the
+/// prompt is empty.
+fn with_prompt<T>(
+    body: Result<Json<T>, JsonRejection>,
+    prompt: impl Fn(&T) -> &crate::cursor::model::Prompt,
+) -> Result<T, Response> {
+    let Json(request) = body.map_err(|rejection| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            rejection.body_text(),
+        )
+    })?;
+    if prompt(&request).text.trim().is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "prompt.text is required",
+        ));
+    }
+    Ok(request)
+}
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     limit: Option<String>,
@@ -248,23 +272,10 @@ async fn launch(
     State(state): State<Shared>,
     body: Result<Json<LaunchRequest>, JsonRejection>,
 ) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                rejection.body_text(),
-            );
-        }
+    let request = match with_prompt(body, |r| &r.prompt) {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
-    if request.prompt.text.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "prompt.text is required",
-        );
-    }
     if request.prompt.images.len() > 5 {
         return error(
             StatusCode::BAD_REQUEST,
@@ -327,23 +338,10 @@ async fn follow_up(
     Path(id): Path<String>,
     body: Result<Json<FollowUpRequest>, JsonRejection>,
 ) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                rejection.body_text(),
-            );
-        }
+    let request = match with_prompt(body, |r| &r.prompt) {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
-    if request.prompt.text.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "prompt.text is required",
-        );
-    }
     let id = AgentId(id);
     let mut s = lock(&state);
     match s.follow_up(&id, request.prompt.text, SystemTime::now()) {
