@@ -649,3 +649,51 @@ async fn max_agents_refuses_a_run_that_would_launch_more() {
     );
     sim.shutdown().await;
 }
+
+/// While an apply holds the state, `status` answers from the snapshot it writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_works_while_an_apply_runs() {
+    let sim = simulator((3000, 4000), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut running = orchestrate(&sim, &state);
+    running
+        .arg("apply")
+        .arg(repo_root().join("examples/workflows/pipeline.yaml"))
+        .arg("--yes")
+        .args(FAST);
+    let mut running = running
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if sim.stats().agents == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut answer = None;
+    for _ in 0..50 {
+        let mut status = orchestrate(&sim, &state);
+        status.args(["status", "--json"]);
+        let output = tokio::task::spawn_blocking(move || status.output().unwrap())
+            .await
+            .unwrap();
+        if output.status.success() {
+            let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            if states(&json).values().filter(|s| *s == "running").count() == 3 {
+                answer = Some((json, text(&output.stderr)));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (json, stderr) = answer.expect("status answered while the apply ran");
+    assert!(stderr.contains("an apply is running (pid "), "{stderr}");
+    assert_eq!(json["run"], "framework-upgrade/default");
+    assert_eq!(json["state"], "running");
+    let _ = running.kill();
+    let _ = running.wait();
+    sim.shutdown().await;
+}

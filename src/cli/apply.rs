@@ -21,9 +21,10 @@ use crate::plan::{Action, Options, Plan, Recorded};
 use crate::report::{GithubActions, Report};
 use crate::sim::{SimConfig, Simulator};
 use crate::spec::{self, Loaded, SourceFile};
+use crate::state::Snapshot as LiveSnapshot;
 use crate::state::{
     Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
-    Write, webhook_secret,
+    Write, remove_snapshot, webhook_secret, write_snapshot,
 };
 
 /// `orchestrate apply` options.
@@ -458,15 +459,30 @@ impl Applier {
         };
         let ticker = {
             let (live, execution, client) = (live.clone(), execution.clone(), self.client.clone());
+            let (dir, run) = (store.dir().to_owned(), run.clone());
             tokio::spawn(async move {
-                loop {
-                    live.update(&execution.records(), client.quotas().waited());
+                for tick in 0u64.. {
+                    let records = execution.records();
+                    live.update(&records, client.quotas().waited());
+                    // Every 2 s, for `status` in another terminal.
+                    if tick % 8 == 0 {
+                        let snapshot = LiveSnapshot {
+                            run: run.clone(),
+                            instances: sorted(records),
+                        };
+                        let _ = tokio::task::spawn_blocking({
+                            let dir = dir.clone();
+                            move || write_snapshot(&dir, &snapshot)
+                        })
+                        .await;
+                    }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             })
         };
         let halt = execution.execute().await;
         ticker.abort();
+        remove_snapshot(store.dir(), &run_id);
         live.finish();
         let records = execution.records();
 

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::json;
 
@@ -12,6 +13,7 @@ use crate::exec::{V0, cancel_run, elapsed};
 use crate::state::{
     InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
 };
+use crate::state::{StateError, read_snapshot};
 
 fn open(out: &Output, dir: &Path) -> Result<StoreHandle, Exit> {
     if !dir.join("db").exists() {
@@ -87,6 +89,16 @@ fn counts(records: &[InstanceRecord]) -> serde_json::Map<String, serde_json::Val
 
 /// `orchestrate status [RUN] [--json]`.
 pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool) -> Exit {
+    // While an apply holds the state, its live snapshot answers.
+    if dir.join("db").exists() {
+        match StoreHandle::open(dir) {
+            Err(StateError::Locked { holder, .. }) => {
+                return live_status(out, dir, run.as_deref(), as_json, &holder);
+            }
+            Ok(probe) => probe.close().await,
+            Err(_) => {} // reported by `open_run` below
+        }
+    }
     let (store, run) = match open_run(out, dir, run).await {
         Ok(found) => found,
         Err(exit) => return exit,
@@ -99,6 +111,32 @@ pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool
             return Exit::Invalid;
         }
     };
+    print_status(out, &run, &records, as_json);
+    Exit::Success
+}
+
+/// `status` from the snapshot of the apply that holds the state.
+fn live_status(out: &Output, dir: &Path, run: Option<&str>, as_json: bool, holder: &str) -> Exit {
+    let Some((snapshot, written)) = read_snapshot(dir, run) else {
+        out.error(&format!(
+            "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot yet",
+            dir.display()
+        ));
+        return Exit::Invalid;
+    };
+    let age = SystemTime::now()
+        .duration_since(written)
+        .unwrap_or_default();
+    out.status(&format!(
+        "an apply is running ({holder}); its snapshot from {}s ago:",
+        age.as_secs()
+    ));
+    print_status(out, &snapshot.run, &snapshot.instances, as_json);
+    Exit::Success
+}
+
+/// Prints a run's instances, as a table or as the stable JSON.
+fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_json: bool) {
     if as_json {
         let instances: Vec<serde_json::Value> = records
             .iter()
@@ -121,14 +159,14 @@ pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool
             "run": run.id,
             "workflow": run.workflow,
             "state": run.state.as_str(),
-            "counts": counts(&records),
+            "counts": counts(records),
             "instances": instances,
         });
         out.stdout(&format!(
             "{}\n",
             serde_json::to_string_pretty(&body).expect("plain JSON")
         ));
-        return Exit::Success;
+        return;
     }
     let mut text = format!(
         "run {} ({}), started {}\n",
@@ -137,7 +175,7 @@ pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool
         run.started_at.rfc3339()
     );
     text.push_str("INSTANCE\tSTATE\tAGENT\tBRANCH\tPR\tATTEMPTS\tTIME\tSUMMARY\n");
-    for r in &records {
+    for r in records {
         let time = elapsed(r).map_or_else(
             || "-".to_owned(),
             |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
@@ -162,7 +200,6 @@ pub async fn status(out: &Output, dir: &Path, run: Option<String>, as_json: bool
         );
     }
     out.stdout(&text);
-    Exit::Success
 }
 
 /// `orchestrate runs [--json]`.
