@@ -486,6 +486,25 @@ impl Applier {
         live.finish();
         let records = execution.records();
 
+        // In a terminal, the first Ctrl-C leaves a moment for a second one, which also stops
+        // the agents; without a terminal nobody can press it, so nobody waits.
+        if halt == Some(Halt::Interrupted)
+            && std::io::stdin().is_terminal()
+            && !stop_agents.load(Ordering::SeqCst)
+        {
+            let live = records_live(&execution.records());
+            if live > 0 {
+                out.status(&format!(
+                    "press Ctrl-C again within 5 s to also stop the {live} running agent(s)"
+                ));
+                for _ in 0..50 {
+                    if stop_agents.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
         let mut run = run;
         let exit = match &halt {
             Some(Halt::Interrupted) if stop_agents.load(Ordering::SeqCst) => {
@@ -661,7 +680,7 @@ fn watch_ctrl_c(out: Output, interrupt: CancellationToken, stop_agents: Arc<Atom
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        out.status("\ninterrupting: no new agents are launched (Ctrl-C again to also stop the running ones)");
+        out.status("\ninterrupting: no new agents are launched");
         interrupt.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             stop_agents.store(true, Ordering::SeqCst);
@@ -684,6 +703,11 @@ fn describe(progress: &Progress) -> String {
             format!("{:<9} {key}: {detail}", state.as_str())
         }
     }
+}
+
+/// How many instances have an agent that may be working.
+fn records_live(records: &[InstanceRecord]) -> usize {
+    records.iter().filter(|r| r.state.has_live_agent()).count()
 }
 
 /// Instances in key order, as the store lists them.
