@@ -697,3 +697,35 @@ async fn status_works_while_an_apply_runs() {
     let _ = running.wait();
     sim.shutdown().await;
 }
+
+/// A launch throttled for longer than the client retries is launched later, never failed:
+/// a 429 storm costs time, not paid work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_429_storm_delays_launches_and_fails_nothing() {
+    let sim = simulator((10, 20), "429=1.0:1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/single-repo.yaml");
+    let mut command = orchestrate(&sim, &state);
+    command.arg("apply").arg(&file).arg("--yes").args(FAST);
+    let run = tokio::task::spawn_blocking(move || command.output().unwrap());
+    // Every launch is refused until the client gave up at least once (6 attempts, 1 s each).
+    for _ in 0..200 {
+        if sim
+            .stats()
+            .calls
+            .get("POST /v0/agents")
+            .copied()
+            .unwrap_or(0)
+            > 6
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.set_faults(orchestrate::sim::Faults::default());
+    let output = run.await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(sim.stats().agents, 1);
+    sim.shutdown().await;
+}

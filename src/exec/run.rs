@@ -454,6 +454,12 @@ impl<B: Backend> Execution<B> {
                         Ok(agent) => self.adopt(index, &mut record, &agent, "launched").await?,
                         Err(error) => {
                             Self::fatal_if_auth(&error)?;
+                            if error.surely_not_processed() && error.is_retryable() {
+                                // Throttled, or the connection never opened: nothing was
+                                // launched, and the same launch will go through later.
+                                self.pause(self.config.relaunch_backoff).await?;
+                                continue;
+                            }
                             if error.surely_not_processed() {
                                 // The API refused it (400): sending it again will not help.
                                 record.attempts.push(Attempt {
