@@ -729,3 +729,53 @@ async fn a_long_429_storm_delays_launches_and_fails_nothing() {
     assert_eq!(sim.stats().agents, 1);
     sim.shutdown().await;
 }
+
+/// An agent stopped from outside reports a status orchestrate does not know (the simulator
+/// says STOPPED); once it stops changing, the attempt ends instead of waiting forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
+    let sim = simulator((3000, 4000), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut command = orchestrate(&sim, &state);
+    command
+        .arg("apply")
+        .arg(repo_root().join("examples/workflows/single-repo.yaml"))
+        .arg("--yes")
+        .args(FAST);
+    let run = tokio::task::spawn_blocking(move || command.output().unwrap());
+    let client = orchestrate::cursor::Client::new(
+        orchestrate::cursor::ClientConfig::new(
+            &sim.url(),
+            orchestrate::cursor::ApiKey::new(DEFAULT_KEY),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut stopped = false;
+    for _ in 0..300 {
+        if let Some(agent) = client
+            .list_agents(Some(1), None)
+            .await
+            .unwrap()
+            .agents
+            .first()
+        {
+            client.stop(&agent.id).await.unwrap();
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stopped);
+    let output = run.await.unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "reports `STOPPED`, a status orchestrate does not know, and it stopped changing"
+        ),
+        "{stderr}"
+    );
+    sim.shutdown().await;
+}

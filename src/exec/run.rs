@@ -25,6 +25,10 @@ use crate::state::{
     Timestamp, Write,
 };
 
+/// Consecutive reads of the same unknown status after which it counts as the end (DESIGN.md:
+/// an unknown status is not terminal until it stops changing).
+const UNKNOWN_STATUS_READS: u32 = 10;
+
 /// How many times an uncertain launch is looked for and tried again before the instance
 /// fails.
 const MAX_UNCERTAIN_LAUNCHES: u32 = 6;
@@ -649,6 +653,7 @@ impl<B: Backend> Execution<B> {
             .map(|t| tokio::time::Instant::now() + t.saturating_sub(started.elapsed()));
         let sent_at = record.follow_up_sent_at.map(Timestamp::time);
         let mut seen_working = false;
+        let mut unknown: Option<(String, u32)> = None;
         loop {
             let timeout = async {
                 match deadline {
@@ -682,11 +687,29 @@ impl<B: Backend> Execution<B> {
                     continue;
                 }
             }
-            match agent.status {
+            match &agent.status {
                 AgentStatus::Finished => return Ok(Ending::Finished(agent)),
                 AgentStatus::Error => return Ok(Ending::Failed("the agent ended in ERROR".into())),
                 AgentStatus::Expired => return Ok(Ending::Failed("the agent EXPIRED".into())),
-                _ => {}
+                AgentStatus::Unknown(status) => {
+                    // Not terminal as far as we know, until it stops changing.
+                    let same = unknown.as_ref().is_some_and(|(s, _)| s == status);
+                    let reads = if same {
+                        unknown.as_ref().map_or(1, |(_, n)| n + 1)
+                    } else {
+                        1
+                    };
+                    if reads == 1 {
+                        tracing::warn!(agent = %agent.id, %status, "the API reports a status orchestrate does not know");
+                    }
+                    if reads >= UNKNOWN_STATUS_READS {
+                        return Ok(Ending::Failed(format!(
+                            "the agent reports `{status}`, a status orchestrate does not know, and it stopped changing"
+                        )));
+                    }
+                    unknown = Some((status.clone(), reads));
+                }
+                _ => unknown = None,
             }
         }
     }
