@@ -94,6 +94,29 @@ impl Backend for Naive {
     }
 }
 
+/// Runs the fleet with `backend`; the halt, if any, and the records at the end.
+async fn run_with<B: Backend>(
+    backend: Arc<B>,
+    plan: Arc<Plan>,
+    run: String,
+    records: Vec<InstanceRecord>,
+    store: &StoreHandle,
+    config: ExecConfig,
+) -> (Option<orchestrate::exec::Halt>, Vec<InstanceRecord>) {
+    let execution = Execution::new(
+        plan,
+        run,
+        records,
+        store.clone(),
+        backend,
+        config,
+        CancellationToken::new(),
+        Arc::new(|_| {}),
+    );
+    let halt = execution.execute().await;
+    (halt, execution.records())
+}
+
 struct Figures {
     wall: Duration,
     succeeded: usize,
@@ -168,36 +191,28 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
     };
     let start = Instant::now();
     let (halt, succeeded) = if naive {
-        let backend = Arc::new(Naive {
-            inner: V0::new(client.clone()),
-            client,
-        });
-        let execution = Execution::new(
+        run_with(
+            Arc::new(Naive {
+                inner: V0::new(client.clone()),
+                client,
+            }),
             plan.clone(),
             run,
             records,
-            store.clone(),
-            backend,
+            &store,
             exec_config,
-            CancellationToken::new(),
-            Arc::new(|_| {}),
-        );
-        let halt = execution.execute().await;
-        (halt, execution.records())
+        )
+        .await
     } else {
-        let backend = Arc::new(V0::new(client));
-        let execution = Execution::new(
+        run_with(
+            Arc::new(V0::new(client)),
             plan.clone(),
             run,
             records,
-            store.clone(),
-            backend,
+            &store,
             exec_config,
-            CancellationToken::new(),
-            Arc::new(|_| {}),
-        );
-        let halt = execution.execute().await;
-        (halt, execution.records())
+        )
+        .await
     };
     let wall = start.elapsed();
     assert!(halt.is_none());

@@ -54,6 +54,29 @@ const FAST: [&str; 6] = [
     "150ms",
 ];
 
+/// Starts `apply FILE --yes` in the background, its output discarded.
+fn spawn_apply(sim: &Simulator, state: &Path, file: &Path) -> Child {
+    let mut command = orchestrate(sim, state);
+    command
+        .arg("apply")
+        .arg(file)
+        .arg("--yes")
+        .args(FAST)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command.spawn().unwrap()
+}
+
+/// Waits (at most 3 s) until the simulator has made `count` agents.
+async fn wait_for_agents(sim: &Simulator, count: u64) {
+    for _ in 0..300 {
+        if sim.stats().agents >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs `apply FILE --yes` to its end in a blocking thread; returns (exit code, stderr).
 async fn apply(
     sim: &Simulator,
@@ -359,21 +382,8 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/pipeline.yaml");
-    let mut first = orchestrate(&sim, &state);
-    first
-        .arg("apply")
-        .arg(&file)
-        .arg("--yes")
-        .args(FAST)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut first = first.spawn().unwrap();
-    for _ in 0..200 {
-        if sim.stats().agents == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut first = spawn_apply(&sim, &state, &file);
+    wait_for_agents(&sim, 3).await;
     let before = sim.stats();
     let (code, stderr) = apply(&sim, &state, &file, &[]).await;
     assert_eq!(code, Some(2));
@@ -413,24 +423,9 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
 
     // cancel: an apply dies with three agents working; cancel stops all three.
     let state = dir.path().join("state-2");
-    let mut running = orchestrate(&sim, &state);
-    running
-        .arg("apply")
-        .arg(repo_root().join("examples/workflows/pipeline.yaml"))
-        .arg("--yes")
-        .args(FAST);
-    let mut running = running
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agents_before = sim.stats().agents;
-    for _ in 0..300 {
-        if sim.stats().agents == agents_before + 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let pipeline = repo_root().join("examples/workflows/pipeline.yaml");
+    let mut running = spawn_apply(&sim, &state, &pipeline);
+    wait_for_agents(&sim, sim.stats().agents + 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = running.kill();
     let _ = running.wait();
@@ -656,23 +651,12 @@ async fn status_works_while_an_apply_runs() {
     let sim = simulator((3000, 4000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut running = orchestrate(&sim, &state);
-    running
-        .arg("apply")
-        .arg(repo_root().join("examples/workflows/pipeline.yaml"))
-        .arg("--yes")
-        .args(FAST);
-    let mut running = running
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..300 {
-        if sim.stats().agents == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut running = spawn_apply(
+        &sim,
+        &state,
+        &repo_root().join("examples/workflows/pipeline.yaml"),
+    );
+    wait_for_agents(&sim, 3).await;
     let mut answer = None;
     for _ in 0..50 {
         let mut status = orchestrate(&sim, &state);

@@ -235,6 +235,7 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
     };
     let (code, _, stderr) = run(apply(&[])).await;
     assert_eq!(code, Some(0), "{stderr}");
+    let first_call_done = std::time::Instant::now();
     let (code, _, stderr) = run(apply(&[])).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
@@ -243,9 +244,13 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
         "the second process used the cache"
     );
 
+    let inside_window = first_call_done.elapsed() < Duration::from_secs(8);
     let (code, _, stderr) = run(apply(&["--refresh-repos"])).await;
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("for the repositories quota"), "{stderr}");
+    // On a loaded machine the first two applies may outlast the window; then no wait is due.
+    if inside_window {
+        assert!(stderr.contains("for the repositories quota"), "{stderr}");
+    }
     let seen = sim.stats();
     assert_eq!(seen.calls["GET /v0/repositories"], 2);
     assert_eq!(seen.total_quota_violations(), 0);

@@ -23,16 +23,7 @@ fn folder(dir: &Path) -> PathBuf {
 }
 
 fn file(dir: &Path, run: &str) -> PathBuf {
-    let name: String = run
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = super::file_name(run);
     folder(dir).join(format!("{name}.json"))
 }
 

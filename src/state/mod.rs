@@ -13,4 +13,17 @@ pub use record::{
     RepositoryCache, RunRecord, RunState, Timestamp,
 };
 pub use secrets::webhook_secret;
+/// A run id made safe as a file name (`sweep/2026-11-22` -> `sweep_2026-11-22`).
+fn file_name(run: &str) -> String {
+    run.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub use store::{StateError, Store, Write};

@@ -5,16 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 fn path(dir: &Path, run: &str) -> PathBuf {
-    let name: String = run
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = super::file_name(run);
     dir.join("secrets").join(format!("{name}.webhook"))
 }
 
