@@ -191,8 +191,11 @@ impl Client {
 
     /// `GET /v0/repositories`, within its 1 per minute and 30 per hour limits (this waits).
     pub async fn repositories(&self) -> Result<Repositories, ApiError> {
-        self.get("v0/repositories", &[], CallKind::Repositories)
-            .await
+        let answer = self
+            .get("v0/repositories", &[], CallKind::Repositories)
+            .await;
+        self.inner.quotas.repositories_answered();
+        answer
     }
 
     async fn get<T: DeserializeOwned>(

@@ -158,13 +158,15 @@ impl QuotaConfig {
         Ok(self)
     }
 
-    /// The shortest interval between two repositories calls that keeps every window.
+    /// The shortest interval between two repositories calls that keeps every window, with
+    /// the safety margin.
     pub fn repositories_interval(&self) -> Duration {
         self.repositories
             .iter()
             .map(|r| r.interval())
             .max()
             .unwrap_or_default()
+            + REPOSITORIES_MARGIN
     }
 }
 
@@ -178,13 +180,20 @@ fn limiter<C: Clock + Clone>(rate: Rate, burst: u32, clock: &C) -> Limiter<C> {
     RateLimiter::direct_with_clock(quota, clock.clone())
 }
 
+/// Added to each interval of the repositories endpoint: the server starts its window when a
+/// call arrives, not when the client sent it, and network delays differ between two calls.
+pub const REPOSITORIES_MARGIN: Duration = Duration::from_secs(1);
+
 /// The limiters of the repositories endpoint, longest interval last, without burst.
 fn repositories_limiters<C: Clock + Clone>(rates: &[Rate], clock: &C) -> Vec<Limiter<C>> {
-    let mut rates = rates.to_vec();
-    rates.sort_by_key(|r| r.interval());
-    rates
+    let mut intervals: Vec<Duration> = rates
+        .iter()
+        .map(|r| r.interval() + REPOSITORIES_MARGIN)
+        .collect();
+    intervals.sort();
+    intervals
         .into_iter()
-        .map(|rate| limiter(rate, 1, clock))
+        .map(|interval| limiter(Rate::new(1, interval), 1, clock))
         .collect()
 }
 
@@ -270,6 +279,12 @@ impl Quotas {
         self.waited_micros.fetch_add(waited, Ordering::Relaxed);
     }
 
+    /// Records that a repositories call was answered now: the next process waits from here,
+    /// the latest moment the server may have counted the call.
+    pub fn repositories_answered(&self) {
+        *self.last_repositories_call.lock().expect("not poisoned") = Some(SystemTime::now());
+    }
+
     /// When `GET /v0/repositories` was last called (by this process, or the one before).
     pub fn last_repositories_call(&self) -> Option<SystemTime> {
         *self.last_repositories_call.lock().expect("not poisoned")
@@ -311,7 +326,11 @@ mod tests {
             .with_overrides("calls=10/s,repositories=2/min+60/h")
             .unwrap();
         assert_eq!(config.calls, Rate::new(10, Duration::from_secs(1)));
-        assert_eq!(config.repositories_interval(), Duration::from_secs(60));
+        assert_eq!(
+            config.repositories_interval(),
+            Duration::from_secs(61),
+            "60 s and the margin"
+        );
         assert!(QuotaConfig::default().with_overrides("nope=1/s").is_err());
     }
 
