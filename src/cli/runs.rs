@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::apply::{ApplyArgs, Source, apply};
 use super::{Exit, Output};
-use crate::exec::{V0, cancel_run, elapsed};
+use crate::exec::{V0, cancel_run};
 use crate::state::{
     InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
 };
@@ -176,7 +176,7 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
     );
     text.push_str("INSTANCE\tSTATE\tAGENT\tBRANCH\tPR\tATTEMPTS\tTIME\tSUMMARY\n");
     for r in records {
-        let time = elapsed(r).map_or_else(
+        let time = r.elapsed().map_or_else(
             || "-".to_owned(),
             |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
         );

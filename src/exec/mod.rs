@@ -10,5 +10,5 @@ mod webhook;
 pub use backend::{AgentView, Backend, LaunchSpec, Statuses, V0};
 pub use cancel::{Cancelled, cancel_run};
 pub use poller::{PollConfig, Poller, Snapshot};
-pub use run::{ExecConfig, Execution, Halt, Progress, Reporter, elapsed};
+pub use run::{ExecConfig, Execution, Halt, Progress, Reporter};
 pub use webhook::{Deliveries, MAX_BODY, WebhookListener};

@@ -6,9 +6,9 @@
 //! launching again. A follow-up is preceded by its intent and confirmed against the
 //! conversation the same way. So a run can be killed at any moment and applied again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -206,40 +206,57 @@ impl<B: Backend> Execution<B> {
     /// Runs until every instance settled, or a halt.
     pub async fn execute(self: &Arc<Self>) -> Option<Halt> {
         let count = self.plan.instances.len();
-        let mut started = vec![false; count];
+        let settled: Vec<bool> = self
+            .records
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|r| r.state.is_settled())
+            .collect();
+        // Each instance counts its needs still unsettled; when one settles, its dependents count
+        // down, and those reaching zero are ready. No rescan of the whole plan per event.
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
+        let mut waiting = vec![0usize; count];
+        for (index, instance) in self.plan.instances.iter().enumerate() {
+            for &need in &instance.needs {
+                dependents[need].push(index);
+                waiting[index] += usize::from(!settled[need]);
+            }
+        }
+        let mut ready: VecDeque<usize> = (0..count).filter(|&i| waiting[i] == 0).collect();
         let mut tasks = JoinSet::new();
         let mut halt: Option<Halt> = None;
         loop {
-            if halt.is_none() {
-                for (index, started) in started.iter_mut().enumerate() {
-                    if *started {
-                        continue;
-                    }
-                    let ready = self.plan.instances[index]
-                        .needs
-                        .iter()
-                        .all(|&n| self.state(n).is_settled());
-                    if !ready {
-                        continue;
-                    }
-                    *started = true;
-                    if !self.state(index).is_settled() {
-                        let this = self.clone();
-                        tasks.spawn(async move { this.drive(index).await });
-                    }
+            while let Some(index) = ready.pop_front() {
+                // Kept instances are settled already; a halted run starts nothing new.
+                if settled[index] || halt.is_some() {
+                    continue;
                 }
+                let this = self.clone();
+                tasks.spawn(async move { (index, this.drive(index).await) });
             }
             let Some(joined) = tasks.join_next().await else {
                 break;
             };
-            let outcome = joined.unwrap_or_else(|panic| {
-                Err(Halt::Fatal(format!("an instance task failed: {panic}")))
-            });
-            if let Err(stop) = outcome {
-                if halt.is_none() || matches!(stop, Halt::Fatal(_)) {
-                    halt = Some(stop);
+            match joined {
+                Ok((index, Ok(()))) => {
+                    for &dependent in &dependents[index] {
+                        waiting[dependent] -= 1;
+                        if waiting[dependent] == 0 {
+                            ready.push_back(dependent);
+                        }
+                    }
                 }
-                self.interrupt.cancel();
+                Ok((_, Err(stop))) => {
+                    if halt.is_none() || matches!(stop, Halt::Fatal(_)) {
+                        halt = Some(stop);
+                    }
+                    self.interrupt.cancel();
+                }
+                Err(panic) => {
+                    halt = Some(Halt::Fatal(format!("an instance task failed: {panic}")));
+                    self.interrupt.cancel();
+                }
             }
         }
         self.stop_polling.cancel();
@@ -851,13 +868,4 @@ fn condition_word(condition: Condition) -> &'static str {
         Condition::AnySucceeded => "any_succeeded",
         Condition::Always => "always",
     }
-}
-
-/// Helper for callers: the instances' times, for status.
-pub fn elapsed(record: &InstanceRecord) -> Option<Duration> {
-    let start = record.started_at?;
-    let end = record
-        .finished_at
-        .map_or_else(SystemTime::now, Timestamp::time);
-    end.duration_since(start.time()).ok()
 }

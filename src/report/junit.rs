@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, duration};
-use crate::state::InstanceState;
+use super::Report;
+use crate::state::{InstanceRecord, InstanceState};
 
 /// Text made safe for XML attributes and content.
 fn escape(text: &str) -> String {
@@ -37,7 +37,7 @@ pub fn render(report: &Report) -> String {
     let total: u64 = report
         .instances
         .iter()
-        .filter_map(duration)
+        .filter_map(InstanceRecord::elapsed)
         .map(|d| d.as_secs())
         .sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -54,7 +54,7 @@ pub fn render(report: &Report) -> String {
         report.run.started_at.rfc3339()
     );
     for i in &report.instances {
-        let time = duration(i).map_or(0, |d| d.as_secs());
+        let time = i.elapsed().map_or(0, |d| d.as_secs());
         let _ = write!(
             out,
             "    <testcase classname=\"{}\" name=\"{}\" time=\"{time}\"",

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, duration, slug};
+use super::{Report, slug};
 use crate::state::InstanceState;
 
 fn icon(state: InstanceState) -> &'static str {
@@ -55,7 +55,7 @@ pub fn render(report: &Report) -> String {
             || "-".to_owned(),
             |url| format!("[#{}]({url})", url.rsplit('/').next().unwrap_or("PR")),
         );
-        let took = duration(i).map_or_else(
+        let took = i.elapsed().map_or_else(
             || "-".to_owned(),
             |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
         );

@@ -5,8 +5,6 @@ mod github;
 mod junit;
 mod markdown;
 
-use std::time::Duration;
-
 use serde_json::json;
 
 pub use github::{GithubActions, write_github_outputs};
@@ -93,15 +91,10 @@ impl Report {
                 "summary": i.summary,
                 "error": i.error,
                 "attempts": i.attempt,
-                "duration_seconds": duration(i).map(|d| d.as_secs()),
+                "duration_seconds": i.elapsed().map(|d| d.as_secs()),
             })).collect::<Vec<_>>(),
         })
     }
-}
-
-/// How long an instance's current agent worked (or has worked so far).
-pub fn duration(instance: &InstanceRecord) -> Option<Duration> {
-    crate::exec::elapsed(instance)
 }
 
 /// `owner/name` of an instance's repository.

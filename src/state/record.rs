@@ -284,6 +284,15 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
+    /// How long the current agent has worked: until it settled, or until now.
+    pub fn elapsed(&self) -> Option<Duration> {
+        let start = self.started_at?;
+        let end = self
+            .finished_at
+            .map_or_else(SystemTime::now, Timestamp::time);
+        end.duration_since(start.time()).ok()
+    }
+
     /// A fresh, pending instance.
     pub fn pending(key: &str, task: &str, repository: &str, branch: &str, spec_hash: &str) -> Self {
         Self {
