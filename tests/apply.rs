@@ -163,37 +163,33 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts() {
     // The release note of the pipeline lists the pull requests its needs opened.
     let notes = launches
         .iter()
-        .find(|l| l.prompt.text.starts_with("Write the release note"))
+        .find(|l| l.prompt.starts_with("Write the release note"))
         .unwrap();
     for repo in ["api", "billing", "web"] {
         assert!(
             notes
                 .prompt
-                .text
                 .contains(&format!("- {repo}: https://github.com/acme/{repo}/pull/")),
             "{}",
-            notes.prompt.text
+            notes.prompt
         );
     }
-    assert!(notes.prompt.text.contains("(succeeded)"));
+    assert!(notes.prompt.contains("(succeeded)"));
     // fix-tests starts from its own repository's bump branch, not another's.
     let fix_web = launches
         .iter()
-        .find(|l| l.prompt.text.starts_with("The framework upgrade of web"))
+        .find(|l| l.prompt.starts_with("The framework upgrade of web"))
         .unwrap();
     assert!(
-        fix_web
-            .prompt
-            .text
-            .contains("branch upgrade/framework-web\n"),
+        fix_web.prompt.contains("branch upgrade/framework-web\n"),
         "{}",
-        fix_web.prompt.text
+        fix_web.prompt
     );
     // The discover fleet resolved to the simulator's acme/go-* repositories.
     assert!(
         launches
             .iter()
-            .any(|l| l.source.repository == "https://github.com/acme/go-search")
+            .any(|l| l.repository == "https://github.com/acme/go-search")
     );
 }
 
@@ -515,7 +511,7 @@ async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them() {
     assert!(
         sim.launches()
             .iter()
-            .any(|l| l.prompt.text == "Report: bump is failed.")
+            .any(|l| l.prompt == "Report: bump is failed.")
     );
 
     sim.set_faults(orchestrate::sim::Faults::default());
@@ -530,7 +526,7 @@ async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them() {
     assert!(
         sim.launches()
             .iter()
-            .any(|l| l.prompt.text == "Report: bump is succeeded.")
+            .any(|l| l.prompt == "Report: bump is succeeded.")
     );
     // The retry is recorded with its reason.
     assert!(

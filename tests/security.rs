@@ -185,8 +185,8 @@ async fn workflow_values_cannot_inject_into_the_json_sent() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let launches = sim.launches();
     assert_eq!(launches.len(), 1);
-    assert_eq!(launches[0].prompt.text, evil);
+    assert_eq!(launches[0].prompt, evil);
     assert_eq!(launches[0].model, None);
-    assert_eq!(launches[0].source.repository, "https://github.com/acme/api");
+    assert_eq!(launches[0].repository, "https://github.com/acme/api");
     sim.shutdown().await;
 }

@@ -179,9 +179,10 @@ async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
     );
     // The secret went with every launch (the simulator masks it when it records the body).
     assert!(sim.launches().iter().all(|l| {
-        l.webhook
-            .as_ref()
-            .is_some_and(|w| w.url.ends_with("/hooks"))
+        l.body["webhook"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/hooks")
     }));
     // And it is kept, private, for a re-apply.
     let secrets: Vec<_> = std::fs::read_dir(state.path().join("secrets"))

@@ -1,4 +1,5 @@
-//! The typed client of the Cursor Cloud Agents API v0.
+//! The typed client of the Cursor Cloud Agents API: transport, quotas, retries, and the v0
+//! endpoints (v1's are in `v1.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,15 +43,15 @@ struct Inner {
 }
 
 /// One call: what to send and how it may be retried.
-struct Call<'a, B> {
-    method: Method,
-    path: &'a str,
-    query: &'a [(&'a str, String)],
-    body: Option<&'a B>,
-    kind: CallKind,
+pub(super) struct Call<'a, B> {
+    pub(super) method: Method,
+    pub(super) path: &'a str,
+    pub(super) query: &'a [(&'a str, String)],
+    pub(super) body: Option<&'a B>,
+    pub(super) kind: CallKind,
     /// Whether sending it twice does no harm (reads, stop, delete). A launch or a follow-up
     /// is only sent again when the API surely did not act on it.
-    idempotent: bool,
+    pub(super) idempotent: bool,
 }
 
 impl Client {
@@ -111,14 +112,18 @@ impl Client {
 
     /// `GET /v0/agents/{id}`.
     pub async fn agent(&self, id: &AgentId) -> Result<Agent, ApiError> {
-        self.get(&format!("v0/agents/{}", segment(id)), &[], CallKind::Other)
-            .await
+        self.get(
+            &format!("v0/agents/{}", segment(&id.0)),
+            &[],
+            CallKind::Other,
+        )
+        .await
     }
 
     /// `GET /v0/agents/{id}/conversation`.
     pub async fn conversation(&self, id: &AgentId) -> Result<Conversation, ApiError> {
         self.get(
-            &format!("v0/agents/{}/conversation", segment(id)),
+            &format!("v0/agents/{}/conversation", segment(&id.0)),
             &[],
             CallKind::Other,
         )
@@ -144,7 +149,7 @@ impl Client {
     pub async fn follow_up(&self, id: &AgentId, prompt: Prompt) -> Result<IdResponse, ApiError> {
         self.call(Call {
             method: Method::POST,
-            path: &format!("v0/agents/{}/followup", segment(id)),
+            path: &format!("v0/agents/{}/followup", segment(&id.0)),
             query: &[],
             body: Some(&FollowUpRequest { prompt }),
             kind: CallKind::Other,
@@ -157,7 +162,7 @@ impl Client {
     pub async fn stop(&self, id: &AgentId) -> Result<IdResponse, ApiError> {
         self.call::<(), _>(Call {
             method: Method::POST,
-            path: &format!("v0/agents/{}/stop", segment(id)),
+            path: &format!("v0/agents/{}/stop", segment(&id.0)),
             query: &[],
             body: None,
             kind: CallKind::Other,
@@ -170,7 +175,7 @@ impl Client {
     pub async fn delete(&self, id: &AgentId) -> Result<IdResponse, ApiError> {
         self.call::<(), _>(Call {
             method: Method::DELETE,
-            path: &format!("v0/agents/{}", segment(id)),
+            path: &format!("v0/agents/{}", segment(&id.0)),
             query: &[],
             body: None,
             kind: CallKind::Other,
@@ -198,7 +203,7 @@ impl Client {
         answer
     }
 
-    async fn get<T: DeserializeOwned>(
+    pub(super) async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -215,7 +220,7 @@ impl Client {
         .await
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(super) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         call: Call<'_, B>,
     ) -> Result<T, ApiError> {
@@ -288,7 +293,16 @@ impl Client {
         };
         let response = request.send().await.map_err(network_error)?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = retry_after(response.headers()).or_else(|| {
+            (status == StatusCode::TOO_MANY_REQUESTS)
+                .then(|| rate_limit_reset(response.headers()))
+                .flatten()
+        });
+        if remaining(response.headers()) == Some(0) {
+            if let Some(reset) = rate_limit_reset(response.headers()) {
+                inner.quotas.server_window_spent(reset);
+            }
+        }
         let body = response.bytes().await.map_err(network_error)?;
         if !status.is_success() {
             return Err(ApiError::from_status(
@@ -309,8 +323,8 @@ impl Client {
 }
 
 /// An agent id as one path segment, whatever it holds.
-fn segment(id: &AgentId) -> String {
-    url::form_urlencoded::byte_serialize(id.0.as_bytes()).collect()
+pub(super) fn segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 fn network_error(error: reqwest::Error) -> ApiError {
@@ -339,4 +353,35 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// `X-RateLimit-Remaining`.
+fn remaining(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get("x-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `X-RateLimit-Reset` as a wait from now: seconds from now, or a Unix time in seconds (the
+/// header is written both ways in the wild; a value past 2001 can only be a time).
+fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value: f64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    if value > 1_000_000_000.0 {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(value);
+        return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+    }
+    Some(Duration::from_secs_f64(value))
 }

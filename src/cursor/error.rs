@@ -29,6 +29,13 @@ pub enum ApiError {
         /// The API's explanation.
         message: String,
     },
+    /// `usage_limit_exceeded`: a spending ceiling was reached. Never retried: the run pauses
+    /// until someone raises the limit.
+    #[error("the API's usage limit is reached: {message}")]
+    UsageLimit {
+        /// The API's explanation.
+        message: String,
+    },
     /// 404: no such agent (deleted, or never existed).
     #[error("not found: {message}")]
     NotFound {
@@ -82,8 +89,12 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::Server { .. } | ApiError::Network { .. } => {
                 true
             }
-            ApiError::Conflict { code, .. } => code.as_deref() != Some("agent_id_conflict"),
+            // Busy is waited out; an archived agent, a taken id or an ended run stay so.
+            ApiError::Conflict { code, .. } => {
+                matches!(code.as_deref(), None | Some("agent_busy" | "conflict"))
+            }
             ApiError::Auth { .. }
+            | ApiError::UsageLimit { .. }
             | ApiError::BadRequest { .. }
             | ApiError::NotFound { .. }
             | ApiError::Unexpected { .. }
@@ -98,9 +109,18 @@ impl ApiError {
             ApiError::RateLimited { .. }
             | ApiError::Auth { .. }
             | ApiError::BadRequest { .. }
+            | ApiError::UsageLimit { .. }
             | ApiError::Conflict { .. } => true,
             ApiError::Network { sent, .. } => !sent,
             _ => false,
+        }
+    }
+
+    /// The code of a 409, like `agent_busy` or `agent_id_conflict`.
+    pub fn conflict_code(&self) -> Option<&str> {
+        match self {
+            ApiError::Conflict { code, .. } => code.as_deref(),
+            _ => None,
         }
     }
 
@@ -115,6 +135,9 @@ impl ApiError {
     /// The error for an HTTP answer that is not a success.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
         let (code, message) = parse_error_body(body);
+        if code.as_deref() == Some("usage_limit_exceeded") {
+            return ApiError::UsageLimit { message };
+        }
         match status {
             400 | 422 => ApiError::BadRequest { code, message },
             401 | 403 => ApiError::Auth { status, message },
@@ -218,7 +241,22 @@ mod tests {
             assert_eq!(error.is_retryable(), retryable, "{status}");
             assert_eq!(error.surely_not_processed(), not_processed, "{status}");
         }
-        let conflict = r#"{"error": {"code": "agent_id_conflict", "message": "exists"}}"#;
-        assert!(!ApiError::from_status(409, None, conflict).is_retryable());
+        let conflict = |code: &str| {
+            let body = format!(r#"{{"error": {{"code": "{code}", "message": "m"}}}}"#);
+            ApiError::from_status(409, None, &body)
+        };
+        assert!(conflict("agent_busy").is_retryable());
+        for code in ["agent_id_conflict", "agent_archived", "run_not_cancellable"] {
+            assert!(!conflict(code).is_retryable(), "{code}");
+        }
+        let limit = r#"{"error": {"code": "usage_limit_exceeded", "message": "Spend limit"}}"#;
+        let limit = ApiError::from_status(400, None, limit);
+        assert_eq!(
+            limit,
+            ApiError::UsageLimit {
+                message: "Spend limit".into()
+            }
+        );
+        assert!(!limit.is_retryable());
     }
 }

@@ -6,6 +6,7 @@ mod error;
 pub mod model;
 mod quota;
 mod retry;
+mod v1;
 pub mod webhook;
 
 pub use client::{Client, MAX_PAGE, USER_AGENT};

@@ -197,6 +197,9 @@ fn repositories_limiters<C: Clock + Clone>(rates: &[Rate], clock: &C) -> Vec<Lim
         .collect()
 }
 
+/// The longest a server's rate-limit reset is believed: the documented windows are a minute.
+const MAX_SERVER_WAIT: Duration = Duration::from_secs(120);
+
 /// Which quotas a call counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
@@ -217,6 +220,8 @@ pub struct Quotas {
     /// Serialises repositories calls, and holds the earliest time the next one may start.
     repositories_gate: tokio::sync::Mutex<Option<Instant>>,
     last_repositories_call: Mutex<Option<SystemTime>>,
+    /// The server said (`X-RateLimit-Remaining: 0`) that no call is left before this time.
+    server_window: Mutex<Option<Instant>>,
     waited_micros: AtomicU64,
 }
 
@@ -246,6 +251,7 @@ impl Quotas {
             repositories: repositories_limiters(&config.repositories, &clock),
             repositories_gate: tokio::sync::Mutex::new(not_before),
             last_repositories_call: Mutex::new(last_repositories_call),
+            server_window: Mutex::new(None),
             waited_micros: AtomicU64::new(0),
             config,
         }
@@ -275,8 +281,20 @@ impl Quotas {
             }
         }
         self.calls.until_ready().await;
+        let hold = *self.server_window.lock().expect("not poisoned");
+        if let Some(until) = hold.filter(|until| *until > Instant::now()) {
+            tokio::time::sleep_until(until.into()).await;
+        }
         let waited = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.waited_micros.fetch_add(waited, Ordering::Relaxed);
+    }
+
+    /// Learns from the server's `X-RateLimit-*` headers that its window is spent for `wait`:
+    /// calls hold until then rather than collect 429s.
+    pub fn server_window_spent(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_SERVER_WAIT);
+        let mut window = self.server_window.lock().expect("not poisoned");
+        *window = Some(window.map_or(until, |at| at.max(until)));
     }
 
     /// Records that a repositories call was answered now: the next process waits from here,

@@ -32,6 +32,9 @@ pub struct Faults {
     pub webhook_delay: Option<(Duration, Duration)>,
     /// Seed of the simulator's randomness, for reproducible runs.
     pub seed: Option<u64>,
+    /// v1: once this many agents exist, creating agents or runs answers 400
+    /// `usage_limit_exceeded` (a spending ceiling).
+    pub usage_limit: Option<u64>,
 }
 
 /// Why a faults spec does not parse.
@@ -88,6 +91,13 @@ impl FromStr for Faults {
                 "expire" => faults.agent_expire = probability(key, value)?,
                 "hook_dup" => faults.webhook_duplicate = probability(key, value)?,
                 "hook_delay" => faults.webhook_delay = Some(range(key, value)?),
+                "usage_limit" => {
+                    faults.usage_limit = Some(
+                        value
+                            .parse()
+                            .map_err(|_| FaultsError(format!("`{part}`: not a count")))?,
+                    );
+                }
                 "seed" => {
                     faults.seed = Some(
                         value
@@ -97,7 +107,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(FaultsError(format!(
-                        "unknown fault `{other}`: 5xx, 429, latency, drop, repos_5xx, error, expire, hook_dup, hook_delay, seed"
+                        "unknown fault `{other}`: 5xx, 429, latency, drop, repos_5xx, error, expire, hook_dup, hook_delay, usage_limit, seed"
                     )));
                 }
             }
@@ -133,6 +143,9 @@ impl fmt::Display for Faults {
                 parts.push(format!("{key}={p}"));
             }
         }
+        if let Some(limit) = self.usage_limit {
+            parts.push(format!("usage_limit={limit}"));
+        }
         if parts.is_empty() {
             f.write_str("none")
         } else {
@@ -158,6 +171,9 @@ mod tests {
             Some((Duration::from_millis(5), Duration::from_millis(50)))
         );
         assert_eq!(faults.seed, Some(7));
+        let limit: Faults = "usage_limit=3".parse().unwrap();
+        assert_eq!(limit.usage_limit, Some(3));
+        assert_eq!(limit.to_string(), "usage_limit=3");
         assert_eq!("".parse::<Faults>().unwrap(), Faults::default());
     }
 

@@ -1,12 +1,14 @@
-//! A simulator of the Cursor Cloud Agents API: a real HTTP server on loopback.
+//! A simulator of the Cursor Cloud Agents API, v0 and v1: a real HTTP server on loopback.
 //!
-//! Agents move CREATING -> RUNNING -> FINISHED (or ERROR / EXPIRED) on a clock that can be
-//! sped up; follow-ups send a finished agent back to work; quotas are enforced over real time
+//! Each prompt is a run that moves CREATING -> RUNNING -> FINISHED (or ERROR / EXPIRED) on a
+//! clock that can be sped up; follow-ups start a new run of the same agent (v0 shows an agent
+//! as its latest run); quotas are enforced over real time
 //! with 429 and `Retry-After`, and every refusal is counted as a violation; faults are
 //! injected on demand; `/__sim/stats` and `/__sim/launches` let tests see what it saw.
 
 mod faults;
 mod routes;
+mod routes_v1;
 mod state;
 mod webhooks;
 
@@ -18,11 +20,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Faults, FaultsError};
-pub use state::Stats;
+pub use state::{Launch, Stats};
 pub use webhooks::signature;
 
 use crate::cursor::Rate;
-use crate::cursor::model::{LaunchRequest, Repository};
+use crate::cursor::model::Repository;
 
 /// The key the simulator accepts unless told otherwise.
 pub const DEFAULT_KEY: &str = "sim-key";
@@ -167,12 +169,12 @@ impl Simulator {
             .clone()
     }
 
-    /// The launch bodies it received, in order (webhook secrets masked).
-    pub fn launches(&self) -> Vec<LaunchRequest> {
+    /// The launches it received, through either API, in order (secrets masked).
+    pub fn launches(&self) -> Vec<Launch> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .launch_bodies
+            .launches
             .clone()
     }
 

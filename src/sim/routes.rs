@@ -1,4 +1,5 @@
-//! The simulator's HTTP API: the v0 endpoints, and `/__sim/*` for tests.
+//! The simulator's HTTP API: the gate every request passes (auth, quotas, faults), the v0
+//! endpoints, and `/__sim/*` for tests. v1's endpoints are in `routes_v1.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -26,7 +27,7 @@ use crate::spec::RepoUrl;
 /// The shared state handlers see.
 pub type Shared = Arc<Mutex<SimState>>;
 
-fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
+pub(super) fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
     // A handler that panicked leaves counters at worst a step behind: keep serving.
     state
         .lock()
@@ -34,7 +35,7 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
 }
 
 /// An error answer in the API's v0 shape: `{"error": code, "message": text}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "error": code, "message": message.into() })),
@@ -42,16 +43,51 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-fn refusal(refusal: Refusal) -> Response {
-    match refusal {
-        Refusal::NotFound => error(StatusCode::NOT_FOUND, "agent_not_found", "Agent not found"),
-        Refusal::Busy => error(
-            StatusCode::CONFLICT,
-            "agent_busy",
-            "Agent is busy; try again when it has finished",
-        ),
-        Refusal::NotAllowed(why) => error(StatusCode::CONFLICT, "invalid_state", why),
+/// An error answer in the API's v1 shape: `{"error": {"code", "message"}}`.
+pub(super) fn error_v1(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+impl Refusal {
+    /// The documented status, code and message of the refusal.
+    pub(super) fn answer(&self) -> (StatusCode, &'static str, String) {
+        let (status, code, message) = match self {
+            Refusal::NotFound => (StatusCode::NOT_FOUND, "agent_not_found", "Agent not found"),
+            Refusal::RunNotFound => (StatusCode::NOT_FOUND, "run_not_found", "Run not found"),
+            Refusal::Busy => (
+                StatusCode::CONFLICT,
+                "agent_busy",
+                "Agent is busy; try again when its run has finished",
+            ),
+            Refusal::Archived => (StatusCode::CONFLICT, "agent_archived", "Agent is archived"),
+            Refusal::IdConflict => (
+                StatusCode::CONFLICT,
+                "agent_id_conflict",
+                "An agent with this id already exists",
+            ),
+            Refusal::NotCancellable => (
+                StatusCode::CONFLICT,
+                "run_not_cancellable",
+                "The run has already ended",
+            ),
+            Refusal::UsageLimit => (
+                StatusCode::BAD_REQUEST,
+                "usage_limit_exceeded",
+                "Usage limit exceeded: raise the spending limit to launch more agents",
+            ),
+            Refusal::NotAllowed(why) => (StatusCode::CONFLICT, "invalid_state", why.as_str()),
+        };
+        (status, code, message.to_owned())
     }
+}
+
+fn refusal(refusal: Refusal) -> Response {
+    let (status, code, message) = refusal.answer();
+    error(status, code, message)
 }
 
 /// The router of a simulator over `state`.
@@ -65,6 +101,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v0/me", get(me))
         .route("/v0/models", get(models))
         .route("/v0/repositories", get(repositories))
+        .merge(super::routes_v1::routes())
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
@@ -115,6 +152,15 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         return next.run(request).await;
     }
     let name = format!("{} {route}", request.method());
+    let v1 = route.starts_with("/v1/");
+    let answer_error = move |status: StatusCode, code: &str, message: &str| {
+        if v1 {
+            error_v1(status, code, message)
+        } else {
+            error(status, code, message)
+        }
+    };
+    let repositories = route.ends_with("/repositories");
     let mutation = request.method() != Method::GET;
     let (latency, key) = {
         let mut s = lock(&state);
@@ -126,7 +172,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
                 s.rng.random_range(low..=high)
             }
         });
-        let slow = if route == "/v0/repositories" {
+        let slow = if repositories {
             s.config.repositories_latency
         } else {
             Duration::ZERO
@@ -137,7 +183,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         tokio::time::sleep(latency).await;
     }
     if !authorized(request.headers(), &key) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
+        return answer_error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
     }
     let fate = {
         let mut s = lock(&state);
@@ -153,10 +199,10 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             };
             *s.stats.faults.entry("429".into()).or_default() += 1;
             Fate::Burst
-        } else if let Err(wait) = s.admit(route == "/v0/repositories", now) {
+        } else if let Err(wait) = s.admit(repositories, now) {
             *s.stats.quota_violations.entry(name.clone()).or_default() += 1;
             Fate::Quota(wait)
-        } else if route == "/v0/repositories"
+        } else if repositories
             && faults.repositories_error > 0.0
             && s.rng.random_bool(faults.repositories_error)
         {
@@ -174,9 +220,13 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     };
     match fate {
         Fate::Answer => next.run(request).await,
-        Fate::Burst => rate_limited(Duration::from_secs(1), "Too many requests (injected burst)"),
-        Fate::Quota(wait) => rate_limited(wait, "Rate limit exceeded"),
-        Fate::ServerError(status) => error(
+        Fate::Burst => rate_limited(
+            answer_error,
+            Duration::from_secs(1),
+            "Too many requests (injected burst)",
+        ),
+        Fate::Quota(wait) => rate_limited(answer_error, wait, "Rate limit exceeded"),
+        Fate::ServerError(status) => answer_error(
             StatusCode::from_u16(status).expect("a valid status"),
             "internal_error",
             "Injected server error",
@@ -191,16 +241,22 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     }
 }
 
-fn rate_limited(wait: Duration, message: &str) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = error(
+/// A 429 with `Retry-After` and the `X-RateLimit-*` headers v1 documents.
+fn rate_limited(
+    answer_error: impl Fn(StatusCode, &str, &str) -> Response,
+    wait: Duration,
+    message: &str,
+) -> Response {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut response = answer_error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_exceeded",
         message,
     );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, seconds.max(1).into());
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, seconds.into());
+    headers.insert("x-ratelimit-remaining", 0.into());
+    headers.insert("x-ratelimit-reset", seconds.into());
     response
 }
 
@@ -219,7 +275,7 @@ fn dropped_connection() -> Response {
 #[allow(clippy::result_large_err)] // an axum Response, returned as it is
 /// The body of a request that carries a prompt, or the API's 400 when it is malformed or the
 /// prompt is empty.
-fn with_prompt<T>(
+pub(super) fn with_prompt<T>(
     body: Result<Json<T>, JsonRejection>,
     prompt: impl Fn(&T) -> &crate::cursor::model::Prompt,
 ) -> Result<T, Response> {
@@ -391,5 +447,5 @@ async fn stats(State(state): State<Shared>) -> Response {
 }
 
 async fn launches(State(state): State<Shared>) -> Response {
-    Json(lock(&state).launch_bodies.clone()).into_response()
+    Json(lock(&state).launches.clone()).into_response()
 }

@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use super::SimConfig;
 use crate::cursor::Rate;
+use crate::cursor::model::v1::{self, RunId};
 use crate::cursor::model::{
     Agent, AgentId, AgentStatus, AgentTarget, LaunchRequest, Message, Source, Webhook,
 };
 
-/// How an agent's current work ends.
+/// How a run's work ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Finished,
@@ -24,36 +25,33 @@ enum Outcome {
     Expired,
 }
 
-/// One simulated agent.
+/// Which API made an agent: it decides the shape of ids and what the agent reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `/v0`.
+    V0,
+    /// `/v1`.
+    V1,
+}
+
+/// One prompt's work: the first prompt of an agent, or a follow-up.
 #[derive(Debug, Clone)]
-pub struct SimAgent {
-    id: AgentId,
-    name: String,
-    source: Source,
-    target: AgentTarget,
-    created: SystemTime,
+struct SimRun {
+    id: RunId,
+    prompt: String,
+    started: SystemTime,
     creating_until: SystemTime,
     busy_until: SystemTime,
     outcome: Outcome,
-    stopped: Option<SystemTime>,
-    pr_number: u64,
-    prompts: Vec<(SystemTime, String)>,
-    /// The webhook to notify.
-    pub webhook: Option<Webhook>,
-    /// The last status the webhook was told about, and how many prompts the agent had then
-    /// (a follow-up ends in FINISHED again, and that is news).
-    notified: Option<(AgentStatus, usize)>,
+    cancelled: Option<SystemTime>,
 }
 
-impl SimAgent {
-    /// The status at `now`.
-    pub fn status(&self, now: SystemTime) -> AgentStatus {
-        if self.stopped.is_some() {
-            // What v0 reports after a stop is not documented; the simulator answers a status
-            // orchestrate does not know, so that clients prove they keep unknown statuses.
-            return AgentStatus::Unknown("STOPPED".to_owned());
-        }
-        if now < self.creating_until {
+impl SimRun {
+    fn status(&self, now: SystemTime) -> AgentStatus {
+        if self.cancelled.is_some() {
+            AgentStatus::Cancelled
+        } else if now < self.creating_until {
             AgentStatus::Creating
         } else if now < self.busy_until {
             AgentStatus::Running
@@ -66,56 +64,189 @@ impl SimAgent {
         }
     }
 
-    /// The agent as the API shows it at `now`.
+    /// The last moment, up to `now`, at which its status changed.
+    fn changed(&self, now: SystemTime) -> SystemTime {
+        [
+            Some(self.started),
+            Some(self.creating_until),
+            Some(self.busy_until),
+            self.cancelled,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t <= now)
+        .max()
+        .unwrap_or(self.started)
+    }
+}
+
+/// One simulated agent.
+#[derive(Debug, Clone)]
+pub struct SimAgent {
+    id: AgentId,
+    name: String,
+    source: Source,
+    target: AgentTarget,
+    /// v1: the pull request it was asked to work on.
+    existing_pr: Option<String>,
+    created: SystemTime,
+    pr_number: u64,
+    runs: Vec<SimRun>,
+    archived: bool,
+    /// The webhook to notify.
+    pub webhook: Option<Webhook>,
+    /// The last status the webhook was told about, and how many runs the agent had then
+    /// (a follow-up ends in FINISHED again, and that is news).
+    notified: Option<(AgentStatus, usize)>,
+}
+
+impl SimAgent {
+    fn latest(&self) -> &SimRun {
+        self.runs.last().expect("an agent has a run")
+    }
+
+    fn run(&self, id: &RunId) -> Option<&SimRun> {
+        self.runs.iter().find(|r| &r.id == id)
+    }
+
+    /// The v0 status at `now`: its latest run's.
+    pub fn status(&self, now: SystemTime) -> AgentStatus {
+        match self.latest().status(now) {
+            // What v0 reports after a stop is not documented; the simulator answers a status
+            // orchestrate does not know, so that clients prove they keep unknown statuses.
+            AgentStatus::Cancelled => AgentStatus::Unknown("STOPPED".to_owned()),
+            status => status,
+        }
+    }
+
+    fn pr_url(&self, finished: bool) -> Option<String> {
+        self.existing_pr.clone().or_else(|| {
+            (finished && self.target.auto_create_pr == Some(true))
+                .then(|| format!("{}/pull/{}", self.source.repository, self.pr_number))
+        })
+    }
+
+    /// The agent as v0 shows it at `now`.
     pub fn view(&self, now: SystemTime) -> Agent {
         let status = self.status(now);
         let finished = status == AgentStatus::Finished;
         let mut target = self.target.clone();
-        if finished && target.auto_create_pr == Some(true) {
-            target.pr_url = Some(format!(
-                "{}/pull/{}",
-                self.source.repository, self.pr_number
-            ));
-        }
+        target.pr_url = self.pr_url(finished);
         Agent {
             id: self.id.clone(),
             name: Some(self.name.clone()),
-            summary: finished.then(|| {
-                format!(
-                    "Done: {}",
-                    first_line(&self.prompts.last().expect("a prompt").1)
-                )
-            }),
+            summary: finished.then(|| result_of(&self.latest().prompt)),
             status,
             source: Some(self.source.clone()),
             target: Some(target),
-            created_at: Some(humantime::format_rfc3339_millis(self.created).to_string()),
+            created_at: Some(rfc3339(self.created)),
         }
     }
 
-    /// The conversation at `now`: each prompt, and its answer once the work it asked for ended.
+    /// The agent as v1 shows it at `now`: metadata, and its latest run's id.
+    pub fn view_v1(&self, now: SystemTime) -> v1::Agent {
+        let latest = self.latest();
+        let status = if self.archived {
+            "ARCHIVED"
+        } else if latest.status(now).is_terminal() {
+            "IDLE"
+        } else {
+            "ACTIVE"
+        };
+        v1::Agent {
+            id: self.id.clone(),
+            name: Some(self.name.clone()),
+            status: Some(status.to_owned()),
+            repos: vec![v1::RepoSpec {
+                url: self.source.repository.clone(),
+                starting_ref: self.source.git_ref.clone(),
+                pr_url: self.existing_pr.clone(),
+            }],
+            latest_run_id: Some(latest.id.clone()),
+            url: self.target.url.clone(),
+            created_at: Some(rfc3339(self.created)),
+            updated_at: Some(rfc3339(latest.changed(now))),
+        }
+    }
+
+    /// A run as v1 shows it at `now`; `full` adds what lists leave out.
+    fn run_view(&self, run: &SimRun, now: SystemTime, full: bool) -> v1::Run {
+        let status = run.status(now);
+        let ended = status.is_terminal();
+        let finished = status == AgentStatus::Finished;
+        let end = run.cancelled.unwrap_or(run.busy_until);
+        v1::Run {
+            id: run.id.clone(),
+            agent_id: Some(self.id.clone()),
+            created_at: Some(rfc3339(run.started)),
+            duration_ms: (full && ended).then(|| {
+                u64::try_from(
+                    end.duration_since(run.started)
+                        .unwrap_or_default()
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX)
+            }),
+            result: (full && finished).then(|| result_of(&run.prompt)),
+            git: finished.then(|| v1::Git {
+                branches: vec![v1::GitBranch {
+                    repo_url: self
+                        .source
+                        .repository
+                        .trim_start_matches("https://")
+                        .to_owned(),
+                    branch: self.target.branch_name.clone(),
+                    pr_url: self.pr_url(true),
+                }],
+            }),
+            status,
+        }
+    }
+
+    /// The conversation at `now`: each prompt, and its answer once its run ended.
     pub fn messages(&self, now: SystemTime) -> Vec<Message> {
         let mut messages = Vec::new();
-        for (index, (sent, text)) in self.prompts.iter().enumerate() {
+        for run in &self.runs {
             messages.push(Message {
                 id: format!("msg_{:03}", messages.len() + 1),
                 kind: "user_message".into(),
-                text: text.clone(),
+                text: run.prompt.clone(),
             });
-            let answered = self
-                .prompts
-                .get(index + 1)
-                .map_or(self.busy_until, |(next, _)| *next);
-            if now >= answered && now >= *sent && self.stopped.is_none_or(|s| s >= answered) {
+            if now >= run.busy_until && run.cancelled.is_none() {
                 messages.push(Message {
                     id: format!("msg_{:03}", messages.len() + 1),
                     kind: "assistant_message".into(),
-                    text: format!("I worked on: {}", first_line(text)),
+                    text: format!("I worked on: {}", first_line(&run.prompt)),
                 });
             }
         }
         messages
     }
+
+    /// Tokens its runs used by `now` (a function of the prompt, so tests can predict it).
+    fn usage(&self, now: SystemTime) -> v1::Usage {
+        let runs: Vec<v1::RunUsage> = self
+            .runs
+            .iter()
+            .filter(|r| r.status(now).is_terminal())
+            .map(|r| v1::RunUsage {
+                run_id: r.id.clone(),
+                total_tokens: 1000 + 10 * r.prompt.len() as u64,
+            })
+            .collect();
+        v1::Usage {
+            total_tokens: runs.iter().map(|r| r.total_tokens).sum(),
+            runs,
+        }
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn result_of(prompt: &str) -> String {
+    format!("Done: {}", first_line(prompt))
 }
 
 fn first_line(text: &str) -> String {
@@ -132,7 +263,8 @@ fn first_line(text: &str) -> String {
 pub struct Stats {
     /// Calls per route (`GET /v0/agents/{id}`), rejected ones included.
     pub calls: BTreeMap<String, u64>,
-    /// Launches per `repository#branch`.
+    /// Launches per `repository#branch` (v0) or `repository#name` (v1, where the agent picks
+    /// its branch and orchestrate names each attempt): more than one is a duplicate agent.
     pub launches: BTreeMap<String, u64>,
     /// Follow-ups accepted per agent.
     pub follow_ups: BTreeMap<String, u64>,
@@ -144,6 +276,8 @@ pub struct Stats {
     pub agents: u64,
     /// Webhook deliveries attempted.
     pub webhook_deliveries: u64,
+    /// v1 refusals per error code (`agent_id_conflict`, `agent_busy`, ...).
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -191,6 +325,27 @@ impl Windows {
     }
 }
 
+/// A launch as the simulator received it, whichever API it came through.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Launch {
+    /// `v0` or `v1`.
+    pub api: String,
+    /// The agent it made.
+    pub agent_id: AgentId,
+    /// The repository.
+    pub repository: String,
+    /// The ref it starts from.
+    pub git_ref: Option<String>,
+    /// The branch the agent pushes to (asked for on v0, picked by the agent on v1).
+    pub branch: String,
+    /// The model asked for.
+    pub model: Option<String>,
+    /// The prompt text.
+    pub prompt: String,
+    /// The body as sent, secrets (webhook secret, environment values) masked.
+    pub body: serde_json::Value,
+}
+
 /// The simulator's whole state, behind one lock.
 #[derive(Debug)]
 pub struct SimState {
@@ -204,23 +359,63 @@ pub struct SimState {
     pub rng: StdRng,
     /// Counters.
     pub stats: Stats,
-    /// Launch bodies as received, webhook secrets masked.
-    pub launch_bodies: Vec<LaunchRequest>,
+    /// Launches as received.
+    pub launches: Vec<Launch>,
     all_calls: Windows,
     repositories_calls: Windows,
     /// Requests left in the current 429 burst.
     pub burst_left: u32,
 }
 
-/// Why a request to an agent cannot be done.
+/// Why a request to an agent cannot be done; each is one documented v1 error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No such agent.
     NotFound,
+    /// No such run.
+    RunNotFound,
     /// The agent is working; try later.
     Busy,
+    /// The agent is archived.
+    Archived,
+    /// The id is taken.
+    IdConflict,
+    /// The run already ended.
+    NotCancellable,
+    /// The spending ceiling is reached.
+    UsageLimit,
     /// The agent is in a state that does not allow it.
     NotAllowed(String),
+}
+
+/// What a launch asks for, whichever API it came through.
+pub struct NewAgent {
+    /// The API.
+    pub api: Api,
+    /// A client-chosen id (v1).
+    pub id: Option<AgentId>,
+    /// Its name (v1; v0 names it after the prompt).
+    pub name: Option<String>,
+    /// Repository and ref.
+    pub source: Source,
+    /// v0: the branch asked for.
+    pub branch: Option<String>,
+    /// Open a pull request at the end.
+    pub auto_create_pr: bool,
+    /// Open it as the GitHub App (v0).
+    pub open_as_cursor_github_app: bool,
+    /// Do not ask for review.
+    pub skip_reviewer_request: bool,
+    /// v1: work on this pull request.
+    pub existing_pr: Option<String>,
+    /// The first prompt.
+    pub prompt: String,
+    /// The model.
+    pub model: Option<String>,
+    /// The webhook (v0).
+    pub webhook: Option<Webhook>,
+    /// The body, secrets masked, for `/__sim/launches`.
+    pub body: serde_json::Value,
 }
 
 impl SimState {
@@ -234,7 +429,7 @@ impl SimState {
             by_id: std::collections::HashMap::new(),
             next: 0,
             stats: Stats::default(),
-            launch_bodies: Vec::new(),
+            launches: Vec::new(),
             all_calls: Windows::default(),
             repositories_calls: Windows::default(),
             burst_left: 0,
@@ -253,6 +448,11 @@ impl SimState {
         Ok(())
     }
 
+    /// Counts a v1 refusal by its code.
+    pub fn count_error(&mut self, code: &str) {
+        *self.stats.errors.entry(code.to_owned()).or_default() += 1;
+    }
+
     fn work_time(&mut self) -> Duration {
         let (low, high) = self.config.agent_duration;
         let sim = if low >= high {
@@ -266,33 +466,65 @@ impl SimState {
     fn outcome(&mut self) -> Outcome {
         let draw: f64 = self.rng.random();
         if draw < self.config.faults.agent_error {
-            self.stats
-                .faults
-                .entry("agent_error".into())
-                .and_modify(|n| *n += 1)
-                .or_insert(1);
+            *self.stats.faults.entry("agent_error".into()).or_default() += 1;
             Outcome::Error
         } else if draw < self.config.faults.agent_error + self.config.faults.agent_expire {
-            self.stats
-                .faults
-                .entry("agent_expire".into())
-                .and_modify(|n| *n += 1)
-                .or_insert(1);
+            *self.stats.faults.entry("agent_expire".into()).or_default() += 1;
             Outcome::Expired
         } else {
             Outcome::Finished
         }
     }
 
-    /// Creates an agent for a valid launch.
-    pub fn launch(&mut self, request: LaunchRequest, now: SystemTime) -> Agent {
+    fn uuid(&mut self) -> uuid::Uuid {
+        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid()
+    }
+
+    fn new_run(&mut self, prompt: String, now: SystemTime, creating: Duration) -> SimRun {
+        let id = RunId(format!("run-{}", self.uuid()));
+        let work = self.work_time();
+        SimRun {
+            id,
+            prompt,
+            started: now,
+            creating_until: now + creating,
+            busy_until: now + creating + work,
+            outcome: self.outcome(),
+            cancelled: None,
+        }
+    }
+
+    /// Whether the spending ceiling of `--faults usage_limit=N` is reached.
+    pub fn over_usage_limit(&self) -> bool {
+        self.config
+            .faults
+            .usage_limit
+            .is_some_and(|limit| self.stats.agents >= limit)
+    }
+
+    /// Creates an agent and its first run.
+    pub fn create(&mut self, new: NewAgent, now: SystemTime) -> Result<AgentId, Refusal> {
+        if new
+            .id
+            .as_ref()
+            .is_some_and(|id| self.by_id.contains_key(id))
+        {
+            return Err(Refusal::IdConflict);
+        }
+        if new.api == Api::V1 && self.over_usage_limit() {
+            return Err(Refusal::UsageLimit);
+        }
         self.next += 1;
         let number = self.next;
-        let id = AgentId(format!(
-            "bc_{:012x}",
-            self.rng.random::<u64>() & 0xffff_ffff_ffff
-        ));
-        let slug: String = first_line(&request.prompt.text)
+        let id = match (new.id, new.api) {
+            (Some(id), _) => id,
+            (None, Api::V1) => AgentId(format!("bc-{}", self.uuid())),
+            (None, Api::V0) => AgentId(format!(
+                "bc_{:012x}",
+                self.rng.random::<u64>() & 0xffff_ffff_ffff
+            )),
+        };
+        let slug: String = first_line(&new.prompt)
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() {
@@ -303,52 +535,79 @@ impl SimState {
             })
             .take(24)
             .collect();
-        let requested = request.target.clone().unwrap_or_default();
-        let branch = requested.branch_name.clone().unwrap_or_else(|| {
+        let branch = new.branch.clone().unwrap_or_else(|| {
             format!("cursor/{}-{:04x}", slug.trim_matches('-'), number & 0xffff)
         });
         let creating = self.config.creating.div_f64(self.config.speed);
-        let work = self.work_time();
-        let outcome = self.outcome();
+        let run = self.new_run(new.prompt.clone(), now, creating);
+        let name = new.name.clone().unwrap_or_else(|| first_line(&new.prompt));
         let agent = SimAgent {
-            name: first_line(&request.prompt.text),
+            id: id.clone(),
+            name: name.clone(),
             target: AgentTarget {
                 branch_name: Some(branch.clone()),
                 url: Some(format!("https://cursor.com/agents?id={id}")),
                 pr_url: None,
-                auto_create_pr: Some(requested.auto_create_pr.unwrap_or(false)),
-                open_as_cursor_github_app: Some(
-                    requested.open_as_cursor_github_app.unwrap_or(false),
-                ),
-                skip_reviewer_request: Some(requested.skip_reviewer_request.unwrap_or(false)),
+                auto_create_pr: Some(new.auto_create_pr),
+                open_as_cursor_github_app: Some(new.open_as_cursor_github_app),
+                skip_reviewer_request: Some(new.skip_reviewer_request),
             },
-            source: request.source.clone(),
+            existing_pr: new.existing_pr,
+            source: new.source.clone(),
             created: now,
-            creating_until: now + creating,
-            busy_until: now + creating + work,
-            outcome,
-            stopped: None,
             pr_number: 1000 + number,
-            prompts: vec![(now, request.prompt.text.clone())],
-            webhook: request.webhook.clone(),
+            runs: vec![run],
+            archived: false,
+            webhook: new.webhook,
             notified: None,
-            id: id.clone(),
         };
-        let key = format!("{}#{branch}", request.source.repository);
+        let key = match new.api {
+            Api::V0 => format!("{}#{branch}", new.source.repository),
+            Api::V1 => format!("{}#{name}", new.source.repository),
+        };
         *self.stats.launches.entry(key).or_default() += 1;
         self.stats.agents += 1;
-        let mut recorded = request;
-        if let Some(webhook) = &mut recorded.webhook {
-            webhook.secret = webhook
-                .secret
-                .as_ref()
-                .map(|_| crate::cursor::model::Secret::new("***"));
-        }
-        self.launch_bodies.push(recorded);
-        let view = agent.view(now);
-        self.by_id.insert(id, number);
+        self.launches.push(Launch {
+            api: format!("{:?}", new.api).to_lowercase(),
+            agent_id: id.clone(),
+            repository: new.source.repository,
+            git_ref: new.source.git_ref,
+            branch,
+            model: new.model,
+            prompt: new.prompt,
+            body: new.body,
+        });
+        self.by_id.insert(id.clone(), number);
         self.agents.insert(number, agent);
-        view
+        Ok(id)
+    }
+
+    /// Creates an agent for a valid v0 launch.
+    pub fn launch(&mut self, request: LaunchRequest, now: SystemTime) -> Agent {
+        let mut body = serde_json::to_value(&request).unwrap_or_default();
+        if let Some(secret) = body.pointer_mut("/webhook/secret") {
+            *secret = "***".into();
+        }
+        let target = request.target.unwrap_or_default();
+        let new = NewAgent {
+            api: Api::V0,
+            id: None,
+            name: None,
+            source: request.source,
+            branch: target.branch_name,
+            auto_create_pr: target.auto_create_pr.unwrap_or(false),
+            open_as_cursor_github_app: target.open_as_cursor_github_app.unwrap_or(false),
+            skip_reviewer_request: target.skip_reviewer_request.unwrap_or(false),
+            existing_pr: None,
+            prompt: request.prompt.text,
+            model: request.model,
+            webhook: request.webhook,
+            body,
+        };
+        let id = self
+            .create(new, now)
+            .expect("v0 launches are never refused here");
+        self.agent(&id).expect("just made").view(now)
     }
 
     /// The agent with `id`, unless deleted.
@@ -360,7 +619,7 @@ impl SimState {
         self.agents.get_mut(self.by_id.get(id)?)
     }
 
-    /// Sends a follow-up: a finished agent goes back to work.
+    /// v0 follow-up: a finished agent goes back to work.
     pub fn follow_up(
         &mut self,
         id: &AgentId,
@@ -377,22 +636,141 @@ impl SimState {
                 )));
             }
         }
-        let work = self.work_time();
-        let outcome = self.outcome();
-        let agent = self.agent_mut(id).expect("checked");
-        agent.busy_until = now + work;
-        agent.outcome = outcome;
-        agent.prompts.push((now, text));
-        *self.stats.follow_ups.entry(id.0.clone()).or_default() += 1;
+        self.add_run(id, text, now);
         Ok(())
     }
 
-    /// Stops a working agent.
+    fn add_run(&mut self, id: &AgentId, text: String, now: SystemTime) -> RunId {
+        let run = self.new_run(text, now, Duration::ZERO);
+        let run_id = run.id.clone();
+        self.agent_mut(id).expect("checked").runs.push(run);
+        *self.stats.follow_ups.entry(id.0.clone()).or_default() += 1;
+        run_id
+    }
+
+    /// v1 follow-up: a new run, unless one is active or the agent is archived.
+    pub fn create_run(
+        &mut self,
+        id: &AgentId,
+        text: String,
+        now: SystemTime,
+    ) -> Result<v1::Run, Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        if agent.archived {
+            return Err(Refusal::Archived);
+        }
+        if !agent.latest().status(now).is_terminal() {
+            return Err(Refusal::Busy);
+        }
+        if self.over_usage_limit() {
+            return Err(Refusal::UsageLimit);
+        }
+        let run = self.add_run(id, text, now);
+        self.run(id, &run, now, true)
+    }
+
+    /// A run of an agent as v1 shows it (`full`: with result and duration).
+    pub fn run(
+        &self,
+        id: &AgentId,
+        run: &RunId,
+        now: SystemTime,
+        full: bool,
+    ) -> Result<v1::Run, Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        let found = agent.run(run).ok_or(Refusal::RunNotFound)?;
+        Ok(agent.run_view(found, now, full))
+    }
+
+    /// v1: the runs of an agent, newest first, from after `cursor`.
+    pub fn runs(
+        &self,
+        id: &AgentId,
+        limit: usize,
+        cursor: Option<&RunId>,
+        now: SystemTime,
+    ) -> Result<v1::Page<v1::Run>, Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        let mut runs = agent.runs.iter().rev().peekable();
+        if let Some(cursor) = cursor {
+            while runs.next_if(|r| &r.id != cursor).is_some() {}
+            runs.next();
+        }
+        let mut items: Vec<v1::Run> = runs
+            .take(limit + 1)
+            .map(|r| agent.run_view(r, now, false))
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = more.then(|| items.last().map(|r| r.id.0.clone())).flatten();
+        Ok(v1::Page { items, next_cursor })
+    }
+
+    /// v1: cancels an active run.
+    pub fn cancel_run(
+        &mut self,
+        id: &AgentId,
+        run: &RunId,
+        now: SystemTime,
+    ) -> Result<v1::Run, Refusal> {
+        let agent = self.agent_mut(id).ok_or(Refusal::NotFound)?;
+        let found = agent
+            .runs
+            .iter_mut()
+            .find(|r| &r.id == run)
+            .ok_or(Refusal::RunNotFound)?;
+        if found.status(now).is_terminal() {
+            return Err(Refusal::NotCancellable);
+        }
+        found.cancelled = Some(now);
+        self.run(id, run, now, true)
+    }
+
+    /// v1: archives or unarchives (idempotent).
+    pub fn set_archived(
+        &mut self,
+        id: &AgentId,
+        archived: bool,
+        now: SystemTime,
+    ) -> Result<v1::Agent, Refusal> {
+        let agent = self.agent_mut(id).ok_or(Refusal::NotFound)?;
+        agent.archived = archived;
+        Ok(agent.view_v1(now))
+    }
+
+    /// v1: token usage of an agent.
+    pub fn usage(&self, id: &AgentId, now: SystemTime) -> Result<v1::Usage, Refusal> {
+        Ok(self.agent(id).ok_or(Refusal::NotFound)?.usage(now))
+    }
+
+    /// v1: the files an agent produced: a summary per finished run.
+    pub fn artifacts(
+        &self,
+        id: &AgentId,
+        now: SystemTime,
+    ) -> Result<Vec<(String, String)>, Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        Ok(agent
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.status(now) == AgentStatus::Finished)
+            .map(|(n, r)| {
+                (
+                    format!("runs/{}/summary.md", n + 1),
+                    format!("# {}\n\n{}\n", first_line(&r.prompt), result_of(&r.prompt)),
+                )
+            })
+            .collect())
+    }
+
+    /// v0 stop: the active run ends.
     pub fn stop(&mut self, id: &AgentId, now: SystemTime) -> Result<(), Refusal> {
         let agent = self.agent_mut(id).ok_or(Refusal::NotFound)?;
-        match agent.status(now) {
+        let run = agent.runs.last_mut().expect("an agent has a run");
+        match run.status(now) {
             AgentStatus::Creating | AgentStatus::Running => {
-                agent.stopped = Some(now);
+                run.cancelled = Some(now);
                 Ok(())
             }
             other => Err(Refusal::NotAllowed(format!(
@@ -408,13 +786,14 @@ impl SimState {
         Ok(())
     }
 
-    /// A page of agents, newest first, starting after the agent `cursor` names.
-    pub fn page(
+    /// Agents newest first, starting after the agent `cursor` names: up to `limit`, and
+    /// whether more follow.
+    fn newest(
         &self,
         limit: usize,
         cursor: Option<&AgentId>,
-        now: SystemTime,
-    ) -> (Vec<Agent>, Option<String>) {
+        archived: bool,
+    ) -> (Vec<&SimAgent>, Option<String>) {
         let start = match cursor.and_then(|c| self.by_id.get(c)) {
             Some(&number) => number,
             None => u64::MAX,
@@ -424,15 +803,45 @@ impl SimState {
             .range(..start)
             .rev()
             .map(|(_, a)| a)
+            .filter(|a| archived || !a.archived)
             .take(limit + 1)
             .collect();
         let more = page.len() > limit;
         page.truncate(limit);
         let next = more.then(|| page.last().map(|a| a.id.0.clone())).flatten();
+        (page, next)
+    }
+
+    /// A v0 page of agents.
+    pub fn page(
+        &self,
+        limit: usize,
+        cursor: Option<&AgentId>,
+        now: SystemTime,
+    ) -> (Vec<Agent>, Option<String>) {
+        let (page, next) = self.newest(limit, cursor, true);
         (page.into_iter().map(|a| a.view(now)).collect(), next)
     }
 
-    /// Agents whose webhook has not been told their latest FINISHED or ERROR status; marks
+    /// A v1 page of agents (archived ones only when asked), optionally those on `pr_url`.
+    pub fn page_v1(
+        &self,
+        limit: usize,
+        cursor: Option<&AgentId>,
+        include_archived: bool,
+        pr_url: Option<&str>,
+        now: SystemTime,
+    ) -> v1::Page<v1::Agent> {
+        let (page, next_cursor) = self.newest(limit, cursor, include_archived);
+        let items = page
+            .into_iter()
+            .filter(|a| pr_url.is_none_or(|pr| a.pr_url(true).as_deref() == Some(pr)))
+            .map(|a| a.view_v1(now))
+            .collect();
+        v1::Page { items, next_cursor }
+    }
+
+    /// v0 agents whose webhook has not been told their latest FINISHED or ERROR status; marks
     /// them told.
     pub fn due_webhooks(&mut self, now: SystemTime) -> Vec<(Webhook, Agent)> {
         let mut due = Vec::new();
@@ -442,7 +851,7 @@ impl SimState {
             };
             let status = agent.status(now);
             let notify = matches!(status, AgentStatus::Finished | AgentStatus::Error);
-            let news = Some((status, agent.prompts.len()));
+            let news = Some((status, agent.runs.len()));
             if notify && agent.notified != news {
                 agent.notified = news;
                 due.push((webhook, agent.view(now)));

@@ -1,4 +1,5 @@
-//! The JSON shapes of the Cursor Cloud Agents API v0, named exactly as the reference.
+//! The JSON shapes of the Cursor Cloud Agents API v0, named exactly as the reference; v1's
+//! are in [`v1`].
 //!
 //! Parsing is lenient where the API may grow: unknown fields are ignored and an unknown
 //! status is kept as it was sent, never a failure.
@@ -7,6 +8,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub mod v1;
 
 /// An agent id, like `bc_abc123`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,6 +35,8 @@ pub enum AgentStatus {
     Error,
     /// Ran out of time on Cursor's side.
     Expired,
+    /// Cancelled (a v1 run).
+    Cancelled,
     /// A status this release does not know, kept as sent.
     Unknown(String),
 }
@@ -45,6 +50,7 @@ impl AgentStatus {
             AgentStatus::Finished => "FINISHED",
             AgentStatus::Error => "ERROR",
             AgentStatus::Expired => "EXPIRED",
+            AgentStatus::Cancelled => "CANCELLED",
             AgentStatus::Unknown(other) => other,
         }
     }
@@ -53,7 +59,10 @@ impl AgentStatus {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            AgentStatus::Finished | AgentStatus::Error | AgentStatus::Expired
+            AgentStatus::Finished
+                | AgentStatus::Error
+                | AgentStatus::Expired
+                | AgentStatus::Cancelled
         )
     }
 }
@@ -66,6 +75,7 @@ impl From<&str> for AgentStatus {
             "FINISHED" => AgentStatus::Finished,
             "ERROR" => AgentStatus::Error,
             "EXPIRED" => AgentStatus::Expired,
+            "CANCELLED" => AgentStatus::Cancelled,
             other => AgentStatus::Unknown(other.to_owned()),
         }
     }

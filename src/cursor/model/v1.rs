@@ -1,0 +1,371 @@
+//! The JSON shapes of the Cursor Cloud Agents API v1 (shared/api/cursor-api-v1-notes.md).
+//!
+//! v1 splits v0's agent in two: a durable agent, and one run per prompt. The outcome of a
+//! prompt lives on its run. Parsing is lenient as in v0: unknown fields are ignored, unknown
+//! statuses kept.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::{AgentId, AgentStatus, Prompt, Secret};
+
+/// A run id, like `run-<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A v1 agent: metadata only; its work is in its runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    /// `bc-<uuid>`.
+    pub id: AgentId,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ACTIVE, IDLE or ARCHIVED (kept as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The repositories it works on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<RepoSpec>,
+    /// Its newest run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_run_id: Option<RunId>,
+    /// Its page in Cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// RFC 3339; changes when its runs do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+impl Agent {
+    /// When it was created, if the API said and it parses.
+    pub fn created(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(self.created_at.as_deref()?).ok()
+    }
+}
+
+/// One prompt's work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// `run-<uuid>`.
+    pub id: RunId,
+    /// Its agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+    /// CREATING, RUNNING, then FINISHED, ERROR, CANCELLED or EXPIRED.
+    pub status: AgentStatus,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// How long it took, once ended (not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The final text, once ended (not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The branches and pull requests it pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<Git>,
+}
+
+/// What a run pushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Git {
+    /// One per repository.
+    #[serde(default)]
+    pub branches: Vec<GitBranch>,
+}
+
+/// A branch a run pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitBranch {
+    /// The repository, without a scheme (`github.com/acme/api`).
+    pub repo_url: String,
+    /// The branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Its pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+}
+
+/// A repository of a create request or an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoSpec {
+    /// `https://github.com/owner/name` (always sent).
+    pub url: String,
+    /// The ref to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_ref: Option<String>,
+    /// An existing pull request to work on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+}
+
+/// A model and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The model id.
+    pub id: String,
+    /// Its parameters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<ModelParam>,
+}
+
+/// One model parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelParam {
+    /// Its id.
+    pub id: String,
+    /// Its value.
+    pub value: serde_json::Value,
+}
+
+/// `POST /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateAgentRequest {
+    /// The first prompt.
+    pub prompt: Prompt,
+    /// Omitted: the default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSpec>,
+    /// At most 100 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// At most 20.
+    pub repos: Vec<RepoSpec>,
+    /// Work on the starting ref instead of a new branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_on_current_branch: Option<bool>,
+    /// Open a pull request at the end (capital PR, unlike v0).
+    #[serde(
+        default,
+        rename = "autoCreatePR",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_create_pr: Option<bool>,
+    /// Do not request the key's user as reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reviewer_request: Option<bool>,
+    /// Environment of the agent (names may not start with `CURSOR_`); values are secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_vars: Option<BTreeMap<String, Secret>>,
+    /// MCP servers, passed through as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<serde_json::Value>,
+    /// `agent` or `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// A client-chosen id (`bc-<uuid>`): sending it twice answers 409 `agent_id_conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+}
+
+/// The answer of `POST /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    /// The agent.
+    pub agent: Agent,
+    /// Its first run.
+    pub run: Run,
+}
+
+/// `POST /v1/agents/{id}/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRunRequest {
+    /// The follow-up.
+    pub prompt: Prompt,
+}
+
+/// The answer of creating, reading or cancelling a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResponse {
+    /// The run.
+    pub run: Run,
+}
+
+/// A page of a v1 list: `items` and the cursor of the next page (absent or null at the end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// This page.
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
+    /// The next page, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Token usage of an agent (`GET /v1/agents/{id}/usage`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Over every run.
+    #[serde(default)]
+    pub total_tokens: u64,
+    /// Per run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunUsage>,
+}
+
+/// Token usage of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunUsage {
+    /// The run.
+    pub run_id: RunId,
+    /// Its tokens.
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// A file an agent produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// Its path, relative to the agent's artifact root.
+    pub path: String,
+    /// Its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// A presigned download link (valid 15 minutes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Download {
+    /// Where to fetch the file, without credentials.
+    pub url: String,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// One repository of `GET /v1/repositories`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryItem {
+    /// `https://github.com/owner/name`.
+    pub url: String,
+}
+
+/// One model of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelItem {
+    /// Its id, as sent in `model.id`.
+    pub id: String,
+}
+
+/// A deterministic agent id for an attempt of an instance of a run: a retry or a resume of
+/// the same launch sends the same id, and the API answers `agent_id_conflict` instead of
+/// making a second agent.
+pub fn agent_id_for(run: &str, instance: &str, attempt: u32) -> AgentId {
+    // A fixed namespace of orchestrate's own, so ids never collide with another tool's v5 ids.
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f72_6368_6573_7472_6174_6500_0000_0001);
+    let name = format!("{run}\n{instance}\n{attempt}");
+    AgentId(format!(
+        "bc-{}",
+        uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_ids_are_deterministic_and_distinct_per_attempt() {
+        let first = agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1);
+        assert_eq!(
+            first,
+            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1)
+        );
+        assert_ne!(
+            first,
+            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 2)
+        );
+        assert_ne!(
+            first,
+            agent_id_for("nightly/2026-11-24", "bump[acme/api]", 1)
+        );
+        let uuid = first.0.strip_prefix("bc-").unwrap();
+        assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 5);
+    }
+
+    #[test]
+    fn create_request_uses_the_documented_names() {
+        let request = CreateAgentRequest {
+            prompt: Prompt::text("Fix it"),
+            model: Some(ModelSpec {
+                id: "gpt-5".into(),
+                params: vec![ModelParam {
+                    id: "reasoning".into(),
+                    value: "high".into(),
+                }],
+            }),
+            name: Some("n".into()),
+            repos: vec![RepoSpec {
+                url: "https://github.com/acme/api".into(),
+                starting_ref: Some("main".into()),
+                pr_url: None,
+            }],
+            work_on_current_branch: Some(false),
+            auto_create_pr: Some(true),
+            skip_reviewer_request: None,
+            env_vars: None,
+            mcp_servers: None,
+            mode: Some("agent".into()),
+            agent_id: Some(AgentId("bc-1".into())),
+        };
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "prompt": {"text": "Fix it"},
+                "model": {"id": "gpt-5", "params": [{"id": "reasoning", "value": "high"}]},
+                "name": "n",
+                "repos": [{"url": "https://github.com/acme/api", "startingRef": "main"}],
+                "workOnCurrentBranch": false,
+                "autoCreatePR": true,
+                "mode": "agent",
+                "agentId": "bc-1"
+            })
+        );
+    }
+
+    #[test]
+    fn lists_end_with_an_absent_or_null_cursor_and_runs_keep_unknown_statuses() {
+        let absent: Page<Agent> = serde_json::from_str(r#"{"items": []}"#).unwrap();
+        let null: Page<Agent> =
+            serde_json::from_str(r#"{"items": [], "nextCursor": null}"#).unwrap();
+        assert_eq!(absent.next_cursor, None);
+        assert_eq!(null.next_cursor, None);
+        let run: Run = serde_json::from_str(
+            r#"{"id": "run-1", "status": "PAUSED", "git": {"branches": [{"repoUrl": "github.com/acme/api", "branch": "cursor/x", "prUrl": null}]}, "new": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(run.status, AgentStatus::Unknown("PAUSED".into()));
+        assert_eq!(
+            run.git.unwrap().branches[0].branch.as_deref(),
+            Some("cursor/x")
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! The v1 endpoints of the client: agents, their runs, usage and artifacts.
+
+use reqwest::Method;
+
+use super::client::{Call, segment};
+use super::model::v1::{
+    Agent, Artifact, CreateAgentRequest, CreateRunRequest, Created, Download, ModelItem, Page,
+    RepositoryItem, Run, RunId, RunResponse, Usage,
+};
+use super::model::{AgentId, Me, Prompt};
+use super::{ApiError, CallKind, Client, MAX_PAGE};
+
+/// Query parameters of one page of a list.
+fn page_query(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(limit) = limit {
+        query.push(("limit", limit.clamp(1, MAX_PAGE).to_string()));
+    }
+    if let Some(cursor) = cursor {
+        query.push(("cursor", cursor.to_owned()));
+    }
+    query
+}
+
+impl Client {
+    /// `POST /v1/agents`: the agent and its first run. Sent again only when the API surely did
+    /// not act on it; with an `agentId`, a second send answers 409 `agent_id_conflict`.
+    pub async fn v1_create_agent(&self, request: &CreateAgentRequest) -> Result<Created, ApiError> {
+        self.call(Call {
+            method: Method::POST,
+            path: "v1/agents",
+            query: &[],
+            body: Some(request),
+            kind: CallKind::Launch,
+            idempotent: false,
+        })
+        .await
+    }
+
+    /// `GET /v1/agents`: one page, newest first.
+    pub async fn v1_agents(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        include_archived: bool,
+    ) -> Result<Page<Agent>, ApiError> {
+        let mut query = page_query(limit, cursor);
+        if include_archived {
+            query.push(("includeArchived", "true".to_owned()));
+        }
+        self.get("v1/agents", &query, CallKind::Other).await
+    }
+
+    /// `GET /v1/agents/{id}`.
+    pub async fn v1_agent(&self, id: &AgentId) -> Result<Agent, ApiError> {
+        self.get(
+            &format!("v1/agents/{}", segment(&id.0)),
+            &[],
+            CallKind::Other,
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/runs`: a follow-up. 409 `agent_busy` (a run is active) is waited
+    /// out and retried; nothing else is sent twice unless surely not processed.
+    pub async fn v1_create_run(&self, id: &AgentId, prompt: Prompt) -> Result<Run, ApiError> {
+        let response: RunResponse = self
+            .call(Call {
+                method: Method::POST,
+                path: &format!("v1/agents/{}/runs", segment(&id.0)),
+                query: &[],
+                body: Some(&CreateRunRequest { prompt }),
+                kind: CallKind::Other,
+                idempotent: false,
+            })
+            .await?;
+        Ok(response.run)
+    }
+
+    /// `GET /v1/agents/{id}/runs`: one page of runs, newest first (without results).
+    pub async fn v1_runs(
+        &self,
+        id: &AgentId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Run>, ApiError> {
+        self.get(
+            &format!("v1/agents/{}/runs", segment(&id.0)),
+            &page_query(limit, cursor),
+            CallKind::Other,
+        )
+        .await
+    }
+
+    /// `GET /v1/agents/{id}/runs/{runId}`: with its result once ended.
+    pub async fn v1_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
+        let path = format!("v1/agents/{}/runs/{}", segment(&id.0), segment(&run.0));
+        let response: RunResponse = self.get(&path, &[], CallKind::Other).await?;
+        Ok(response.run)
+    }
+
+    /// `POST /v1/agents/{id}/runs/{runId}/cancel`.
+    pub async fn v1_cancel_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
+        let path = format!(
+            "v1/agents/{}/runs/{}/cancel",
+            segment(&id.0),
+            segment(&run.0)
+        );
+        let response: RunResponse = self.post_empty(&path).await?;
+        Ok(response.run)
+    }
+
+    /// `POST /v1/agents/{id}/archive` (idempotent).
+    pub async fn v1_archive(&self, id: &AgentId) -> Result<Agent, ApiError> {
+        self.post_empty(&format!("v1/agents/{}/archive", segment(&id.0)))
+            .await
+    }
+
+    /// `POST /v1/agents/{id}/unarchive` (idempotent).
+    pub async fn v1_unarchive(&self, id: &AgentId) -> Result<Agent, ApiError> {
+        self.post_empty(&format!("v1/agents/{}/unarchive", segment(&id.0)))
+            .await
+    }
+
+    /// `DELETE /v1/agents/{id}`.
+    pub async fn v1_delete(&self, id: &AgentId) -> Result<serde_json::Value, ApiError> {
+        self.call::<(), _>(Call {
+            method: Method::DELETE,
+            path: &format!("v1/agents/{}", segment(&id.0)),
+            query: &[],
+            body: None,
+            kind: CallKind::Other,
+            idempotent: true,
+        })
+        .await
+    }
+
+    /// `GET /v1/agents/{id}/usage`.
+    pub async fn v1_usage(&self, id: &AgentId) -> Result<Usage, ApiError> {
+        self.get(
+            &format!("v1/agents/{}/usage", segment(&id.0)),
+            &[],
+            CallKind::Other,
+        )
+        .await
+    }
+
+    /// `GET /v1/agents/{id}/artifacts`.
+    pub async fn v1_artifacts(&self, id: &AgentId) -> Result<Vec<Artifact>, ApiError> {
+        let page: Page<Artifact> = self
+            .get(
+                &format!("v1/agents/{}/artifacts", segment(&id.0)),
+                &[],
+                CallKind::Other,
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// `GET /v1/agents/{id}/artifacts/download?path=`: a presigned link, valid 15 minutes.
+    pub async fn v1_artifact_download(
+        &self,
+        id: &AgentId,
+        path: &str,
+    ) -> Result<Download, ApiError> {
+        self.get(
+            &format!("v1/agents/{}/artifacts/download", segment(&id.0)),
+            &[("path", path.to_owned())],
+            CallKind::Other,
+        )
+        .await
+    }
+
+    /// `GET /v1/me`.
+    pub async fn v1_me(&self) -> Result<Me, ApiError> {
+        self.get("v1/me", &[], CallKind::Other).await
+    }
+
+    /// `GET /v1/models`.
+    pub async fn v1_models(&self) -> Result<Vec<ModelItem>, ApiError> {
+        let page: Page<ModelItem> = self.get("v1/models", &[], CallKind::Other).await?;
+        Ok(page.items)
+    }
+
+    /// `GET /v1/repositories`, within the same 1 per minute and 30 per hour as v0 (this
+    /// waits).
+    pub async fn v1_repositories(&self) -> Result<Vec<RepositoryItem>, ApiError> {
+        let answer: Result<Page<RepositoryItem>, ApiError> = self
+            .get("v1/repositories", &[], CallKind::Repositories)
+            .await;
+        self.quotas().repositories_answered();
+        answer.map(|page| page.items)
+    }
+
+    async fn post_empty<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.call::<(), _>(Call {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: None,
+            kind: CallKind::Other,
+            idempotent: true,
+        })
+        .await
+    }
+}

@@ -1,0 +1,391 @@
+//! The simulator's v1 endpoints: durable agents, one run per prompt, and v1's rules (one
+//! active run per agent, client-chosen ids, archived agents, runs that cannot be cancelled,
+//! a spending ceiling on demand).
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::routes::{Shared, error_v1, lock, with_prompt};
+use super::state::{Api, NewAgent, Refusal};
+use crate::cursor::model::v1::{CreateAgentRequest, CreateRunRequest, RunId, RunResponse};
+use crate::cursor::model::{AgentId, Me, Source};
+use crate::spec::RepoUrl;
+
+/// The v1 routes (behind the same gate as v0's).
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/agents", get(list_agents).post(create_agent))
+        .route("/v1/agents/{id}", get(agent).delete(delete))
+        .route("/v1/agents/{id}/archive", post(archive))
+        .route("/v1/agents/{id}/unarchive", post(unarchive))
+        .route("/v1/agents/{id}/runs", get(list_runs).post(create_run))
+        .route("/v1/agents/{id}/runs/{run}", get(run))
+        .route("/v1/agents/{id}/runs/{run}/cancel", post(cancel))
+        .route("/v1/agents/{id}/usage", get(usage))
+        .route("/v1/agents/{id}/artifacts", get(artifacts))
+        .route("/v1/agents/{id}/artifacts/download", get(download))
+        .route("/v1/me", get(me))
+        .route("/v1/models", get(models))
+        .route("/v1/repositories", get(repositories))
+        .route("/__sim/artifacts/{id}/{*path}", get(artifact_file))
+}
+
+/// The refusal as v1 answers it, counted by code.
+fn refused(state: &Shared, refusal: Refusal) -> Response {
+    let (status, code, message) = refusal.answer();
+    lock(state).count_error(code);
+    error_v1(status, code, message)
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    error_v1(StatusCode::BAD_REQUEST, "validation_error", message)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    include_archived: Option<bool>,
+    pr_url: Option<String>,
+}
+
+impl ListQuery {
+    #[allow(clippy::result_large_err)] // an axum Response, returned as it is
+    fn limit(&self) -> Result<usize, Response> {
+        match self.limit.as_deref().map(str::parse::<usize>) {
+            None => Ok(20),
+            Some(Ok(n @ 1..=100)) => Ok(n),
+            Some(_) => Err(invalid("limit must be a number from 1 to 100")),
+        }
+    }
+}
+
+fn is_agent_id(id: &str) -> bool {
+    id.strip_prefix("bc-")
+        .is_some_and(|uuid| uuid::Uuid::try_parse(uuid).is_ok())
+}
+
+async fn create_agent(
+    State(state): State<Shared>,
+    body: Result<Json<CreateAgentRequest>, JsonRejection>,
+) -> Response {
+    let request = match with_prompt(body, |r| &r.prompt) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    if let Err(message) = check_create(&request) {
+        return invalid(message);
+    }
+    let mut body = serde_json::to_value(&request).unwrap_or_default();
+    if let Some(serde_json::Value::Object(vars)) = body.get_mut("envVars") {
+        for value in vars.values_mut() {
+            *value = "***".into();
+        }
+    }
+    let repo = &request.repos[0];
+    let now = SystemTime::now();
+    let mut s = lock(&state);
+    if let Some(model) = &request.model {
+        if !s.config.models.contains(&model.id) {
+            return invalid(format!("model `{}` is not available", model.id));
+        }
+    }
+    let new = NewAgent {
+        api: Api::V1,
+        id: request.agent_id.clone(),
+        name: request.name.clone(),
+        source: Source {
+            repository: repo.url.clone(),
+            git_ref: repo.starting_ref.clone(),
+        },
+        branch: None,
+        auto_create_pr: request.auto_create_pr.unwrap_or(false),
+        open_as_cursor_github_app: false,
+        skip_reviewer_request: request.skip_reviewer_request.unwrap_or(false),
+        existing_pr: repo.pr_url.clone(),
+        prompt: request.prompt.text.clone(),
+        model: request.model.as_ref().map(|m| m.id.clone()),
+        webhook: None,
+        body,
+    };
+    match s.create(new, now) {
+        Ok(id) => {
+            let agent = s.agent(&id).expect("just made");
+            let view = agent.view_v1(now);
+            let run = view.latest_run_id.clone().expect("a first run");
+            let run = s.run(&id, &run, now, true).expect("just made");
+            (
+                StatusCode::CREATED,
+                Json(json!({ "agent": view, "run": run })),
+            )
+                .into_response()
+        }
+        Err(refusal) => {
+            drop(s);
+            refused(&state, refusal)
+        }
+    }
+}
+
+/// The documented limits of a create request.
+fn check_create(request: &CreateAgentRequest) -> Result<(), String> {
+    if request.prompt.images.len() > 5 {
+        return Err("prompt.images holds at most 5 images".into());
+    }
+    if request.repos.is_empty() || request.repos.len() > 20 {
+        return Err("repos must hold 1 to 20 repositories".into());
+    }
+    if let Some(bad) = request
+        .repos
+        .iter()
+        .find(|r| r.url.parse::<RepoUrl>().is_err())
+    {
+        return Err(format!(
+            "repos[].url `{}` is not a GitHub repository URL",
+            bad.url
+        ));
+    }
+    if request
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 100)
+    {
+        return Err("name must be at most 100 characters".into());
+    }
+    if let Some(vars) = &request.env_vars {
+        if let Some(bad) = vars.keys().find(|k| k.starts_with("CURSOR_")) {
+            return Err(format!("envVars: `{bad}` may not start with CURSOR_"));
+        }
+        if request.agent_id.is_some() {
+            return Err("agentId cannot be combined with envVars".into());
+        }
+    }
+    if let Some(id) = &request.agent_id {
+        if !is_agent_id(&id.0) {
+            return Err(format!("agentId `{id}` must look like bc-<uuid>"));
+        }
+    }
+    if let Some(mode) = &request.mode {
+        if !["agent", "plan"].contains(&mode.as_str()) {
+            return Err(format!("mode `{mode}` must be `agent` or `plan`"));
+        }
+    }
+    Ok(())
+}
+
+async fn list_agents(State(state): State<Shared>, Query(query): Query<ListQuery>) -> Response {
+    let limit = match query.limit() {
+        Ok(limit) => limit,
+        Err(refused) => return refused,
+    };
+    let cursor = query.cursor.clone().map(AgentId);
+    let page = lock(&state).page_v1(
+        limit,
+        cursor.as_ref(),
+        query.include_archived.unwrap_or(false),
+        query.pr_url.as_deref(),
+        SystemTime::now(),
+    );
+    Json(page).into_response()
+}
+
+async fn agent(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let view = lock(&state)
+        .agent(&AgentId(id))
+        .map(|a| a.view_v1(SystemTime::now()));
+    match view {
+        Some(agent) => Json(agent).into_response(),
+        None => refused(&state, Refusal::NotFound),
+    }
+}
+
+async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = AgentId(id);
+    let deleted = lock(&state).delete(&id);
+    match deleted {
+        Ok(()) => Json(json!({ "id": id })).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn archive(state: State<Shared>, id: Path<String>) -> Response {
+    set_archived(state, id, true)
+}
+
+async fn unarchive(state: State<Shared>, id: Path<String>) -> Response {
+    set_archived(state, id, false)
+}
+
+fn set_archived(State(state): State<Shared>, Path(id): Path<String>, archived: bool) -> Response {
+    let result = lock(&state).set_archived(&AgentId(id), archived, SystemTime::now());
+    match result {
+        Ok(agent) => Json(agent).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn list_runs(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let limit = match query.limit() {
+        Ok(limit) => limit,
+        Err(refused) => return refused,
+    };
+    let cursor = query.cursor.clone().map(RunId);
+    let page = lock(&state).runs(&AgentId(id), limit, cursor.as_ref(), SystemTime::now());
+    match page {
+        Ok(page) => Json(page).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn create_run(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    body: Result<Json<CreateRunRequest>, JsonRejection>,
+) -> Response {
+    let request = match with_prompt(body, |r| &r.prompt) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let created = lock(&state).create_run(&AgentId(id), request.prompt.text, SystemTime::now());
+    match created {
+        Ok(run) => (StatusCode::CREATED, Json(RunResponse { run })).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
+    let found = lock(&state).run(&AgentId(id), &RunId(run), SystemTime::now(), true);
+    match found {
+        Ok(run) => Json(RunResponse { run }).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn cancel(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
+    let cancelled = lock(&state).cancel_run(&AgentId(id), &RunId(run), SystemTime::now());
+    match cancelled {
+        Ok(run) => Json(RunResponse { run }).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn usage(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let usage = lock(&state).usage(&AgentId(id), SystemTime::now());
+    match usage {
+        Ok(usage) => Json(usage).into_response(),
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+async fn artifacts(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let files = lock(&state).artifacts(&AgentId(id), SystemTime::now());
+    match files {
+        Ok(files) => {
+            let items: Vec<_> = files
+                .iter()
+                .map(|(path, text)| json!({ "path": path, "size": text.len() }))
+                .collect();
+            Json(json!({ "items": items })).into_response()
+        }
+        Err(refusal) => refused(&state, refusal),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DownloadQuery {
+    path: Option<String>,
+}
+
+/// A link to the simulator's own `/__sim/artifacts/...`, as a presigned URL would be: it
+/// needs no key.
+async fn download(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<DownloadQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(path) = query.path else {
+        return invalid("path is required");
+    };
+    let files = lock(&state).artifacts(&AgentId(id.clone()), SystemTime::now());
+    let files = match files {
+        Ok(files) => files,
+        Err(refusal) => return refused(&state, refusal),
+    };
+    if !files.iter().any(|(p, _)| *p == path) {
+        return error_v1(
+            StatusCode::NOT_FOUND,
+            "artifact_not_found",
+            "No such artifact",
+        );
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let prefix = lock(&state)
+        .config
+        .path_prefix
+        .trim_end_matches('/')
+        .to_owned();
+    let expires = SystemTime::now() + Duration::from_secs(15 * 60);
+    Json(json!({
+        "url": format!("http://{host}{prefix}/__sim/artifacts/{id}/{path}"),
+        "expiresAt": humantime::format_rfc3339_seconds(expires).to_string(),
+    }))
+    .into_response()
+}
+
+async fn artifact_file(
+    State(state): State<Shared>,
+    Path((id, path)): Path<(String, String)>,
+) -> Response {
+    let files = lock(&state)
+        .artifacts(&AgentId(id), SystemTime::now())
+        .unwrap_or_default();
+    match files.into_iter().find(|(p, _)| *p == path) {
+        Some((_, text)) => text.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn me() -> Json<Me> {
+    Json(Me {
+        api_key_name: "orchestrate simulator".into(),
+        created_at: Some("2026-01-01T00:00:00Z".into()),
+        user_email: Some("simulator@example.com".into()),
+    })
+}
+
+async fn models(State(state): State<Shared>) -> Response {
+    let items: Vec<_> = lock(&state)
+        .config
+        .models
+        .iter()
+        .map(|id| json!({ "id": id }))
+        .collect();
+    Json(json!({ "items": items })).into_response()
+}
+
+async fn repositories(State(state): State<Shared>) -> Response {
+    let items: Vec<_> = lock(&state)
+        .config
+        .repositories
+        .iter()
+        .map(|r| json!({ "url": r.repository }))
+        .collect();
+    Json(json!({ "items": items })).into_response()
+}
