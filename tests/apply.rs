@@ -1,21 +1,80 @@
 //! `apply` end to end: the real binary against the simulator on loopback.
+//!
+//! The suite runs on both API versions: each test takes the version, and `on_both_apis!`
+//! makes it two tests, `name::v0` and `name::v1`. Tests of what only one version has say so.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator, Stats};
+use orchestrate::spec::ApiVersion;
 use rand::Rng;
 
 use crate::support::{repo_root, text};
+
+/// Runs the async test function `$name(api)` once per API version, as `$name::v0` and
+/// `$name::v1`.
+macro_rules! on_both_apis {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v0() {
+                super::$name(orchestrate::spec::ApiVersion::V0).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v1() {
+                super::$name(orchestrate::spec::ApiVersion::V1).await;
+            }
+        }
+    };
+}
+
+/// A simulator, and the API version the binary is told to use against it.
+struct Sim {
+    sim: Simulator,
+    api: ApiVersion,
+}
+
+impl Deref for Sim {
+    type Target = Simulator;
+
+    fn deref(&self) -> &Simulator {
+        &self.sim
+    }
+}
+
+impl Sim {
+    async fn shutdown(self) {
+        self.sim.shutdown().await;
+    }
+
+    /// The route of a launch, as the simulator counts calls.
+    fn launch_route(&self) -> &'static str {
+        match self.api {
+            ApiVersion::V0 => "POST /v0/agents",
+            ApiVersion::V1 => "POST /v1/agents",
+        }
+    }
+
+    /// The route that stops an agent's work.
+    fn stop_route(&self) -> &'static str {
+        match self.api {
+            ApiVersion::V0 => "POST /v0/agents/{id}/stop",
+            ApiVersion::V1 => "POST /v1/agents/{id}/runs/{run}/cancel",
+        }
+    }
+}
 
 /// Quotas out of the way of a test (the simulator counts any violation anyway).
 const QUOTAS: &str =
     "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
 
-/// A simulator whose agents take `work` of real time.
-async fn simulator(work: (u64, u64), faults: &str) -> Simulator {
+/// A simulator whose agents take `work` of real time, for a binary told to use `api`.
+async fn simulator(api: ApiVersion, work: (u64, u64), faults: &str) -> Sim {
     let config = SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
@@ -24,18 +83,20 @@ async fn simulator(work: (u64, u64), faults: &str) -> Simulator {
         repositories_quota: vec!["1000/s".parse().unwrap()],
         ..SimConfig::default()
     };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
+        .unwrap();
+    Sim { sim, api }
 }
 
 /// `orchestrate` against `sim` with a private state, fast polling and quick retries.
-fn orchestrate(sim: &Simulator, state: &Path) -> Command {
+fn orchestrate(sim: &Sim, state: &Path) -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
     command
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())
         .env("CURSOR_API_KEY", DEFAULT_KEY)
+        .env("CURSOR_API_VERSION", sim.api.as_str())
         .env("ORCHESTRATE_QUOTAS", QUOTAS)
         .env("ORCHESTRATE_STATE", state)
         .env("NO_COLOR", "1")
@@ -55,7 +116,7 @@ const FAST: [&str; 6] = [
 ];
 
 /// Starts `apply FILE --yes` in the background, its output discarded.
-fn spawn_apply(sim: &Simulator, state: &Path, file: &Path) -> Child {
+fn spawn_apply(sim: &Sim, state: &Path, file: &Path) -> Child {
     let mut command = orchestrate(sim, state);
     command
         .arg("apply")
@@ -68,7 +129,7 @@ fn spawn_apply(sim: &Simulator, state: &Path, file: &Path) -> Child {
 }
 
 /// Waits (at most 3 s) until the simulator has made `count` agents.
-async fn wait_for_agents(sim: &Simulator, count: u64) {
+async fn wait_for_agents(sim: &Sim, count: u64) {
     for _ in 0..300 {
         if sim.stats().agents >= count {
             return;
@@ -79,7 +140,7 @@ async fn wait_for_agents(sim: &Simulator, count: u64) {
 
 /// Runs `apply FILE --yes` to its end in a blocking thread; returns (exit code, stderr).
 async fn apply(
-    sim: &Simulator,
+    sim: &Sim,
     state: &Path,
     file: &Path,
     extra: &[&str],
@@ -99,7 +160,7 @@ async fn apply(
     .unwrap()
 }
 
-async fn status_json(sim: &Simulator, state: &Path) -> serde_json::Value {
+async fn status_json(sim: &Sim, state: &Path) -> serde_json::Value {
     let mut command = orchestrate(sim, state);
     command.args(["status", "--json"]);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -138,8 +199,8 @@ fn every_launch_once(stats: &Stats) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_example_applies_to_completion_and_needs_reach_prompts() {
+on_both_apis!(every_example_applies_to_completion_and_needs_reach_prompts);
+async fn every_example_applies_to_completion_and_needs_reach_prompts(api: ApiVersion) {
     let examples: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples/workflows"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -148,7 +209,7 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts() {
     let mut launches = Vec::new();
     for example in &examples {
         // Two examples push to the same branches of the same repositories: one simulator each.
-        let sim = simulator((10, 20), "").await;
+        let sim = simulator(api, (10, 20), "").await;
         let state = tempfile::tempdir().unwrap();
         let (code, stderr) = apply(&sim, state.path(), example, &[]).await;
         assert_eq!(code, Some(0), "{}:\n{stderr}", example.display());
@@ -175,16 +236,28 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts() {
         );
     }
     assert!(notes.prompt.contains("(succeeded)"));
-    // fix-tests starts from its own repository's bump branch, not another's.
+    // fix-tests is told its own repository's bump branch, not another's: on v0 the branch
+    // orchestrate asked for, on v1 the one the agent reported.
+    let bump_web = launches
+        .iter()
+        .find(|l| l.prompt.starts_with("Upgrade web to") && l.repository.ends_with("/web"))
+        .unwrap();
     let fix_web = launches
         .iter()
         .find(|l| l.prompt.starts_with("The framework upgrade of web"))
         .unwrap();
     assert!(
-        fix_web.prompt.contains("branch upgrade/framework-web\n"),
-        "{}",
+        fix_web
+            .prompt
+            .contains(&format!("branch {}\n", bump_web.branch)),
+        "{}\n{bump_web:?}",
         fix_web.prompt
     );
+    let expected_prefix = match api {
+        ApiVersion::V0 => "orchestrate/framework-upgrade/default/bump",
+        ApiVersion::V1 => "cursor/",
+    };
+    assert!(bump_web.branch.starts_with(expected_prefix), "{bump_web:?}");
     // The discover fleet resolved to the simulator's acme/go-* repositories.
     assert!(
         launches
@@ -193,12 +266,12 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts() {
     );
 }
 
+on_both_apis!(killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost);
 /// 50 instances, each with follow-ups, killed at 30+ random moments and at the worst ones
 /// (right after a launch or a follow-up call answered, before the answer was stored), then
 /// applied to the end: every instance launched once, every follow-up sent once.
-#[tokio::test(flavor = "multi_thread")]
-async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost() {
-    let sim = simulator((40, 120), "").await;
+async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api: ApiVersion) {
+    let sim = simulator(api, (40, 120), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fleet.yaml");
     let repos = fleet("svc", 25);
@@ -254,6 +327,16 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost() {
     let seen = sim.stats();
     every_launch_once(&seen);
     assert_eq!(seen.launches.len(), 50, "every instance launched");
+    assert_eq!(seen.agents, 50, "no agent made twice");
+    if api == ApiVersion::V1 {
+        // The crash right after the third launch left an intent without an agent: the resend
+        // was refused as a duplicate, and the existing agent adopted.
+        assert!(
+            seen.errors.get("agent_id_conflict").copied().unwrap_or(0) >= 1,
+            "{:?}",
+            seen.errors
+        );
+    }
     let mut follow_ups: Vec<u64> = seen.follow_ups.values().copied().collect();
     follow_ups.sort_unstable();
     assert_eq!(
@@ -267,9 +350,9 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas() {
-    let sim = simulator((10, 30), "5xx=0.08,429=0.01:1,drop=0.05,error=0.1,seed=9").await;
+on_both_apis!(under_injected_faults_the_run_completes_with_its_retries_and_within_quotas);
+async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas(api: ApiVersion) {
+    let sim = simulator(api, (10, 30), "5xx=0.08,429=0.01:1,drop=0.05,error=0.1,seed=9").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("faults.yaml");
     // 30 instances, 60 agent phases: some ERROR is all but sure (0.9^60 is 0.2%).
@@ -311,9 +394,9 @@ async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quo
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents() {
-    let sim = simulator((10, 20), "").await;
+on_both_apis!(editing_one_prompt_relaunches_only_that_task_and_its_dependents);
+async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipeline.yaml");
     let original =
@@ -372,9 +455,9 @@ async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
-    let sim = simulator((2000, 3000), "").await;
+on_both_apis!(a_second_apply_on_the_same_state_is_refused_and_changes_nothing);
+async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing(api: ApiVersion) {
+    let sim = simulator(api, (2000, 3000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/pipeline.yaml");
@@ -402,9 +485,9 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
-    let sim = simulator((5000, 6000), "").await;
+on_both_apis!(a_timeout_stops_the_agent_and_cancel_stops_every_running_one);
+async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(api: ApiVersion) {
+    let sim = simulator(api, (5000, 6000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("slow.yaml");
     std::fs::write(&file, "version: 1\nname: slow\ntasks:\n  wait:\n    repo: https://github.com/acme/api\n    prompt: Take your time.\n    timeout: 300ms\n").unwrap();
@@ -415,7 +498,7 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
         states(&status_json(&sim, &state).await)["wait[acme/api]"],
         "timed_out"
     );
-    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1);
+    assert_eq!(sim.stats().calls[sim.stop_route()], 1);
 
     // cancel: an apply dies with three agents working; cancel stops all three.
     let state = dir.path().join("state-2");
@@ -436,7 +519,7 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
         "{}",
         text(&output.stderr)
     );
-    assert_eq!(sim.stats().calls["POST /v0/agents/{id}/stop"], 1 + 3);
+    assert_eq!(sim.stats().calls[sim.stop_route()], 1 + 3);
     let status = status_json(&sim, &state).await;
     assert_eq!(status["state"], "cancelled");
     let by_state = states(&status);
@@ -445,10 +528,10 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_stops_launching_and_says_how_to_resume() {
+on_both_apis!(ctrl_c_stops_launching_and_says_how_to_resume);
+async fn ctrl_c_stops_launching_and_says_how_to_resume(api: ApiVersion) {
     // Agents work 1 s: time enough to interrupt before the first one finishes.
-    let sim = simulator((1000, 1200), "").await;
+    let sim = simulator(api, (1000, 1200), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/pipeline.yaml");
@@ -489,11 +572,11 @@ async fn ctrl_c_stops_launching_and_says_how_to_resume() {
     sim.shutdown().await;
 }
 
+on_both_apis!(a_failed_need_blocks_its_dependents_and_retry_relaunches_them);
 /// A need that fails blocks `all_succeeded` dependents but not `always` ones; `retry
 /// --failed` relaunches it and re-runs what depended on it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them() {
-    let sim = simulator((10, 20), "error=1.0").await;
+async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "error=1.0").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chain.yaml");
     std::fs::write(
@@ -576,9 +659,9 @@ fn without_a_key_apply_explains_both_ways_forward() {
     insta::assert_snapshot!(text(&output.stderr));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_a_terminal_apply_wants_yes() {
-    let sim = simulator((10, 20), "").await;
+on_both_apis!(without_a_terminal_apply_wants_yes);
+async fn without_a_terminal_apply_wants_yes(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "").await;
     let state = tempfile::tempdir().unwrap();
     let mut command = orchestrate(&sim, state.path());
     command.args(["apply", "examples/workflows/single-repo.yaml"]);
@@ -595,10 +678,10 @@ async fn without_a_terminal_apply_wants_yes() {
     sim.shutdown().await;
 }
 
+on_both_apis!(a_failing_canary_stops_the_rest_of_the_rollout);
 /// A canary that fails stops the rest of its fleet: they are blocked, never launched.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_canary_stops_the_rest_of_the_rollout() {
-    let sim = simulator((10, 20), "error=1.0").await;
+async fn a_failing_canary_stops_the_rest_of_the_rollout(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "error=1.0").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("canary.yaml");
     let repos = fleet("svc", 6);
@@ -613,16 +696,16 @@ async fn a_failing_canary_stops_the_rest_of_the_rollout() {
     assert_eq!(sim.stats().agents, 2, "only the canaries were launched");
 
     // With healthy agents the canaries succeed and the rest follow.
-    let sim = simulator((10, 20), "").await;
+    let sim = simulator(api, (10, 20), "").await;
     let state = dir.path().join("state-2");
     assert_eq!(apply(&sim, &state, &file, &[]).await.0, Some(0));
     assert_eq!(sim.stats().agents, 6);
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn max_agents_refuses_a_run_that_would_launch_more() {
-    let sim = simulator((10, 20), "").await;
+on_both_apis!(max_agents_refuses_a_run_that_would_launch_more);
+async fn max_agents_refuses_a_run_that_would_launch_more(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "").await;
     let state = tempfile::tempdir().unwrap();
     let file = repo_root().join("examples/workflows/pipeline.yaml");
     let (code, stderr) = apply(&sim, state.path(), &file, &["--max-agents", "5"]).await;
@@ -641,10 +724,10 @@ async fn max_agents_refuses_a_run_that_would_launch_more() {
     sim.shutdown().await;
 }
 
+on_both_apis!(status_works_while_an_apply_runs);
 /// While an apply holds the state, `status` answers from the snapshot it writes.
-#[tokio::test(flavor = "multi_thread")]
-async fn status_works_while_an_apply_runs() {
-    let sim = simulator((3000, 4000), "").await;
+async fn status_works_while_an_apply_runs(api: ApiVersion) {
+    let sim = simulator(api, (3000, 4000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut running = spawn_apply(
@@ -678,11 +761,11 @@ async fn status_works_while_an_apply_runs() {
     sim.shutdown().await;
 }
 
+on_both_apis!(a_long_429_storm_delays_launches_and_fails_nothing);
 /// A launch throttled for longer than the client retries is launched later, never failed:
 /// a 429 storm costs time, not paid work.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_long_429_storm_delays_launches_and_fails_nothing() {
-    let sim = simulator((10, 20), "429=1.0:1").await;
+async fn a_long_429_storm_delays_launches_and_fails_nothing(api: ApiVersion) {
+    let sim = simulator(api, (10, 20), "429=1.0:1").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/single-repo.yaml");
@@ -694,7 +777,7 @@ async fn a_long_429_storm_delays_launches_and_fails_nothing() {
         if sim
             .stats()
             .calls
-            .get("POST /v0/agents")
+            .get(sim.launch_route())
             .copied()
             .unwrap_or(0)
             > 6
@@ -711,10 +794,11 @@ async fn a_long_429_storm_delays_launches_and_fails_nothing() {
 }
 
 /// An agent stopped from outside reports a status orchestrate does not know (the simulator
-/// says STOPPED); once it stops changing, the attempt ends instead of waiting forever.
+/// says STOPPED); once it stops changing, the attempt ends instead of waiting forever. v0
+/// only: v1 documents CANCELLED, which orchestrate knows.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
-    let sim = simulator((3000, 4000), "").await;
+    let sim = simulator(ApiVersion::V0, (3000, 4000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut command = orchestrate(&sim, &state);
@@ -756,6 +840,52 @@ async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
             "reports `STOPPED`, a status orchestrate does not know, and it stopped changing"
         ),
         "{stderr}"
+    );
+    sim.shutdown().await;
+}
+
+on_both_apis!(a_usage_limit_pauses_the_run_and_it_resumes_once_raised);
+/// v1's spending ceiling: the run stops launching, says why, exits 3 (resumable), and
+/// completes once the limit is raised, with no agent made twice. v0 documents no such limit:
+/// there the same workflow simply completes.
+async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: ApiVersion) {
+    let sim = simulator(api, (200, 300), "usage_limit=3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limited.yaml");
+    let repos = fleet("svc", 6);
+    std::fs::write(&file, format!("version: 1\nname: limited\nconcurrency: 6\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Update the changelog.\n")).unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    if api == ApiVersion::V0 {
+        assert_eq!(code, Some(0), "{stderr}");
+        sim.shutdown().await;
+        return;
+    }
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the API's usage limit is reached")
+            && stderr.contains("once it is raised, continue with: orchestrate apply"),
+        "{stderr}"
+    );
+    assert_eq!(sim.stats().agents, 3, "nothing launched past the limit");
+    let status = status_json(&sim, &state).await;
+    assert_eq!(status["state"], "interrupted");
+
+    sim.set_faults(orchestrate::sim::Faults::default());
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = sim.stats();
+    assert_eq!(seen.agents, 6);
+    every_launch_once(&seen);
+    let mut follow_ups: Vec<u64> = seen.follow_ups.values().copied().collect();
+    follow_ups.sort_unstable();
+    assert_eq!(follow_ups, vec![1; 6], "each follow-up sent once");
+    assert_eq!(
+        states(&status_json(&sim, &state).await)
+            .values()
+            .filter(|s| *s == "succeeded")
+            .count(),
+        6
     );
     sim.shutdown().await;
 }

@@ -15,12 +15,12 @@ use super::{Exit, Output, discover};
 use crate::cursor::model::{Secret, Webhook};
 use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
 use crate::exec::{
-    ExecConfig, Execution, Halt, PollConfig, Progress, V0, WebhookListener, cancel_run,
+    Cursor, ExecConfig, Execution, Halt, PollConfig, Progress, WebhookListener, cancel_run,
 };
 use crate::plan::{Action, Options, Plan, Recorded};
 use crate::report::{GithubActions, Report};
 use crate::sim::{SimConfig, Simulator};
-use crate::spec::{self, Loaded, SourceFile};
+use crate::spec::{self, ApiVersion, Loaded, SourceFile};
 use crate::state::Snapshot as LiveSnapshot;
 use crate::state::{
     Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
@@ -202,6 +202,13 @@ impl Applier {
                 ));
                 return Err(Exit::Invalid);
             }
+            if run.api != first.api {
+                out.error(&format!(
+                    "run {run_id} was started on API {}, and this apply would use {}: its agents live in {0}. Set CURSOR_API_VERSION={0} (or `api: {{version: {0}}}`) to continue it, or use --run with another key",
+                    run.api, first.api
+                ));
+                return Err(Exit::Invalid);
+            }
         }
         let (client, simulator) = connect(out, args, store).await?;
         let discovered = discover::resolve(out, workflow, store, &client, args.refresh_repos)
@@ -371,6 +378,7 @@ impl Applier {
             source: loaded.file.text().to_owned(),
             state: RunState::Running,
             simulated: args.simulate,
+            api: plan.api,
             started_at,
             finished_at: None,
         };
@@ -390,7 +398,7 @@ impl Applier {
         let interrupt = CancellationToken::new();
         let stop_agents = Arc::new(AtomicBool::new(false));
         watch_ctrl_c(out.clone(), interrupt.clone(), stop_agents.clone());
-        let backend = Arc::new(V0::new(self.client.clone()));
+        let backend = Arc::new(Cursor::new(plan.api, self.client.clone()));
         let live = LiveView::new(
             out,
             records.iter().filter(|r| !r.state.is_settled()).count(),
@@ -398,6 +406,13 @@ impl Applier {
         let events = live.clone();
         let report = Arc::new(move |progress: Progress| events.event(&describe(&progress)));
         let mut config = exec_config(args);
+        if args.webhook_url.is_some() && plan.api != ApiVersion::V0 {
+            out.error(&format!(
+                "webhooks exist only on API v0 (v1 has none yet); this run uses {}: drop --webhook-url, or set CURSOR_API_VERSION=v0",
+                plan.api
+            ));
+            return Exit::Invalid;
+        }
         if let Some(url) = &args.webhook_url {
             let secret =
                 match webhook_secret(store.dir(), &run_id, crate::cursor::webhook::new_secret) {
@@ -530,6 +545,16 @@ impl Applier {
                 out.status(&format!(
                     "interrupted: nothing more is launched; running agents go on in the cloud.\n\
                      continue with: {again}\nstop them with: orchestrate cancel {run_id}"
+                ));
+                Exit::Interrupted
+            }
+            Some(Halt::UsageLimit(message)) => {
+                run.state = RunState::Interrupted;
+                out.error(message);
+                out.status(&format!(
+                    "paused: nothing more is launched until the usage limit is raised; running agents go on in the cloud.\n\
+                     once it is raised, continue with: orchestrate apply {}",
+                    source.name
                 ));
                 Exit::Interrupted
             }

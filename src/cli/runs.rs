@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::apply::{ApplyArgs, Source, apply};
 use super::{Exit, Output};
-use crate::exec::{V0, cancel_run};
+use crate::exec::{Cursor, cancel_run};
 use crate::state::{
     InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
 };
@@ -280,7 +280,7 @@ pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Exit {
         Ok(client) => client,
         Err(exit) => return exit,
     };
-    let backend = Arc::new(V0::new(client));
+    let backend = Arc::new(Cursor::new(run.api, client));
     match cancel_run(&store, backend.as_ref(), &run.id).await {
         Ok(done) => {
             out.status(&format!(

@@ -15,13 +15,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{AgentView, Backend, LaunchSpec};
+use super::backend::{AgentView, Backend, LaunchSpec, agent_name};
 use super::poller::{PollConfig, Poller};
+use crate::cursor::model::v1::agent_id_for;
 use crate::cursor::{AgentId, AgentStatus, ApiError};
 use crate::plan::{AgentOutput, Field, Instance, NeedContext, Plan};
 use crate::spec::Condition;
 use crate::state::{
-    Attempt, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, StoreHandle,
+    Attempt, BranchOutput, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, StoreHandle,
     Timestamp, Write,
 };
 
@@ -86,6 +87,8 @@ pub enum Halt {
     Interrupted,
     /// The API cannot be used (authentication) or the state cannot be written.
     Fatal(String),
+    /// The API's spending ceiling is reached: nothing more can be launched until it is raised.
+    UsageLimit(String),
 }
 
 /// What happened, for the user.
@@ -347,7 +350,8 @@ impl<B: Backend> Execution<B> {
 
     fn branch_for(&self, index: usize, attempt: u32) -> String {
         let base = &self.plan.instances[index].branch;
-        if attempt <= 1 {
+        // Empty where the agent names its own branch.
+        if attempt <= 1 || base.is_empty() {
             base.clone()
         } else {
             format!("{base}-attempt-{attempt}")
@@ -361,9 +365,11 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    fn fatal_if_auth(error: &ApiError) -> Result<(), Halt> {
+    /// Stops the whole run on errors no instance can get past: a refused key, a spent budget.
+    fn halt_on(error: &ApiError) -> Result<(), Halt> {
         match error {
             ApiError::Auth { .. } => Err(Halt::Fatal(error.to_string())),
+            ApiError::UsageLimit { .. } => Err(Halt::UsageLimit(error.to_string())),
             _ => Ok(()),
         }
     }
@@ -395,11 +401,18 @@ impl<B: Backend> Execution<B> {
                     record.attempt += 1;
                     record.tries += 1;
                     record.branch = self.branch_for(index, record.attempt);
+                    // Where the API takes a client-chosen id, a resend of this launch is refused
+                    // instead of duplicated; the API does not allow one with env_vars.
+                    let agent_id = instance.options.env_vars.is_none().then(|| {
+                        agent_id_for(&self.run, &record.key, record.attempt).0
+                    });
                     record.launch = Some(LaunchIntent {
                         attempt: record.attempt,
                         at: Timestamp::now(),
                         repository: record.repository.clone(),
                         branch: record.branch.clone(),
+                        agent_id,
+                        name: Some(agent_name(&self.run, &record.key, record.attempt)),
                     });
                     record.state = InstanceState::Launching;
                     record.agent_id = None;
@@ -412,6 +425,8 @@ impl<B: Backend> Execution<B> {
                     ) = (0, 0, None);
                     record.follow_up_sent_at = None;
                     record.started_at = None;
+                    (record.duration_ms, record.tokens) = (None, None);
+                    record.branches.clear();
                     let detail = format!("attempt {} on branch {}", record.attempt, record.branch);
                     self.save(index, &record, "launch_intent", detail).await?;
                     uncertain = false;
@@ -421,30 +436,6 @@ impl<B: Backend> Execution<B> {
                         .launch
                         .clone()
                         .expect("a launching instance has an intent");
-                    if uncertain {
-                        match self
-                            .backend
-                            .find_launched(&intent.repository, &intent.branch, intent.at.time())
-                            .await
-                        {
-                            Ok(Some(agent)) => {
-                                self.adopt(
-                                    index,
-                                    &mut record,
-                                    &agent,
-                                    "found the agent of an earlier launch",
-                                )
-                                .await?;
-                                continue;
-                            }
-                            Ok(None) => {}
-                            Err(error) => {
-                                Self::fatal_if_auth(&error)?;
-                                self.pause(self.config.poll.min).await?;
-                                continue;
-                            }
-                        }
-                    }
                     let prompt = {
                         let context = self.context(index, None);
                         self.plan
@@ -468,13 +459,37 @@ impl<B: Backend> Execution<B> {
                         model: instance.model.clone(),
                         target: instance.target,
                         webhook: self.config.webhook.clone(),
+                        agent_id: intent.agent_id.clone().map(AgentId),
+                        name: intent.name.clone().unwrap_or_default(),
+                        options: instance.options.clone(),
+                        since: intent.at.time(),
                     };
+                    if uncertain {
+                        match self.backend.find_launched(&spec).await {
+                            Ok(Some(agent)) => {
+                                self.adopt(
+                                    index,
+                                    &mut record,
+                                    &agent,
+                                    "found the agent of an earlier launch",
+                                )
+                                .await?;
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(error) => {
+                                Self::halt_on(&error)?;
+                                self.pause(self.config.poll.min).await?;
+                                continue;
+                            }
+                        }
+                    }
                     let launched = self.backend.launch(&spec).await;
                     crash_point("launch");
                     match launched {
                         Ok(agent) => self.adopt(index, &mut record, &agent, "launched").await?,
                         Err(error) => {
-                            Self::fatal_if_auth(&error)?;
+                            Self::halt_on(&error)?;
                             if error.surely_not_processed() && error.is_retryable() {
                                 // Throttled, or the connection never opened: nothing was
                                 // launched, and the same launch will go through later.
@@ -525,6 +540,7 @@ impl<B: Backend> Execution<B> {
                             record.summary = agent.summary.clone().or(record.summary.take());
                             record.pr_url = agent.pr_url.clone().or(record.pr_url.take());
                             record.url = agent.url.clone().or(record.url.take());
+                            Self::keep_outputs(&mut record, &agent);
                             if self.follow_up(index, &mut record, &agent).await? {
                                 continue;
                             }
@@ -535,7 +551,12 @@ impl<B: Backend> Execution<B> {
                                 at: Timestamp::now(),
                             });
                             if let Some(id) = &record.agent_id {
-                                self.poller.forget(&AgentId(id.clone()));
+                                let id = AgentId(id.clone());
+                                self.poller.forget(&id);
+                                // Usage is a report, not an outcome: a failed read costs nothing.
+                                if let Ok(tokens) = self.backend.tokens(&id).await {
+                                    record.tokens = tokens;
+                                }
                             }
                             let detail = record
                                 .pr_url
@@ -554,7 +575,7 @@ impl<B: Backend> Execution<B> {
                                 self.save(index, &record, "stop", "timeout: stopping the agent")
                                     .await?;
                                 if let Err(error) = self.backend.stop(&AgentId(id)).await {
-                                    Self::fatal_if_auth(&error)?;
+                                    Self::halt_on(&error)?;
                                 }
                             }
                             let timeout = instance
@@ -582,6 +603,28 @@ impl<B: Backend> Execution<B> {
                 }
                 _ => return Ok(()),
             }
+        }
+    }
+
+    /// What a finished agent reported beyond its status: its branch (v1 agents name it), the
+    /// branches per repository, how long its run took.
+    fn keep_outputs(record: &mut InstanceRecord, agent: &AgentView) {
+        if let Some(branch) = &agent.branch {
+            record.branch.clone_from(branch);
+        }
+        if !agent.branches.is_empty() {
+            record.branches = agent
+                .branches
+                .iter()
+                .map(|b| BranchOutput {
+                    repository: b.repo_url.clone(),
+                    branch: b.branch.clone(),
+                    pr_url: b.pr_url.clone(),
+                })
+                .collect();
+        }
+        if let Some(duration) = agent.duration {
+            record.duration_ms = u64::try_from(duration.as_millis()).ok();
         }
     }
 
@@ -708,6 +751,9 @@ impl<B: Backend> Execution<B> {
                 AgentStatus::Finished => return Ok(Ending::Finished(agent)),
                 AgentStatus::Error => return Ok(Ending::Failed("the agent ended in ERROR".into())),
                 AgentStatus::Expired => return Ok(Ending::Failed("the agent EXPIRED".into())),
+                AgentStatus::Cancelled => {
+                    return Ok(Ending::Failed("the agent's run was CANCELLED".into()));
+                }
                 AgentStatus::Unknown(status) => {
                     // Not terminal as far as we know, until it stops changing.
                     let same = unknown.as_ref().is_some_and(|(s, _)| s == status);
@@ -754,7 +800,7 @@ impl<B: Backend> Execution<B> {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    Self::fatal_if_auth(&error)?;
+                    Self::halt_on(&error)?;
                     self.pause(self.config.poll.min).await?;
                     return Ok(true);
                 }
@@ -826,7 +872,7 @@ impl<B: Backend> Execution<B> {
                 match sent {
                     Ok(()) => self.follow_up_sent(index, record, number).await?,
                     Err(error) => {
-                        Self::fatal_if_auth(&error)?;
+                        Self::halt_on(&error)?;
                         // Unknown whether it arrived: the next round reads the conversation.
                         self.pause(self.config.poll.min).await?;
                     }

@@ -61,7 +61,11 @@ impl AgentOutput {
             id: slot("id"),
             status: slot("status"),
             summary: slot("summary"),
-            branch: branch.to_owned(),
+            branch: if branch.is_empty() {
+                slot("branch")
+            } else {
+                branch.to_owned()
+            },
             pr_url: slot("pr_url"),
             url: slot("url"),
         }

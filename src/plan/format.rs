@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Action, Instance, Plan, Target};
+use super::{Action, AgentOptions, Instance, Plan, Target};
 
 /// How `plan` prints a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -56,11 +56,12 @@ impl Plan {
         let waves = self.waves.len();
         let _ = writeln!(
             out,
-            "Plan for run {} ({} instances in {waves} wave{}, at most {} agents at once)",
+            "Plan for run {} ({} instances in {waves} wave{}, at most {} agents at once, API {})",
             self.run,
             self.instances.len(),
             if waves == 1 { "" } else { "s" },
             self.concurrency,
+            self.api,
         );
         if let Some(description) = &self.description {
             let _ = writeln!(out, "{}", description.trim());
@@ -106,7 +107,14 @@ impl Plan {
         };
         let git_ref = instance.git_ref.as_deref().unwrap_or("default branch");
         let _ = writeln!(out, "      repo:    {repo} @ {git_ref}");
-        let _ = writeln!(out, "      branch:  {}", instance.branch);
+        if instance.branch.is_empty() {
+            let _ = writeln!(out, "      branch:  named by the agent");
+        } else {
+            let _ = writeln!(out, "      branch:  {}", instance.branch);
+        }
+        if let Some(options) = options_text(&instance.options) {
+            let _ = writeln!(out, "      agent:   {options}");
+        }
         let mut target = Vec::new();
         if instance.target.auto_create_pr {
             target.push("opens a PR");
@@ -183,6 +191,7 @@ impl Plan {
     fn json(&self) -> JsonPlan<'_> {
         JsonPlan {
             workflow: &self.workflow,
+            api: self.api.as_str(),
             run: self.run.as_str(),
             run_key: &self.run_context.key,
             concurrency: self.concurrency,
@@ -198,7 +207,8 @@ impl Plan {
                         name: d.name.as_deref().unwrap_or("*"),
                     }),
                     git_ref: i.git_ref.as_deref(),
-                    branch: &i.branch,
+                    branch: (!i.branch.is_empty()).then_some(i.branch.as_str()),
+                    options: JsonOptions::of(&i.options),
                     model: i.model.as_deref(),
                     target: i.target,
                     prompt: &i.prompt,
@@ -300,6 +310,7 @@ fn quote(lines: &[&str]) -> String {
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     workflow: &'a str,
+    api: &'static str,
     run: &'a str,
     run_key: &'a str,
     concurrency: u32,
@@ -316,7 +327,10 @@ struct JsonInstance<'a> {
     discover: Option<JsonDiscover<'a>>,
     #[serde(rename = "ref")]
     git_ref: Option<&'a str>,
-    branch: &'a str,
+    /// `null` on v1: the agent names it.
+    branch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<JsonOptions<'a>>,
     model: Option<&'a str>,
     target: Target,
     prompt: &'a str,
@@ -343,4 +357,65 @@ struct JsonFollowUp<'a> {
     prompt: &'a str,
     #[serde(rename = "if")]
     condition: Option<&'a str>,
+}
+
+/// v1 settings in a plan; environment variables by name only, their values are secrets.
+#[derive(Serialize)]
+struct JsonOptions<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env_vars: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mcp_servers: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_params: Option<&'a indexmap::IndexMap<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work_on_current_branch: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pr_url: Option<&'a str>,
+}
+
+impl<'a> JsonOptions<'a> {
+    fn of(options: &'a AgentOptions) -> Option<Self> {
+        (*options != AgentOptions::default()).then(|| Self {
+            env_vars: names(options.env_vars.as_ref().map(|v| v.keys())),
+            mcp_servers: names(options.mcp_servers.as_ref().map(|m| m.keys())),
+            mode: options.mode.map(crate::spec::Mode::as_str),
+            model_params: options.model_params.as_ref(),
+            work_on_current_branch: options.work_on_current_branch,
+            pr_url: options.pr_url.as_deref(),
+        })
+    }
+}
+
+fn names<'a>(keys: Option<impl Iterator<Item = &'a String>>) -> Vec<&'a str> {
+    keys.map(|k| k.map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The v1 settings of an instance on one line, if it has any.
+fn options_text(options: &AgentOptions) -> Option<String> {
+    let json = JsonOptions::of(options)?;
+    let mut parts = Vec::new();
+    if let Some(mode) = json.mode {
+        parts.push(format!("mode {mode}"));
+    }
+    if !json.env_vars.is_empty() {
+        parts.push(format!("env {}", json.env_vars.join(", ")));
+    }
+    if !json.mcp_servers.is_empty() {
+        parts.push(format!("mcp {}", json.mcp_servers.join(", ")));
+    }
+    if let Some(params) = json.model_params {
+        let shown: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(format!("model params {}", shown.join(", ")));
+    }
+    if json.work_on_current_branch == Some(true) {
+        parts.push("works on its starting ref".to_owned());
+    }
+    if let Some(pr) = json.pr_url {
+        parts.push(format!("on {pr}"));
+    }
+    Some(parts.join("; "))
 }

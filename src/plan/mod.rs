@@ -26,7 +26,7 @@ pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
 
 use crate::spec::{
-    Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, RepoUrl, TaskId, Workflow,
+    ApiVersion, Mode, Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, RepoUrl, TaskId, Workflow,
 };
 
 /// What `apply` will do with an instance.
@@ -66,6 +66,36 @@ pub struct Target {
     pub skip_reviewer_request: bool,
 }
 
+/// v1 settings of a launch, as the workflow set them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentOptions {
+    /// Environment variables (secret values: never printed).
+    pub env_vars: Option<IndexMap<String, String>>,
+    /// MCP servers, as written.
+    pub mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `agent` or `plan`.
+    pub mode: Option<Mode>,
+    /// Parameters of the model.
+    pub model_params: Option<IndexMap<String, serde_json::Value>>,
+    /// Work on the starting ref.
+    pub work_on_current_branch: Option<bool>,
+    /// An existing pull request to work on.
+    pub pr_url: Option<String>,
+}
+
+impl AgentOptions {
+    fn of(settings: &crate::spec::Settings) -> Self {
+        Self {
+            env_vars: settings.env_vars.clone(),
+            mcp_servers: settings.mcp_servers.clone(),
+            mode: settings.mode,
+            model_params: settings.model_params.clone(),
+            work_on_current_branch: settings.work_on_current_branch,
+            pr_url: settings.pr_url.clone(),
+        }
+    }
+}
+
 /// One agent's worth of work: a task on one repository.
 #[derive(Debug, Clone)]
 pub struct Instance {
@@ -79,7 +109,7 @@ pub struct Instance {
     pub discover: Option<Discover>,
     /// The ref the agent starts from; `None`: the default branch.
     pub git_ref: Option<String>,
-    /// The branch the agent pushes to.
+    /// The branch the agent pushes to (v0); empty on v1, where the agent names it.
     pub branch: String,
     /// The prompt, rendered; outputs of needs appear as `<field of key>` until apply.
     pub prompt: String,
@@ -87,6 +117,8 @@ pub struct Instance {
     pub model: Option<String>,
     /// Pull request settings.
     pub target: Target,
+    /// v1 settings.
+    pub options: AgentOptions,
     /// Longest the agent may run.
     pub timeout: Option<Duration>,
     /// Relaunches allowed after a failure.
@@ -146,6 +178,8 @@ pub struct Plan {
     pub workflow: String,
     /// The workflow's description.
     pub description: Option<String>,
+    /// The API version it runs on.
+    pub api: ApiVersion,
     /// The run this plan is for.
     pub run: RunId,
     /// `run.*` in templates.
@@ -397,6 +431,7 @@ impl Plan {
                             .unwrap_or(false),
                         skip_reviewer_request: settings.skip_reviewer_request.unwrap_or(false),
                     },
+                    options: AgentOptions::of(&settings),
                     timeout: settings.timeout.map(crate::spec::HumanDuration::get),
                     retries: settings.retries.unwrap_or(0),
                     condition: task.condition,
@@ -503,6 +538,8 @@ impl Plan {
         let mut plan = Plan {
             workflow: workflow.name.clone(),
             description: workflow.description.clone(),
+            // Validation reported a bad CURSOR_API_VERSION already.
+            api: workflow.api_version().unwrap_or_default(),
             run: RunId::new(&workflow.name, &key),
             run_context,
             concurrency: workflow.concurrency,
@@ -527,7 +564,11 @@ impl Plan {
                 NeedContext::new(need, "<state>", output)
             };
             let context = self.context(index, placeholders, None);
-            let branch = self.templates.render(Field::Branch(&task), &context);
+            // On v1 the agent names its branch; it is known once the agent reports it.
+            let branch = match self.api {
+                ApiVersion::V0 => self.templates.render(Field::Branch(&task), &context),
+                ApiVersion::V1 => Ok(String::new()),
+            };
             let prompt = self.templates.render(Field::Prompt(&task), &context);
             let failed = |field, error: &minijinja::Error| PlanError::Render {
                 instance: key.clone(),
@@ -541,7 +582,7 @@ impl Plan {
                 (Ok(branch), Ok(prompt)) => {
                     let branch = branch.trim().to_owned();
                     // A discover instance's branch holds a placeholder until it is resolved.
-                    let resolved = self.instances[index].repo.is_some();
+                    let resolved = self.instances[index].repo.is_some() && self.api == ApiVersion::V0;
                     if let (true, Err(reason)) = (resolved, check_branch(&branch)) {
                         errors.push(PlanError::Branch {
                             instance: key,
@@ -556,7 +597,7 @@ impl Plan {
             }
         }
         let mut seen: HashMap<(String, &str), &InstanceKey> = HashMap::new();
-        for instance in &self.instances {
+        for instance in self.instances.iter().filter(|_| self.api == ApiVersion::V0) {
             let repo = instance.repo.as_ref().map_or_else(
                 || instance.key.to_string(),
                 |r| r.slug().to_ascii_lowercase(),

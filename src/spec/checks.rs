@@ -9,7 +9,7 @@ use petgraph::graphmap::DiGraphMap;
 use super::template::{self, Scope};
 use super::yaml::{KeyPath, Spans};
 use super::{
-    Diagnostic, FORMAT_VERSION, Fleet, FleetName, SourceFile, Span, TaskId, Workflow, did_you_mean,
+    API_VERSION_VAR, ApiVersion, OnlyOn, Diagnostic, FORMAT_VERSION, Fleet, FleetName, SourceFile, Span, TaskId, Workflow, did_you_mean,
     is_identifier,
 };
 
@@ -22,6 +22,7 @@ pub fn check(workflow: &Workflow, spans: &Spans, file: &SourceFile) -> Vec<Diagn
         found: Vec::new(),
     };
     checks.header();
+    checks.api();
     checks.fleets();
     checks.tasks();
     checks.cycles();
@@ -58,6 +59,111 @@ impl Checks<'_> {
                 )
                 .help("use lowercase letters, digits and dashes, starting with a letter or digit"),
             );
+        }
+    }
+
+    /// Settings the chosen API version does not have, and v1 settings' own rules.
+    fn api(&mut self) {
+        let w = self.workflow;
+        let version = match w.api_version() {
+            Ok(version) => version,
+            Err(message) => {
+                self.found.push(Diagnostic::file(message).help(format!(
+                    "unset {API_VERSION_VAR}, or set `api: {{version: v1}}` in the workflow"
+                )));
+                return;
+            }
+        };
+        let chosen = if w.api.version.is_some() {
+            format!("`api.version: {version}`")
+        } else if ApiVersion::from_env().ok().flatten().is_some() {
+            format!("{API_VERSION_VAR}={version}")
+        } else {
+            format!("the default, {version}")
+        };
+        let mut places = vec![(KeyPath::of(&["defaults"]), &w.defaults)];
+        places.extend(
+            w.tasks
+                .iter()
+                .map(|(id, task)| (KeyPath::of(&["tasks", id.as_str()]), &task.settings)),
+        );
+        for (path, settings) in places {
+            for (name, only) in settings.version_specific() {
+                let help = match only {
+                    OnlyOn::V1 => "set `api: {version: v1}` in the workflow, or remove the field",
+                    OnlyOn::V0 if name == "branch" => {
+                        "v1 agents name their own branch (it is `needs.<task>.branch` once reported); remove the field, or set `api: {version: v0}`"
+                    }
+                    OnlyOn::V0 => "remove the field, or set `api: {version: v0}`",
+                };
+                let (wanted, wrong) = match only {
+                    OnlyOn::V0 => ("v0", ApiVersion::V1),
+                    OnlyOn::V1 => ("v1", ApiVersion::V0),
+                };
+                if version == wrong {
+                    self.found.push(
+                        Diagnostic::at(
+                            self.spans.key(&path.key(name)),
+                            format!("`{name}` is an API {wanted} setting, and this workflow runs on {chosen}"),
+                            format!("only API {wanted} has it"),
+                        )
+                        .help(help),
+                    );
+                }
+            }
+            self.v1_settings(&path, settings);
+        }
+        for (id, task) in &w.tasks {
+            let effective = task.settings.or(&w.defaults);
+            if effective.model_params.is_some() && effective.model.is_none() {
+                let path = if task.settings.model_params.is_some() {
+                    KeyPath::of(&["tasks", id.as_str(), "model_params"])
+                } else {
+                    KeyPath::of(&["defaults", "model_params"])
+                };
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path),
+                        format!("task `{id}` sets model parameters without a `model`"),
+                        "parameters of which model?",
+                    )
+                    .help("set `model` next to `model_params` (or in `defaults`)"),
+                );
+            }
+        }
+    }
+
+    fn v1_settings(&mut self, path: &KeyPath, settings: &super::Settings) {
+        if let Some(vars) = &settings.env_vars {
+            for name in vars.keys().filter(|n| n.starts_with("CURSOR_")) {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path.key("env_vars").key(name)),
+                        format!("environment variable `{name}` may not start with CURSOR_"),
+                        "reserved prefix",
+                    )
+                    .help("the API reserves CURSOR_ names for its own variables"),
+                );
+            }
+        }
+        if let Some(url) = &settings.pr_url {
+            let ok = url
+                .split_once("/pull/")
+                .is_some_and(|(repo, number)| {
+                    repo.parse::<super::RepoUrl>().is_ok()
+                        && !number.is_empty()
+                        && number.chars().all(|c| c.is_ascii_digit())
+                });
+            if !ok {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.value(&path.key("pr_url")),
+                        format!("`{url}` is not a GitHub pull request URL"),
+                        "not a pull request",
+                    )
+                    .help("write it as https://github.com/OWNER/NAME/pull/NUMBER"),
+                );
+            }
         }
     }
 

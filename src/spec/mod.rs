@@ -5,6 +5,7 @@
 //! at a stage is reported together; a later stage runs only when the earlier ones passed,
 //! because its findings would be noise about the same mistakes.
 
+mod api;
 mod checks;
 mod diagnostic;
 mod duration;
@@ -21,12 +22,13 @@ mod yaml;
 
 use std::path::Path;
 
+pub use api::{API_VERSION_VAR, ApiSettings, ApiVersion};
 pub use diagnostic::{Diagnostic, Located, did_you_mean};
 pub use duration::{DURATION_FORMAT, DurationError, HumanDuration};
 pub use fleet::{DetailedRepo, Discover, DiscoverFleet, Fleet, FleetRepo};
 pub use ids::{FleetName, TaskId, is_identifier};
 pub use repo::{REPO_URL_FORMAT, RepoUrl, RepoUrlError};
-pub use settings::Settings;
+pub use settings::{Mode, OnlyOn, Settings};
 pub use source::{MAX_FILE_BYTES, ReadError, SourceFile, Span};
 pub use task::{Condition, FollowUp, Rollout, Task};
 pub use workflow::{DEFAULT_CONCURRENCY, FORMAT_VERSION, Workflow};

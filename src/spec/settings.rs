@@ -1,12 +1,13 @@
 //! Settings a task inherits from `defaults:` and may override.
 
+use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::HumanDuration;
 
 /// Settings shared by `defaults:` and every task; a task's own value wins.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Git ref the agent starts from (branch, tag or commit); omitted: the default branch.
@@ -36,6 +37,55 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// v1: environment variables of the agent (names may not start with `CURSOR_`). Values
+    /// are never printed or stored; launches that set them cannot be made idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
+    pub env_vars: Option<IndexMap<String, String>>,
+    /// v1: MCP servers of the agent, passed to the API as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// v1: `agent` (make changes) or `plan` (plan only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// v1: parameters of `model`, by id (for example `reasoning: high`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_params: Option<IndexMap<String, serde_json::Value>>,
+    /// v1: work on the starting ref itself instead of a new branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_on_current_branch: Option<bool>,
+    /// v1: an existing pull request for the agent to work on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+}
+
+/// What a v1 agent does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Changes the code.
+    Agent,
+    /// Plans only.
+    Plan,
+}
+
+impl Mode {
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Agent => "agent",
+            Mode::Plan => "plan",
+        }
+    }
+}
+
+/// Which API versions a setting works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlyOn {
+    /// Only v0 has it.
+    V0,
+    /// Only v1 has it.
+    V1,
 }
 
 impl Settings {
@@ -53,6 +103,41 @@ impl Settings {
             skip_reviewer_request: self.skip_reviewer_request.or(base.skip_reviewer_request),
             timeout: self.timeout.or(base.timeout),
             retries: self.retries.or(base.retries),
+            env_vars: self.env_vars.clone().or_else(|| base.env_vars.clone()),
+            mcp_servers: self.mcp_servers.clone().or_else(|| base.mcp_servers.clone()),
+            mode: self.mode.or(base.mode),
+            model_params: self
+                .model_params
+                .clone()
+                .or_else(|| base.model_params.clone()),
+            work_on_current_branch: self.work_on_current_branch.or(base.work_on_current_branch),
+            pr_url: self.pr_url.clone().or_else(|| base.pr_url.clone()),
         }
+    }
+
+    /// The settings set here that only one API version has, by their YAML names.
+    pub fn version_specific(&self) -> Vec<(&'static str, OnlyOn)> {
+        let set = [
+            ("branch", self.branch.is_some(), OnlyOn::V0),
+            (
+                "open_as_cursor_github_app",
+                self.open_as_cursor_github_app.is_some(),
+                OnlyOn::V0,
+            ),
+            ("env_vars", self.env_vars.is_some(), OnlyOn::V1),
+            ("mcp_servers", self.mcp_servers.is_some(), OnlyOn::V1),
+            ("mode", self.mode.is_some(), OnlyOn::V1),
+            ("model_params", self.model_params.is_some(), OnlyOn::V1),
+            (
+                "work_on_current_branch",
+                self.work_on_current_branch.is_some(),
+                OnlyOn::V1,
+            ),
+            ("pr_url", self.pr_url.is_some(), OnlyOn::V1),
+        ];
+        set.into_iter()
+            .filter(|(_, present, _)| *present)
+            .map(|(name, _, only)| (name, only))
+            .collect()
     }
 }

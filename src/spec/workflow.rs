@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Fleet, FleetName, Settings, Task, TaskId};
+use super::{ApiSettings, ApiVersion, Fleet, FleetName, Settings, Task, TaskId};
 
 /// The only workflow format version this release reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,6 +30,9 @@ pub struct Workflow {
     /// nightly sweep). Without it, every apply continues the same run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_key: Option<String>,
+    /// Which API runs the workflow.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub api: ApiSettings,
     /// Values available to every template as `vars.<name>`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub vars: IndexMap<String, serde_json::Value>,
@@ -49,4 +52,16 @@ pub struct Workflow {
 
 fn default_concurrency() -> u32 {
     DEFAULT_CONCURRENCY
+}
+
+fn is_default(api: &ApiSettings) -> bool {
+    *api == ApiSettings::default()
+}
+
+impl Workflow {
+    /// The API version it runs on (its own, else `CURSOR_API_VERSION`, else v1); an error
+    /// when the variable holds something else.
+    pub fn api_version(&self) -> Result<ApiVersion, String> {
+        ApiVersion::resolve(self.api.version)
+    }
 }

@@ -9,7 +9,7 @@ mod store;
 pub use handle::StoreHandle;
 pub use live::{Snapshot, read_snapshot, remove_snapshot, write_snapshot};
 pub use record::{
-    Attempt, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, RECORD_VERSION,
+    Attempt, BranchOutput, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, RECORD_VERSION,
     RepositoryCache, RunRecord, RunState, Timestamp,
 };
 pub use secrets::webhook_secret;

@@ -94,11 +94,18 @@ pub struct RunRecord {
     /// Whether it ran against the in-process simulator.
     #[serde(default)]
     pub simulated: bool,
+    /// The API version its agents live in (absent in records from before v1: v0).
+    #[serde(default = "legacy_api")]
+    pub api: crate::spec::ApiVersion,
     /// When the first apply started; `run.date` comes from it on every re-apply.
     pub started_at: Timestamp,
     /// When it last settled.
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
+}
+
+fn legacy_api() -> crate::spec::ApiVersion {
+    crate::spec::ApiVersion::V0
 }
 
 /// Where an instance is (DESIGN.md section 2).
@@ -190,8 +197,15 @@ pub struct LaunchIntent {
     pub at: Timestamp,
     /// The repository URL.
     pub repository: String,
-    /// The branch, unique to this instance and attempt.
+    /// The branch, unique to this instance and attempt (v0; empty on v1).
     pub branch: String,
+    /// v1: the agent id sent with the launch, so a resend is refused instead of duplicated.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// v1: the agent's name, unique to this instance and attempt (found by it when there is
+    /// no agent id).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Written and flushed before a follow-up call.
@@ -281,6 +295,28 @@ pub struct InstanceRecord {
     /// Why it failed, in words.
     #[serde(default)]
     pub error: Option<String>,
+    /// v1: how long the agent's last run took.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// v1: the branch and pull request per repository the agent pushed.
+    #[serde(default)]
+    pub branches: Vec<BranchOutput>,
+    /// v1: tokens the agent used.
+    #[serde(default)]
+    pub tokens: Option<u64>,
+}
+
+/// A branch an agent pushed, and its pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchOutput {
+    /// The repository, as the API names it.
+    pub repository: String,
+    /// The branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The pull request.
+    #[serde(default)]
+    pub pr_url: Option<String>,
 }
 
 impl InstanceRecord {
@@ -318,6 +354,9 @@ impl InstanceRecord {
             started_at: None,
             finished_at: None,
             error: None,
+            duration_ms: None,
+            branches: Vec::new(),
+            tokens: None,
         }
     }
 }

@@ -392,6 +392,7 @@ mod tests {
             source: String::new(),
             state: RunState::Running,
             simulated: false,
+            api: crate::spec::ApiVersion::V0,
             started_at: Timestamp(1),
             finished_at: None,
         }

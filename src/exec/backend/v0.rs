@@ -1,110 +1,13 @@
-//! The agent backend: what the executor needs from an API, whatever its version.
+//! The v0 backend: one agent per launch, statuses from list pages when cheaper, launches
+//! found again by repository, branch and creation time.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Prompt, Source, Webhook};
-use crate::cursor::{AgentId, AgentStatus, ApiError, Client, MAX_PAGE};
-use crate::plan::Target;
-
-/// Agents created this long before an intent still count as its launch: clocks differ.
-const CLOCK_SLACK: Duration = Duration::from_secs(600);
-
-/// What to launch.
-#[derive(Debug, Clone)]
-pub struct LaunchSpec {
-    /// `https://github.com/owner/name`.
-    pub repository: String,
-    /// The ref to start from.
-    pub git_ref: Option<String>,
-    /// The branch to push to.
-    pub branch: String,
-    /// The rendered prompt.
-    pub prompt: String,
-    /// The model.
-    pub model: Option<String>,
-    /// Pull request settings.
-    pub target: Target,
-    /// Where to post status changes.
-    pub webhook: Option<Webhook>,
-}
-
-/// An agent as the executor sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentView {
-    /// Its id.
-    pub id: AgentId,
-    /// Its status.
-    pub status: AgentStatus,
-    /// Its branch.
-    pub branch: Option<String>,
-    /// Its pull request.
-    pub pr_url: Option<String>,
-    /// Its summary.
-    pub summary: Option<String>,
-    /// Its page.
-    pub url: Option<String>,
-}
-
-impl From<Agent> for AgentView {
-    fn from(agent: Agent) -> Self {
-        let target = agent.target.unwrap_or_default();
-        Self {
-            id: agent.id,
-            status: agent.status,
-            branch: target.branch_name,
-            pr_url: target.pr_url,
-            summary: agent.summary,
-            url: target.url,
-        }
-    }
-}
-
-/// The statuses of several agents; an agent the API no longer has maps to its error.
-pub type Statuses = HashMap<AgentId, Result<AgentView, ApiError>>;
-
-/// The operations the executor needs. Each API version implements it; nothing in `exec/`
-/// depends on which one is behind it.
-pub trait Backend: Send + Sync + 'static {
-    /// Launches an agent.
-    fn launch(&self, spec: &LaunchSpec)
-    -> impl Future<Output = Result<AgentView, ApiError>> + Send;
-
-    /// The agent a launch made, if any: same repository and branch, created since `since`.
-    fn find_launched(
-        &self,
-        repository: &str,
-        branch: &str,
-        since: SystemTime,
-    ) -> impl Future<Output = Result<Option<AgentView>, ApiError>> + Send;
-
-    /// The statuses of `ids`, the oldest created around `oldest`, in as few calls as it can.
-    fn statuses(
-        &self,
-        ids: &[AgentId],
-        oldest: SystemTime,
-    ) -> impl Future<Output = Result<Statuses, ApiError>> + Send;
-
-    /// Sends a follow-up.
-    fn follow_up(
-        &self,
-        id: &AgentId,
-        text: &str,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
-
-    /// Whether the agent received `text` as its follow-up number `sent_before + 1`.
-    fn follow_up_received(
-        &self,
-        id: &AgentId,
-        text: &str,
-        sent_before: u32,
-    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
-
-    /// Stops an agent.
-    fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), ApiError>> + Send;
-}
+use super::{AgentView, Backend, CLOCK_SLACK, LaunchSpec, Statuses};
+use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Prompt, Source};
+use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
 
 /// The v0 API.
 #[derive(Debug)]
@@ -177,12 +80,8 @@ impl Backend for V0 {
         self.client.launch(&request).await.map(AgentView::from)
     }
 
-    async fn find_launched(
-        &self,
-        repository: &str,
-        branch: &str,
-        since: SystemTime,
-    ) -> Result<Option<AgentView>, ApiError> {
+    async fn find_launched(&self, spec: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
+        let (repository, branch, since) = (&spec.repository, spec.branch.as_str(), spec.since);
         let floor = since
             .checked_sub(CLOCK_SLACK)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -260,6 +159,26 @@ impl Backend for V0 {
             // Already ended: nothing to stop.
             Ok(_) | Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),
+        }
+    }
+
+    async fn tokens(&self, _id: &AgentId) -> Result<Option<u64>, ApiError> {
+        Ok(None)
+    }
+}
+
+impl From<Agent> for AgentView {
+    fn from(agent: Agent) -> Self {
+        let target = agent.target.unwrap_or_default();
+        Self {
+            id: agent.id,
+            status: agent.status,
+            branch: target.branch_name,
+            pr_url: target.pr_url,
+            summary: agent.summary,
+            url: target.url,
+            duration: None,
+            branches: Vec::new(),
         }
     }
 }

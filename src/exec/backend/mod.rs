@@ -1,0 +1,214 @@
+//! The agent backend: what the executor needs from an API, whatever its version. Each
+//! version is one implementation (`v0.rs`, `v1.rs`); [`Cursor`] picks one at run time.
+
+mod v0;
+mod v1;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+pub use v0::V0;
+pub use v1::V1;
+
+use crate::cursor::model::Webhook;
+use crate::cursor::model::v1::GitBranch;
+use crate::cursor::{AgentId, AgentStatus, ApiError, Client};
+use crate::plan::{AgentOptions, Target};
+use crate::spec::ApiVersion;
+
+/// Agents created this long before an intent still count as its launch: clocks differ.
+const CLOCK_SLACK: Duration = Duration::from_secs(600);
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// `https://github.com/owner/name`.
+    pub repository: String,
+    /// The ref to start from.
+    pub git_ref: Option<String>,
+    /// The branch to push to.
+    pub branch: String,
+    /// The rendered prompt.
+    pub prompt: String,
+    /// The model.
+    pub model: Option<String>,
+    /// Pull request settings.
+    pub target: Target,
+    /// Where to post status changes (v0).
+    pub webhook: Option<Webhook>,
+    /// v1: the deterministic agent id of this attempt (none when `env_vars` forbid it).
+    pub agent_id: Option<AgentId>,
+    /// v1: the agent's name, unique to the instance and attempt.
+    pub name: String,
+    /// v1 settings.
+    pub options: AgentOptions,
+    /// When the launch intent was written: agents created before it are not this launch's.
+    pub since: SystemTime,
+}
+
+/// The API's limit on agent names.
+const MAX_NAME: usize = 100;
+
+/// The name of an attempt's agent: unique to run, instance and attempt, readable in Cursor's
+/// list, at most 100 characters (a long one keeps its start and a hash of the whole).
+pub fn agent_name(run: &str, instance: &str, attempt: u32) -> String {
+    use sha2::Digest as _;
+    let name = format!("{run} {instance} #{attempt}");
+    if name.chars().count() <= MAX_NAME {
+        return name;
+    }
+    let hash = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..6]);
+    let keep: String = name.chars().take(MAX_NAME - hash.len() - 4).collect();
+    format!("{keep} ~{hash} #{attempt}").chars().take(MAX_NAME).collect()
+}
+
+/// An agent as the executor sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    /// Its id.
+    pub id: AgentId,
+    /// Its status.
+    pub status: AgentStatus,
+    /// Its branch.
+    pub branch: Option<String>,
+    /// Its pull request.
+    pub pr_url: Option<String>,
+    /// Its summary.
+    pub summary: Option<String>,
+    /// Its page.
+    pub url: Option<String>,
+    /// v1: how long its run took, once ended.
+    pub duration: Option<Duration>,
+    /// v1: every branch its run pushed, with pull requests.
+    pub branches: Vec<GitBranch>,
+}
+
+/// The statuses of several agents; an agent the API no longer has maps to its error.
+pub type Statuses = HashMap<AgentId, Result<AgentView, ApiError>>;
+
+/// The operations the executor needs. Each API version implements it; nothing in `exec/`
+/// depends on which one is behind it.
+pub trait Backend: Send + Sync + 'static {
+    /// Launches an agent.
+    fn launch(&self, spec: &LaunchSpec)
+    -> impl Future<Output = Result<AgentView, ApiError>> + Send;
+
+    /// The agent an earlier send of `spec` made, if any. A backend whose launches are
+    /// idempotent may answer `None`: sending `spec` again then finds the agent itself.
+    fn find_launched(
+        &self,
+        spec: &LaunchSpec,
+    ) -> impl Future<Output = Result<Option<AgentView>, ApiError>> + Send;
+
+    /// The statuses of `ids`, the oldest created around `oldest`, in as few calls as it can.
+    fn statuses(
+        &self,
+        ids: &[AgentId],
+        oldest: SystemTime,
+    ) -> impl Future<Output = Result<Statuses, ApiError>> + Send;
+
+    /// Sends a follow-up.
+    fn follow_up(
+        &self,
+        id: &AgentId,
+        text: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Whether the agent received `text` as its follow-up number `sent_before + 1`.
+    fn follow_up_received(
+        &self,
+        id: &AgentId,
+        text: &str,
+        sent_before: u32,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+
+    /// Stops an agent.
+    fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Tokens the agent used, where the API tells.
+    fn tokens(&self, id: &AgentId) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
+}
+
+/// The backend of a Cursor API version, chosen at run time.
+#[derive(Debug)]
+pub enum Cursor {
+    /// v0.
+    V0(V0),
+    /// v1.
+    V1(V1),
+}
+
+impl Cursor {
+    /// The backend of `version` over `client`.
+    pub fn new(version: ApiVersion, client: Client) -> Self {
+        match version {
+            ApiVersion::V0 => Cursor::V0(V0::new(client)),
+            ApiVersion::V1 => Cursor::V1(V1::new(client)),
+        }
+    }
+}
+
+/// Forwards each call to the version's backend.
+macro_rules! forward {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            Cursor::V0($backend) => $call.await,
+            Cursor::V1($backend) => $call.await,
+        }
+    };
+}
+
+impl Backend for Cursor {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
+        forward!(self, b => b.launch(spec))
+    }
+
+    async fn find_launched(&self, spec: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
+        forward!(self, b => b.find_launched(spec))
+    }
+
+    async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
+        forward!(self, b => b.statuses(ids, oldest))
+    }
+
+    async fn follow_up(&self, id: &AgentId, text: &str) -> Result<(), ApiError> {
+        forward!(self, b => b.follow_up(id, text))
+    }
+
+    async fn follow_up_received(
+        &self,
+        id: &AgentId,
+        text: &str,
+        sent_before: u32,
+    ) -> Result<bool, ApiError> {
+        forward!(self, b => b.follow_up_received(id, text, sent_before))
+    }
+
+    async fn stop(&self, id: &AgentId) -> Result<(), ApiError> {
+        forward!(self, b => b.stop(id))
+    }
+
+    async fn tokens(&self, id: &AgentId) -> Result<Option<u64>, ApiError> {
+        forward!(self, b => b.tokens(id))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::agent_name;
+
+    #[test]
+    fn agent_names_are_unique_and_short() {
+        assert_eq!(
+            agent_name("sweep/default", "bump[acme/api]", 2),
+            "sweep/default bump[acme/api] #2"
+        );
+        let long = "x".repeat(120);
+        let (a, b) = (agent_name("r", &long, 1), agent_name("r", &format!("{long}y"), 1));
+        assert!(a.chars().count() <= 100 && b.chars().count() <= 100);
+        assert_ne!(a, b);
+        assert_ne!(a, agent_name("r", &long, 2));
+    }
+}
