@@ -53,11 +53,9 @@ impl Backend for Naive {
 
     async fn find_launched(
         &self,
-        repository: &str,
-        branch: &str,
-        since: std::time::SystemTime,
+        spec: &LaunchSpec,
     ) -> Result<Option<AgentView>, orchestrate::cursor::ApiError> {
-        self.inner.find_launched(repository, branch, since).await
+        self.inner.find_launched(spec).await
     }
 
     async fn statuses(
@@ -91,6 +89,10 @@ impl Backend for Naive {
 
     async fn stop(&self, id: &AgentId) -> Result<(), orchestrate::cursor::ApiError> {
         self.inner.stop(id).await
+    }
+
+    async fn tokens(&self, id: &AgentId) -> Result<Option<u64>, orchestrate::cursor::ApiError> {
+        self.inner.tokens(id).await
     }
 }
 
@@ -150,7 +152,7 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
         .join("\n")
         + "\n";
     let yaml = format!(
-        "version: 1\nname: fleet\nconcurrency: {concurrency}\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"
+        "version: 1\nname: fleet\napi:\n  version: v0\nconcurrency: {concurrency}\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"
     );
     let workflow = spec::parse(&SourceFile::new("fleet.yaml", yaml)).unwrap();
     let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());

@@ -27,8 +27,9 @@ fn workflow() -> String {
         .map(|n| format!("    - https://github.com/acme/svc-{n:04}"))
         .collect::<Vec<_>>()
         .join("\n");
-    let mut yaml =
-        format!("version: 1\nname: resume\nconcurrency: 2000\nfleets:\n  all:\n{repos}\ntasks:\n");
+    let mut yaml = format!(
+        "version: 1\nname: resume\napi:\n  version: v0\nconcurrency: 2000\nfleets:\n  all:\n{repos}\ntasks:\n"
+    );
     for task in 0..5 {
         let _ = writeln!(
             yaml,

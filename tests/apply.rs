@@ -139,12 +139,7 @@ async fn wait_for_agents(sim: &Sim, count: u64) {
 }
 
 /// Runs `apply FILE --yes` to its end in a blocking thread; returns (exit code, stderr).
-async fn apply(
-    sim: &Sim,
-    state: &Path,
-    file: &Path,
-    extra: &[&str],
-) -> (Option<i32>, String) {
+async fn apply(sim: &Sim, state: &Path, file: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut command = orchestrate(sim, state);
     command
         .arg("apply")
@@ -351,8 +346,15 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api
 }
 
 on_both_apis!(under_injected_faults_the_run_completes_with_its_retries_and_within_quotas);
-async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas(api: ApiVersion) {
-    let sim = simulator(api, (10, 30), "5xx=0.08,429=0.01:1,drop=0.05,error=0.1,seed=9").await;
+async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas(
+    api: ApiVersion,
+) {
+    let sim = simulator(
+        api,
+        (10, 30),
+        "5xx=0.08,429=0.01:1,drop=0.05,error=0.1,seed=9",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("faults.yaml");
     // 30 instances, 60 agent phases: some ERROR is all but sure (0.9^60 is 0.2%).

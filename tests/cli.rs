@@ -65,13 +65,13 @@ fn run_key_can_be_given_and_is_checked() {
             "2026-01-01",
             "--format",
             "json",
-            "examples/workflows/nightly-sweep.yaml",
+            "examples/workflows/dependency-sweep.yaml",
         ])
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["run"], "nightly-deps/2026-01-01");
-    assert_eq!(plan["instances"][0]["branch"], "deps/2026-01-01/<go-*>");
+    assert_eq!(plan["run"], "dependency-sweep/2026-01-01");
+    assert_eq!(plan["instances"][0]["branch"], "deps/2026-01-01/api");
 
     let output = orchestrate()
         .args([

@@ -16,6 +16,7 @@ fn validate_limited(dir: &Path, file: &str) -> (i32, String) {
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+        .env_remove("CURSOR_API_VERSION")
         .env_remove("RUST_LOG")
         .timeout(std::time::Duration::from_secs(60))
         .output()

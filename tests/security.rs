@@ -168,7 +168,7 @@ async fn workflow_values_cannot_inject_into_the_json_sent() {
         "version": 1,
         "name": "inject",
         "vars": { "evil": evil },
-        "tasks": { "t": { "repo": "https://github.com/acme/api", "prompt": "{{ vars.evil }}", "branch": "b/{{ run.key }}" } },
+        "tasks": { "t": { "repo": "https://github.com/acme/api", "prompt": "{{ vars.evil }}" } },
     });
     let file = dir.path().join("inject.yaml");
     std::fs::write(&file, serde_yaml::to_string(&workflow).unwrap()).unwrap();

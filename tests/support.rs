@@ -13,6 +13,7 @@ pub fn orchestrate() -> assert_cmd::Command {
         .env("NO_COLOR", "1")
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
         .env_remove("CURSOR_API_KEY")
+        .env_remove("CURSOR_API_VERSION")
         .env_remove("ORCHESTRATE_STATE")
         .env_remove("RUST_LOG")
         .current_dir(repo_root())

@@ -84,7 +84,7 @@ async fn github_actions_get_a_summary_outputs_and_annotations() {
     );
     assert!(
         summary.contains(
-            "| `bump[acme/api]` | acme/api | ✅ succeeded | `upgrade/framework-api` | [#"
+            "| `bump[acme/api]` | acme/api | ✅ succeeded | `cursor/upgrade-api-to-the-next-"
         ),
         "{summary}"
     );

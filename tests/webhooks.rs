@@ -139,6 +139,8 @@ async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())
         .env("CURSOR_API_KEY", DEFAULT_KEY)
+        // Only v0 delivers webhooks.
+        .env("CURSOR_API_VERSION", "v0")
         .env(
             "ORCHESTRATE_QUOTAS",
             "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500",

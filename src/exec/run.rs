@@ -22,8 +22,8 @@ use crate::cursor::{AgentId, AgentStatus, ApiError};
 use crate::plan::{AgentOutput, Field, Instance, NeedContext, Plan};
 use crate::spec::Condition;
 use crate::state::{
-    Attempt, BranchOutput, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent, StoreHandle,
-    Timestamp, Write,
+    Attempt, BranchOutput, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent,
+    StoreHandle, Timestamp, Write,
 };
 
 /// Consecutive reads of the same unknown status after which it counts as the end (DESIGN.md:
@@ -403,9 +403,11 @@ impl<B: Backend> Execution<B> {
                     record.branch = self.branch_for(index, record.attempt);
                     // Where the API takes a client-chosen id, a resend of this launch is refused
                     // instead of duplicated; the API does not allow one with env_vars.
-                    let agent_id = instance.options.env_vars.is_none().then(|| {
-                        agent_id_for(&self.run, &record.key, record.attempt).0
-                    });
+                    let agent_id = instance
+                        .options
+                        .env_vars
+                        .is_none()
+                        .then(|| agent_id_for(&self.run, &record.key, record.attempt).0);
                     record.launch = Some(LaunchIntent {
                         attempt: record.attempt,
                         at: Timestamp::now(),

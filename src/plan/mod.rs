@@ -26,7 +26,8 @@ pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
 
 use crate::spec::{
-    ApiVersion, Mode, Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, RepoUrl, TaskId, Workflow,
+    ApiVersion, Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, Mode, RepoUrl, TaskId,
+    Workflow,
 };
 
 /// What `apply` will do with an instance.
@@ -582,7 +583,8 @@ impl Plan {
                 (Ok(branch), Ok(prompt)) => {
                     let branch = branch.trim().to_owned();
                     // A discover instance's branch holds a placeholder until it is resolved.
-                    let resolved = self.instances[index].repo.is_some() && self.api == ApiVersion::V0;
+                    let resolved =
+                        self.instances[index].repo.is_some() && self.api == ApiVersion::V0;
                     if let (true, Err(reason)) = (resolved, check_branch(&branch)) {
                         errors.push(PlanError::Branch {
                             instance: key,

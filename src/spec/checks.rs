@@ -9,8 +9,8 @@ use petgraph::graphmap::DiGraphMap;
 use super::template::{self, Scope};
 use super::yaml::{KeyPath, Spans};
 use super::{
-    API_VERSION_VAR, ApiVersion, OnlyOn, Diagnostic, FORMAT_VERSION, Fleet, FleetName, SourceFile, Span, TaskId, Workflow, did_you_mean,
-    is_identifier,
+    API_VERSION_VAR, ApiVersion, Diagnostic, FORMAT_VERSION, Fleet, FleetName, OnlyOn, SourceFile,
+    Span, TaskId, Workflow, did_you_mean, is_identifier,
 };
 
 /// Every problem of a workflow whose shape is right.
@@ -147,13 +147,11 @@ impl Checks<'_> {
             }
         }
         if let Some(url) = &settings.pr_url {
-            let ok = url
-                .split_once("/pull/")
-                .is_some_and(|(repo, number)| {
-                    repo.parse::<super::RepoUrl>().is_ok()
-                        && !number.is_empty()
-                        && number.chars().all(|c| c.is_ascii_digit())
-                });
+            let ok = url.split_once("/pull/").is_some_and(|(repo, number)| {
+                repo.parse::<super::RepoUrl>().is_ok()
+                    && !number.is_empty()
+                    && number.chars().all(|c| c.is_ascii_digit())
+            });
             if !ok {
                 self.found.push(
                     Diagnostic::at(

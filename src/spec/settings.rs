@@ -104,7 +104,10 @@ impl Settings {
             timeout: self.timeout.or(base.timeout),
             retries: self.retries.or(base.retries),
             env_vars: self.env_vars.clone().or_else(|| base.env_vars.clone()),
-            mcp_servers: self.mcp_servers.clone().or_else(|| base.mcp_servers.clone()),
+            mcp_servers: self
+                .mcp_servers
+                .clone()
+                .or_else(|| base.mcp_servers.clone()),
             mode: self.mode.or(base.mode),
             model_params: self
                 .model_params

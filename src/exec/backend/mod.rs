@@ -60,7 +60,10 @@ pub fn agent_name(run: &str, instance: &str, attempt: u32) -> String {
     }
     let hash = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..6]);
     let keep: String = name.chars().take(MAX_NAME - hash.len() - 4).collect();
-    format!("{keep} ~{hash} #{attempt}").chars().take(MAX_NAME).collect()
+    format!("{keep} ~{hash} #{attempt}")
+        .chars()
+        .take(MAX_NAME)
+        .collect()
 }
 
 /// An agent as the executor sees it.
@@ -194,7 +197,6 @@ impl Backend for Cursor {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::agent_name;
@@ -206,7 +208,10 @@ mod tests {
             "sweep/default bump[acme/api] #2"
         );
         let long = "x".repeat(120);
-        let (a, b) = (agent_name("r", &long, 1), agent_name("r", &format!("{long}y"), 1));
+        let (a, b) = (
+            agent_name("r", &long, 1),
+            agent_name("r", &format!("{long}y"), 1),
+        );
         assert!(a.chars().count() <= 100 && b.chars().count() <= 100);
         assert_ne!(a, b);
         assert_ne!(a, agent_name("r", &long, 2));

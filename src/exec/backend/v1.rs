@@ -94,7 +94,11 @@ impl V1 {
     async fn adopt(&self, agent: &Agent) -> Result<AgentView, ApiError> {
         let run = latest_run(agent)?;
         self.follow(&agent.id, run.clone());
-        self.known().entry(agent.id.clone()).or_default().url = agent.url.clone();
+        self.known()
+            .entry(agent.id.clone())
+            .or_default()
+            .url
+            .clone_from(&agent.url);
         self.read(&agent.id, &run, None).await
     }
 
