@@ -891,3 +891,67 @@ async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: ApiVersion
     );
     sim.shutdown().await;
 }
+
+/// What a v1 run reports (result, duration, branches per repository, tokens) reaches
+/// `status`, the report, and `artifacts` downloads the agent's files. v1 only: v0 has no
+/// runs, usage or artifacts.
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
+    let sim = simulator(ApiVersion::V1, (10, 20), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/single-repo.yaml");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let status = status_json(&sim, &state).await;
+    assert_eq!(status["api"], "v1");
+    let readme = &status["instances"][0];
+    let prompt = &sim.launches()[0].prompt;
+    assert_eq!(
+        readme["tokens"].as_u64(),
+        Some(1000 + 10 * prompt.len() as u64),
+        "{readme}"
+    );
+    assert!(readme["run_duration_ms"].as_u64().unwrap() > 0, "{readme}");
+    assert_eq!(readme["branches"][0]["repository"], "github.com/acme/api");
+    assert!(
+        readme["branches"][0]["branch"]
+            .as_str()
+            .unwrap()
+            .starts_with("cursor/")
+    );
+    assert!(
+        readme["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Done: Write a README.md")
+    );
+
+    let run = |args: &[&str]| {
+        let mut command = orchestrate(&sim, &state);
+        command.args(args);
+        command.output().unwrap()
+    };
+    let report = run(&["report", "--format", "markdown"]);
+    assert!(text(&report.stdout).contains("| Tokens |"));
+
+    let listed = run(&["artifacts", "add-readme/default", "readme[acme/api]"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(text(&listed.stdout).starts_with("runs/1/summary.md\t"));
+    let out = dir.path().join("artifacts");
+    let downloaded = run(&[
+        "artifacts",
+        "add-readme/default",
+        "readme[acme/api]",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(downloaded.status.success(), "{}", text(&downloaded.stderr));
+    let summary = std::fs::read_to_string(out.join("runs/1/summary.md")).unwrap();
+    assert!(summary.starts_with("# Write a README.md"), "{summary}");
+
+    let unknown = run(&["artifacts", "add-readme/default", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("has no instance `nope`; it has: readme[acme/api]"));
+    sim.shutdown().await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Output;
 use crate::cursor::Client;
-use crate::spec::{Fleet, HumanDuration, RepoUrl, Workflow};
+use crate::spec::{ApiVersion, Fleet, HumanDuration, RepoUrl, Workflow};
 use crate::state::{RepositoryCache, Store, StoreHandle, Timestamp, Write};
 
 /// How long a fetch of the repository list may take when a cached list can stand in.
@@ -51,9 +51,26 @@ pub async fn resolve(
                 ));
             }
         }
+        // Both versions share the endpoint's quota; each has its own shape.
+        let api = workflow.api_version().unwrap_or_default();
+        let fetch = async {
+            match api {
+                ApiVersion::V0 => client.repositories().await.map(|answer| {
+                    answer
+                        .repositories
+                        .into_iter()
+                        .map(|r| r.repository)
+                        .collect::<Vec<_>>()
+                }),
+                ApiVersion::V1 => client
+                    .v1_repositories()
+                    .await
+                    .map(|items| items.into_iter().map(|r| r.url).collect()),
+            }
+        };
         // With a cache to fall back on, a slow endpoint is not waited on for long.
         let fetched = match &cache {
-            Some(_) => tokio::time::timeout(SLOW_ENDPOINT, client.repositories())
+            Some(_) => tokio::time::timeout(SLOW_ENDPOINT, fetch)
                 .await
                 .unwrap_or_else(|_| {
                     Err(crate::cursor::ApiError::Network {
@@ -61,17 +78,13 @@ pub async fn resolve(
                         message: format!("no answer within {}s", SLOW_ENDPOINT.as_secs()),
                     })
                 }),
-            None => client.repositories().await,
+            None => fetch.await,
         };
         match fetched {
-            Ok(answer) => {
+            Ok(repositories) => {
                 let list = RepositoryCache {
                     fetched_at: Timestamp::now(),
-                    repositories: answer
-                        .repositories
-                        .into_iter()
-                        .map(|r| r.repository)
-                        .collect(),
+                    repositories,
                 };
                 let mut writes = vec![Write::Repositories(list.clone())];
                 if let Some(at) = client.quotas().last_repositories_call() {

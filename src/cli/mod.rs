@@ -2,6 +2,7 @@
 
 mod api;
 mod apply;
+mod artifacts;
 mod discover;
 mod output;
 mod plan;
@@ -124,6 +125,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::report::ReportFormat::Markdown)]
         format: crate::report::ReportFormat,
     },
+    /// List or download the files an instance's agent produced (API v1).
+    Artifacts {
+        /// The run.
+        run: String,
+        /// The instance, like `bump[acme/api]`.
+        instance: String,
+        /// Download every artifact into this directory (else list them).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the workflow format.
     Schema,
     /// Show what the API knows of the key (`GET /v0/me`).
@@ -227,6 +238,17 @@ pub fn run(cli: Cli) -> Exit {
             block_on(runs::report(&out, &cli.global.state, run, format))
         }
         Command::Cancel { run } => block_on(runs::cancel(&out, &cli.global.state, run)),
+        Command::Artifacts {
+            run,
+            instance,
+            out: out_dir,
+        } => block_on(artifacts::run(
+            &out,
+            &cli.global.state,
+            run,
+            instance,
+            out_dir,
+        )),
         Command::Retry {
             run,
             failed: _,

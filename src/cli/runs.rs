@@ -30,7 +30,7 @@ fn open(out: &Output, dir: &Path) -> Result<StoreHandle, Exit> {
 }
 
 /// The state and the run named `run` (or the most recent one) in it.
-async fn open_run(
+pub async fn open_run(
     out: &Output,
     dir: &Path,
     run: Option<String>,
@@ -152,12 +152,16 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
                     "started_at": r.started_at.map(Timestamp::rfc3339),
                     "finished_at": r.finished_at.map(Timestamp::rfc3339),
                     "error": r.error,
+                    "run_duration_ms": r.duration_ms,
+                    "tokens": r.tokens,
+                    "branches": r.branches,
                 })
             })
             .collect();
         let body = json!({
             "run": run.id,
             "workflow": run.workflow,
+            "api": run.api.as_str(),
             "state": run.state.as_str(),
             "counts": counts(records),
             "instances": instances,
@@ -174,7 +178,7 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
         run.state.as_str(),
         run.started_at.rfc3339()
     );
-    text.push_str("INSTANCE\tSTATE\tAGENT\tBRANCH\tPR\tATTEMPTS\tTIME\tSUMMARY\n");
+    text.push_str("INSTANCE\tSTATE\tAGENT\tBRANCH\tPR\tATTEMPTS\tTIME\tTOKENS\tSUMMARY\n");
     for r in records {
         let time = r.elapsed().map_or_else(
             || "-".to_owned(),
@@ -190,13 +194,14 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
             .collect();
         let _ = writeln!(
             text,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{time}\t{summary}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{time}\t{}\t{summary}",
             r.key,
             r.state.as_str(),
             r.agent_id.as_deref().unwrap_or("-"),
-            r.branch,
+            if r.branch.is_empty() { "-" } else { &r.branch },
             r.pr_url.as_deref().unwrap_or("-"),
             r.attempt,
+            r.tokens_text(),
         );
     }
     out.stdout(&text);

@@ -47,9 +47,9 @@ pub fn render(report: &Report) -> String {
         run.started_at.rfc3339()
     );
     out.push_str(
-        "| Instance | Repository | State | Branch | Pull request | Duration | Summary |\n",
+        "| Instance | Repository | State | Branch | Pull request | Duration | Tokens | Summary |\n",
     );
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for i in &report.instances {
         let pr = i.pr_url.as_deref().map_or_else(
             || "-".to_owned(),
@@ -66,12 +66,13 @@ pub fn render(report: &Report) -> String {
             .map_or_else(|| "-".to_owned(), cell);
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} {} | `{}` | {pr} | {took} | {summary} |",
+            "| `{}` | {} | {} {} | `{}` | {pr} | {took} | {} | {summary} |",
             i.key,
             slug(i),
             icon(i.state),
             i.state.as_str(),
             i.branch,
+            i.tokens_text(),
         );
     }
     out

@@ -75,6 +75,7 @@ impl Report {
         json!({
             "run": self.run.id,
             "workflow": self.run.workflow,
+            "api": self.run.api.as_str(),
             "key": self.run.key,
             "state": self.run.state.as_str(),
             "started_at": self.run.started_at.rfc3339(),
@@ -92,6 +93,9 @@ impl Report {
                 "error": i.error,
                 "attempts": i.attempt,
                 "duration_seconds": i.elapsed().map(|d| d.as_secs()),
+                "run_duration_ms": i.duration_ms,
+                "tokens": i.tokens,
+                "branches": i.branches,
             })).collect::<Vec<_>>(),
         })
     }

@@ -329,6 +329,16 @@ impl InstanceRecord {
         end.duration_since(start.time()).ok()
     }
 
+    /// Tokens used, for people: `12.3k`, or `-` where the API does not tell.
+    pub fn tokens_text(&self) -> String {
+        match self.tokens {
+            None => "-".to_owned(),
+            Some(n) if n < 1000 => n.to_string(),
+            #[allow(clippy::cast_precision_loss)] // a display rounded to 0.1k
+            Some(n) => format!("{:.1}k", n as f64 / 1000.0),
+        }
+    }
+
     /// A fresh, pending instance.
     pub fn pending(key: &str, task: &str, repository: &str, branch: &str, spec_hash: &str) -> Self {
         Self {

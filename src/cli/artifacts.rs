@@ -1,0 +1,158 @@
+//! `orchestrate artifacts RUN INSTANCE [--out DIR]`: the files a v1 agent produced.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::api::{client_from_env, exit_for};
+use super::runs::open_run;
+use super::{Exit, Output};
+use crate::cursor::AgentId;
+use crate::spec::ApiVersion;
+
+/// Lists an instance's artifacts, or downloads them into `out_dir`.
+pub async fn run(
+    out: &Output,
+    dir: &Path,
+    run: String,
+    instance: String,
+    out_dir: Option<PathBuf>,
+) -> Exit {
+    let (store, run) = match open_run(out, dir, Some(run)).await {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
+    if run.api != ApiVersion::V1 {
+        out.error(&format!(
+            "run {} used API {}; only v1 agents keep artifacts",
+            run.id, run.api
+        ));
+        return Exit::Invalid;
+    }
+    let id = run.id.clone();
+    let records = match store.read(move |s| s.instances(&id)).await {
+        Ok(records) => records,
+        Err(error) => {
+            out.error(&error.to_string());
+            return Exit::Invalid;
+        }
+    };
+    drop(store);
+    let Some(record) = records.iter().find(|r| r.key == instance) else {
+        let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        out.error(&format!(
+            "run {} has no instance `{instance}`; it has: {}",
+            run.id,
+            keys.join(", ")
+        ));
+        return Exit::Invalid;
+    };
+    let Some(agent) = record.agent_id.clone().map(AgentId) else {
+        out.error(&format!("{instance} has not launched an agent yet"));
+        return Exit::Invalid;
+    };
+    let client = match client_from_env(out) {
+        Ok(client) => client,
+        Err(exit) => return exit,
+    };
+    let artifacts = match client.v1_artifacts(&agent).await {
+        Ok(artifacts) => artifacts,
+        Err(error) => {
+            out.error(&format!("cannot list the artifacts of {agent}: {error}"));
+            return exit_for(&error);
+        }
+    };
+    let Some(out_dir) = out_dir else {
+        let mut text = String::new();
+        for artifact in &artifacts {
+            let size = artifact.size.map_or_else(|| "-".into(), |s| s.to_string());
+            text.push_str(&format!("{}\t{size}\n", artifact.path));
+        }
+        out.stdout(&text);
+        out.status(&format!(
+            "{} artifact(s) of {instance} (agent {agent}); download them with --out DIR",
+            artifacts.len()
+        ));
+        return Exit::Success;
+    };
+    // Presigned links carry their own authorisation: the API key is not sent with them.
+    let http = reqwest::Client::builder()
+        .user_agent(crate::cursor::USER_AGENT)
+        .build()
+        .expect("an HTTP client");
+    for artifact in &artifacts {
+        let Some(target) = inside(&out_dir, &artifact.path) else {
+            out.error(&format!(
+                "skipping `{}`: the path leaves the output directory",
+                artifact.path
+            ));
+            continue;
+        };
+        let fetched = async {
+            let link = client
+                .v1_artifact_download(&agent, &artifact.path)
+                .await
+                .map_err(|e| e.to_string())?;
+            let response = http
+                .get(&link.url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.without_url().to_string())?;
+            response.bytes().await.map_err(|e| e.to_string())
+        };
+        let bytes = match fetched.await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                out.error(&format!("cannot download `{}`: {error}", artifact.path));
+                return Exit::ApiUnusable;
+            }
+        };
+        if let Err(error) = write_atomically(&target, &bytes) {
+            out.error(&format!("cannot write {}: {error}", target.display()));
+            return Exit::Invalid;
+        }
+        out.status(&format!("{} ({} bytes)", target.display(), bytes.len()));
+    }
+    out.status(&format!(
+        "downloaded {} artifact(s) of {instance} into {}",
+        artifacts.len(),
+        out_dir.display()
+    ));
+    Exit::Success
+}
+
+/// `path` under `dir`, unless it is absolute or climbs out with `..`.
+fn inside(dir: &Path, path: &str) -> Option<PathBuf> {
+    let relative = Path::new(path);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    (plain && !path.is_empty()).then(|| dir.join(relative))
+}
+
+/// Writes through a temporary file and a rename, so a file is whole or absent.
+fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = target.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inside;
+    use std::path::Path;
+
+    #[test]
+    fn artifact_paths_stay_inside_the_output_directory() {
+        let dir = Path::new("/out");
+        assert_eq!(
+            inside(dir, "runs/1/summary.md"),
+            Some(dir.join("runs/1/summary.md"))
+        );
+        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "./x"] {
+            assert_eq!(inside(dir, bad), None, "{bad}");
+        }
+    }
+}
