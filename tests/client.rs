@@ -13,12 +13,12 @@ use orchestrate::cursor::{
 };
 use orchestrate::sim::{DEFAULT_KEY, Faults, SimConfig, Simulator};
 
-fn loopback() -> SocketAddr {
+pub(crate) fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
 /// A simulator whose agents take 20..40 ms of real time.
-fn fast_sim() -> SimConfig {
+pub(crate) fn fast_sim() -> SimConfig {
     SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
@@ -37,7 +37,7 @@ fn quick_retries() -> RetryPolicy {
     }
 }
 
-fn client_for(sim: &Simulator, key: &str, auth: AuthScheme) -> Client {
+pub(crate) fn client_for(sim: &Simulator, key: &str, auth: AuthScheme) -> Client {
     let mut config = ClientConfig::new(&sim.url(), ApiKey::new(key)).unwrap();
     config.auth = auth;
     config.retry = quick_retries();
