@@ -1,5 +1,6 @@
 //! `orchestrate artifacts RUN INSTANCE [--out DIR]`: the files a v1 agent produced.
 
+use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use super::api::{client_from_env, exit_for};
@@ -64,7 +65,7 @@ pub async fn run(
         let mut text = String::new();
         for artifact in &artifacts {
             let size = artifact.size.map_or_else(|| "-".into(), |s| s.to_string());
-            text.push_str(&format!("{}\t{size}\n", artifact.path));
+            let _ = writeln!(text, "{}\t{size}", artifact.path);
         }
         out.stdout(&text);
         out.status(&format!(
