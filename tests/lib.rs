@@ -5,7 +5,7 @@
 //!   locking, timeouts, cancel, Ctrl-C.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
 //! - `client`: the API client against the simulator: endpoints, errors, retries, quotas.
-//! - `client_v1`: the v1 endpoints and rules (runs, agent_busy, agent_id_conflict, limits).
+//! - `client_v1`: the v1 endpoints and rules (runs, `agent_busy`, `agent_id_conflict`, limits).
 //! - `cli_api`: `me`, `models`, `repos`, `agents` against the simulator; the key never shows.
 //! - `invalid`: every file of `tests/fixtures/invalid/` fails with its exact message.
 //! - `examples`: every example validates and plans as its snapshot shows.
