@@ -955,3 +955,80 @@ async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
     assert!(text(&unknown.stderr).contains("has no instance `nope`; it has: readme[acme/api]"));
     sim.shutdown().await;
 }
+
+/// A v1 task with `env_vars` cannot send an `agentId`: a launch lost in a crash is found
+/// again by its unique name, and nothing is launched twice. v1 only: v0 has no `env_vars`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_env_vars_a_crashed_launch_is_found_by_name() {
+    let sim = simulator(ApiVersion::V1, (40, 80), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env.yaml");
+    let repos = fleet("svc", 8);
+    std::fs::write(&file, format!("version: 1\nname: env\nconcurrency: 4\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    env_vars:\n      NPM_TOKEN: \"${{NPM_TOKEN}}\"\n")).unwrap();
+    let state = dir.path().join("state");
+    for point in ["launch:2", "launch:1", "launch:3"] {
+        let mut command = orchestrate(&sim, &state);
+        command
+            .arg("apply")
+            .arg(&file)
+            .arg("--yes")
+            .args(FAST)
+            .env("NPM_TOKEN", "not-for-logs")
+            .env("ORCHESTRATE_CRASH_AFTER", point);
+        let status = tokio::task::spawn_blocking(move || command.output().unwrap().status)
+            .await
+            .unwrap();
+        assert!(!status.success(), "{point}: the process was to die");
+    }
+    // Without the variable, nothing is launched, and the error names it.
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("env_vars.NPM_TOKEN is `${NPM_TOKEN}`, and NPM_TOKEN is not set"),
+        "{stderr}"
+    );
+    let mut last = orchestrate(&sim, &state);
+    last.arg("apply")
+        .arg(&file)
+        .arg("--yes")
+        .args(FAST)
+        .env("NPM_TOKEN", "not-for-logs");
+    let output = tokio::task::spawn_blocking(move || last.output().unwrap())
+        .await
+        .unwrap();
+    let (code, stderr) = (output.status.code(), text(&output.stderr));
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = sim.stats();
+    every_launch_once(&seen);
+    assert_eq!(seen.agents, 8);
+    assert!(!seen.errors.contains_key("agent_id_conflict"));
+    for launch in sim.launches() {
+        assert!(launch.body.get("agentId").is_none(), "{}", launch.body);
+        assert_eq!(launch.body["envVars"]["NPM_TOKEN"], "***");
+    }
+    // The value reached the API, and nowhere in the state.
+    for entry in walk(&state) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("not-for-logs"),
+            "{}",
+            entry.display()
+        );
+    }
+    assert!(!stderr.contains("not-for-logs"));
+    sim.shutdown().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

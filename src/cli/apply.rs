@@ -223,6 +223,24 @@ impl Applier {
             discovered,
         };
         let mut plan = Plan::build(workflow, &options).map_err(plan_error)?;
+        let unset: Vec<String> = plan
+            .instances
+            .iter()
+            .filter_map(|i| {
+                i.options
+                    .env_values()
+                    .err()
+                    .map(|e| format!("{}: {e}", i.task))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unset.is_empty() {
+            for problem in unset {
+                out.error(&format!("task {problem}"));
+            }
+            return Err(Exit::Invalid);
+        }
         if let Some(n) = args.max_concurrency {
             plan.concurrency = n;
         }

@@ -85,6 +85,30 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
+    /// The environment to send: a value written `${NAME}` is read from orchestrate's own
+    /// environment now, so a secret need not be in the workflow (nor in the state, which
+    /// keeps the workflow's text). An error names the variable that is not set.
+    pub fn env_values(&self) -> Result<Option<IndexMap<String, String>>, String> {
+        let Some(vars) = &self.env_vars else {
+            return Ok(None);
+        };
+        let mut values = IndexMap::new();
+        for (name, value) in vars {
+            let reference = value
+                .trim()
+                .strip_prefix("${")
+                .and_then(|v| v.strip_suffix('}'));
+            let value = match reference {
+                Some(from) => std::env::var(from).map_err(|_| {
+                    format!("env_vars.{name} is `${{{from}}}`, and {from} is not set in orchestrate's environment")
+                })?,
+                None => value.clone(),
+            };
+            values.insert(name.clone(), value);
+        }
+        Ok(Some(values))
+    }
+
     fn of(settings: &crate::spec::Settings) -> Self {
         Self {
             env_vars: settings.env_vars.clone(),

@@ -159,6 +159,14 @@ fn view(id: &AgentId, run: &Run, url: Option<String>) -> AgentView {
 impl Backend for V1 {
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         let options = &spec.options;
+        // `apply` checked the references before launching anything; one unset since is
+        // refused like a bad request, before anything is sent.
+        let env = options
+            .env_values()
+            .map_err(|message| ApiError::BadRequest {
+                code: Some("env_var_unset".into()),
+                message,
+            })?;
         let request = CreateAgentRequest {
             prompt: Prompt::text(&spec.prompt),
             model: spec.model.as_ref().map(|id| ModelSpec {
@@ -182,9 +190,9 @@ impl Backend for V1 {
             work_on_current_branch: options.work_on_current_branch,
             auto_create_pr: Some(spec.target.auto_create_pr),
             skip_reviewer_request: Some(spec.target.skip_reviewer_request),
-            env_vars: options.env_vars.as_ref().map(|vars| {
-                vars.iter()
-                    .map(|(name, value)| (name.clone(), Secret::new(value.clone())))
+            env_vars: env.map(|vars| {
+                vars.into_iter()
+                    .map(|(name, value)| (name, Secret::new(value)))
                     .collect()
             }),
             mcp_servers: options.mcp_servers.clone().map(serde_json::Value::Object),
