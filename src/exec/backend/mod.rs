@@ -47,6 +47,40 @@ pub struct LaunchSpec {
     pub since: SystemTime,
 }
 
+/// Walks pages of agents, newest first, until `visit` says so or agents created before
+/// `oldest` (less the clock slack) come. `page` fetches the page after a cursor. Returns the
+/// pages read.
+async fn sweep<A, Fut>(
+    oldest: SystemTime,
+    mut page: impl FnMut(Option<String>) -> Fut,
+    created: impl Fn(&A) -> Option<SystemTime>,
+    mut visit: impl FnMut(A) -> bool,
+) -> Result<usize, ApiError>
+where
+    Fut: Future<Output = Result<(Vec<A>, Option<String>), ApiError>>,
+{
+    let floor = oldest
+        .checked_sub(CLOCK_SLACK)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (agents, next) = page(cursor.take()).await?;
+        pages += 1;
+        let mut past_floor = false;
+        for agent in agents {
+            past_floor |= created(&agent).is_some_and(|c| c < floor);
+            if visit(agent) {
+                return Ok(pages);
+            }
+        }
+        match next {
+            Some(next) if !past_floor => cursor = Some(next),
+            _ => return Ok(pages),
+        }
+    }
+}
+
 /// The API's limit on agent names.
 const MAX_NAME: usize = 100;
 

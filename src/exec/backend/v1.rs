@@ -107,31 +107,23 @@ impl V1 {
     async fn sweep(
         &self,
         oldest: SystemTime,
-        mut visit: impl FnMut(Agent) -> bool,
+        visit: impl FnMut(Agent) -> bool,
     ) -> Result<usize, ApiError> {
-        let floor = oldest
-            .checked_sub(CLOCK_SLACK)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let page = self
-                .client
-                .v1_agents(Some(MAX_PAGE), cursor.as_deref(), true)
-                .await?;
-            pages += 1;
-            let mut past_floor = false;
-            for agent in page.items {
-                past_floor |= agent.created().is_some_and(|c| c < floor);
-                if visit(agent) {
-                    return Ok(pages);
+        super::sweep(
+            oldest,
+            |cursor| {
+                let client = self.client.clone();
+                async move {
+                    let page = client
+                        .v1_agents(Some(MAX_PAGE), cursor.as_deref(), true)
+                        .await?;
+                    Ok((page.items, page.next_cursor))
                 }
-            }
-            match page.next_cursor {
-                Some(next) if !past_floor => cursor = Some(next),
-                _ => return Ok(pages),
-            }
-        }
+            },
+            Agent::created,
+            visit,
+        )
+        .await
     }
 }
 
