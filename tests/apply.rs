@@ -34,9 +34,9 @@ macro_rules! on_both_apis {
 }
 
 /// A simulator, and the API version the binary is told to use against it.
-struct Sim {
+pub(crate) struct Sim {
     sim: Simulator,
-    api: ApiVersion,
+    pub(crate) api: ApiVersion,
 }
 
 impl Deref for Sim {
@@ -48,7 +48,7 @@ impl Deref for Sim {
 }
 
 impl Sim {
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.sim.shutdown().await;
     }
 
@@ -74,7 +74,7 @@ const QUOTAS: &str =
     "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
 
 /// A simulator whose agents take `work` of real time, for a binary told to use `api`.
-async fn simulator(api: ApiVersion, work: (u64, u64), faults: &str) -> Sim {
+pub(crate) async fn simulator(api: ApiVersion, work: (u64, u64), faults: &str) -> Sim {
     let config = SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
@@ -90,7 +90,7 @@ async fn simulator(api: ApiVersion, work: (u64, u64), faults: &str) -> Sim {
 }
 
 /// `orchestrate` against `sim` with a private state, fast polling and quick retries.
-fn orchestrate(sim: &Sim, state: &Path) -> Command {
+pub(crate) fn orchestrate(sim: &Sim, state: &Path) -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
     command
         .current_dir(repo_root())
@@ -106,7 +106,7 @@ fn orchestrate(sim: &Sim, state: &Path) -> Command {
     command
 }
 
-const FAST: [&str; 6] = [
+pub(crate) const FAST: [&str; 6] = [
     "--poll-interval",
     "15ms",
     "--retry-backoff",
@@ -155,7 +155,7 @@ async fn apply(sim: &Sim, state: &Path, file: &Path, extra: &[&str]) -> (Option<
     .unwrap()
 }
 
-async fn status_json(sim: &Sim, state: &Path) -> serde_json::Value {
+pub(crate) async fn status_json(sim: &Sim, state: &Path) -> serde_json::Value {
     let mut command = orchestrate(sim, state);
     command.args(["status", "--json"]);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -165,7 +165,7 @@ async fn status_json(sim: &Sim, state: &Path) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn states(status: &serde_json::Value) -> BTreeMap<String, String> {
+pub(crate) fn states(status: &serde_json::Value) -> BTreeMap<String, String> {
     status["instances"]
         .as_array()
         .unwrap()
@@ -188,7 +188,7 @@ fn fleet(prefix: &str, count: usize) -> String {
         + "\n"
 }
 
-fn every_launch_once(stats: &Stats) {
+pub(crate) fn every_launch_once(stats: &Stats) {
     for (key, count) in &stats.launches {
         assert_eq!(*count, 1, "{key} was launched {count} times");
     }

@@ -15,9 +15,11 @@
 //! - `soak`: every fault on, SIGKILL every ~0.8 s, re-applied until done (size by env).
 //! - `webhooks`: the receiver's refusals, and a run driven by webhooks.
 //! - `sweeps`: reports, GitHub Actions outputs, nightly history and prune, discover caching.
+//! - `passthrough`: workflows through a LiteLLM-like proxy: `/cursor` prefix, virtual key.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
 mod api_contract;
+#[macro_use]
 mod apply;
 mod cli;
 mod cli_api;
@@ -25,6 +27,7 @@ mod client;
 mod client_v1;
 mod examples;
 mod invalid;
+mod passthrough;
 mod plan_props;
 mod schema;
 mod security;
