@@ -78,6 +78,19 @@ pub fn client_from_env(out: &Output) -> Result<Client, Exit> {
     })
 }
 
+/// A client of the API a run's agents live in: the Cursor API, or its Agent Platform.
+pub fn client_for(out: &Output, api: &crate::spec::Api) -> Result<Client, Exit> {
+    let crate::spec::Api::Platform(platform) = api else {
+        return client_from_env(out);
+    };
+    ClientConfig::platform_from_env(&platform.url)
+        .and_then(Client::new)
+        .map_err(|error| {
+            out.error(&error.to_string());
+            Exit::ApiUnusable
+        })
+}
+
 /// The exit code for a failed call.
 pub fn exit_for(error: &ApiError) -> Exit {
     match error {

@@ -13,14 +13,14 @@ use tokio_util::sync::CancellationToken;
 use super::progress::LiveView;
 use super::{Exit, Output, discover};
 use crate::cursor::model::{Secret, Webhook};
-use crate::cursor::{ApiKey, Client, ClientConfig, ConfigError};
+use crate::cursor::{ApiKey, AuthScheme, Client, ClientConfig, ConfigError};
 use crate::exec::{
-    Cursor, ExecConfig, Execution, Halt, PollConfig, Progress, WebhookListener, cancel_run,
+    AnyBackend, ExecConfig, Execution, Halt, PollConfig, Progress, WebhookListener, cancel_run,
 };
 use crate::plan::{Action, Options, Plan, Recorded};
 use crate::report::{GithubActions, Report};
 use crate::sim::{SimConfig, Simulator};
-use crate::spec::{self, ApiVersion, Loaded, SourceFile};
+use crate::spec::{self, Api, ApiVersion, Loaded, SourceFile};
 use crate::state::Snapshot as LiveSnapshot;
 use crate::state::{
     Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
@@ -203,14 +203,23 @@ impl Applier {
                 return Err(Exit::Invalid);
             }
             if run.api != first.api {
+                let how = match &run.api {
+                    Api::Cursor(v) => {
+                        format!("CURSOR_API_VERSION={v} (or `api: {{version: {v}}}`)")
+                    }
+                    Api::Platform(p) => format!(
+                        "`api: {{backend: litellm-agent-platform, url: {}, agent_id: {}}}`",
+                        p.url, p.agent_id
+                    ),
+                };
                 out.error(&format!(
-                    "run {run_id} was started on API {}, and this apply would use {}: its agents live in {0}. Set CURSOR_API_VERSION={0} (or `api: {{version: {0}}}`) to continue it, or use --run with another key",
+                    "run {run_id} was started on {}, and this apply would use {}: its agents live there. Set {how} to continue it, or use --run with another key",
                     run.api, first.api
                 ));
                 return Err(Exit::Invalid);
             }
         }
-        let (client, simulator) = connect(out, args, store).await?;
+        let (client, simulator) = connect(out, args, store, &first.api).await?;
         let discovered = discover::resolve(out, workflow, store, &client, args.refresh_repos)
             .await
             .map_err(|e| {
@@ -396,7 +405,7 @@ impl Applier {
             source: loaded.file.text().to_owned(),
             state: RunState::Running,
             simulated: args.simulate,
-            api: plan.api,
+            api: plan.api.clone(),
             started_at,
             finished_at: None,
         };
@@ -416,7 +425,7 @@ impl Applier {
         let interrupt = CancellationToken::new();
         let stop_agents = Arc::new(AtomicBool::new(false));
         watch_ctrl_c(out.clone(), interrupt.clone(), stop_agents.clone());
-        let backend = Arc::new(Cursor::new(plan.api, self.client.clone()));
+        let backend = Arc::new(AnyBackend::new(&plan.api, self.client.clone()));
         let live = LiveView::new(
             out,
             records.iter().filter(|r| !r.state.is_settled()).count(),
@@ -424,9 +433,9 @@ impl Applier {
         let events = live.clone();
         let report = Arc::new(move |progress: Progress| events.event(&describe(&progress)));
         let mut config = exec_config(args);
-        if args.webhook_url.is_some() && plan.api != ApiVersion::V0 {
+        if args.webhook_url.is_some() && plan.api != Api::Cursor(ApiVersion::V0) {
             out.error(&format!(
-                "webhooks exist only on API v0 (v1 has none yet); this run uses {}: drop --webhook-url, or set CURSOR_API_VERSION=v0",
+                "webhooks exist only on API v0 (v1 and the Agent Platform have none); this run uses {}: drop --webhook-url, or set CURSOR_API_VERSION=v0",
                 plan.api
             ));
             return Exit::Invalid;
@@ -635,6 +644,7 @@ async fn connect(
     out: &Output,
     args: &ApplyArgs,
     store: &StoreHandle,
+    api: &Api,
 ) -> Result<(Client, Option<Simulator>), Exit> {
     let last_call = store
         .read(Store::last_repositories_call)
@@ -654,12 +664,19 @@ async fn connect(
                 out.error(&format!("cannot start the simulator: {e}"));
                 Exit::ApiUnusable
             })?;
+        let what = match api {
+            Api::Cursor(_) => "the Cursor API",
+            Api::Platform(_) => "the LiteLLM Agent Platform",
+        };
         out.status(&format!(
-            "simulating the Cursor API at {} (agents work 60x faster)",
+            "simulating {what} at {} (agents work 60x faster)",
             simulator.url()
         ));
         let mut config =
             ClientConfig::new(&simulator.url(), ApiKey::new(key)).expect("a valid URL");
+        if let Api::Platform(_) = api {
+            config.auth = AuthScheme::Bearer;
+        }
         // Agents work 60 times faster: so may the calls (the simulator itself sets no limit).
         config.quotas = config
             .quotas
@@ -668,8 +685,21 @@ async fn connect(
         let client = Client::new(config).map_err(|_| Exit::ApiUnusable)?;
         return Ok((client, Some(simulator)));
     }
-    let config = match ClientConfig::from_env() {
+    let config = match api {
+        Api::Cursor(_) => ClientConfig::from_env(),
+        Api::Platform(platform) => ClientConfig::platform_from_env(&platform.url),
+    };
+    let config = match config {
         Ok(config) => config,
+        Err(ConfigError::MissingPlatformKey) => {
+            out.error(&ConfigError::MissingPlatformKey.to_string());
+            out.status(&format!(
+                "export LAP_MASTER_KEY (the platform's key) and run again,\n\
+                 or try the workflow against the built-in simulator: orchestrate apply --simulate {}",
+                args.file.display()
+            ));
+            return Err(Exit::ApiUnusable);
+        }
         Err(ConfigError::MissingKey) => {
             out.error("CURSOR_API_KEY is not set, so no agent can be launched");
             out.status(&format!(

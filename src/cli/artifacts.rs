@@ -7,7 +7,7 @@ use super::api::{client_from_env, exit_for};
 use super::runs::open_run;
 use super::{Exit, Output};
 use crate::cursor::AgentId;
-use crate::spec::ApiVersion;
+use crate::spec::{Api, ApiVersion};
 
 /// Lists an instance's artifacts, or downloads them into `out_dir`.
 pub async fn run(
@@ -21,9 +21,9 @@ pub async fn run(
         Ok(found) => found,
         Err(exit) => return exit,
     };
-    if run.api != ApiVersion::V1 {
+    if run.api != Api::Cursor(ApiVersion::V1) {
         out.error(&format!(
-            "run {} used API {}; only v1 agents keep artifacts",
+            "run {} used {}; only API v1 agents keep artifacts",
             run.id, run.api
         ));
         return Exit::Invalid;

@@ -52,7 +52,12 @@ pub async fn resolve(
             }
         }
         // Both versions share the endpoint's quota; each has its own shape.
-        let api = workflow.api_version().unwrap_or_default();
+        // (Validation refuses discover fleets on the Agent Platform.)
+        let api = workflow
+            .api()
+            .ok()
+            .and_then(|a| a.version())
+            .unwrap_or_default();
         let fetch = async {
             match api {
                 ApiVersion::V0 => client.repositories().await.map(|answer| {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::apply::{ApplyArgs, Source, apply};
 use super::{Exit, Output};
-use crate::exec::{Cursor, cancel_run};
+use crate::exec::{AnyBackend, cancel_run};
 use crate::state::{
     InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
 };
@@ -281,11 +281,11 @@ pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Exit {
         ));
         return Exit::Invalid;
     }
-    let client = match super::api::client_from_env(out) {
+    let client = match super::api::client_for(out, &run.api) {
         Ok(client) => client,
         Err(exit) => return exit,
     };
-    let backend = Arc::new(Cursor::new(run.api, client));
+    let backend = Arc::new(AnyBackend::new(&run.api, client));
     match cancel_run(&store, backend.as_ref(), &run.id).await {
         Ok(done) => {
             out.status(&format!(

@@ -270,16 +270,12 @@ impl Client {
         call: &Call<'_, B>,
     ) -> Result<T, ApiError> {
         let inner = &self.inner;
-        let url = inner.base.join(call.path).map_err(|e| ApiError::Decode {
-            message: e.to_string(),
-        })?;
         let timeout = match call.kind {
             CallKind::Repositories => inner.repositories_timeout,
             _ => inner.request_timeout,
         };
-        let mut request = inner
-            .http
-            .request(call.method.clone(), url)
+        let mut request = self
+            .request(call.method.clone(), call.path)?
             .timeout(timeout);
         if !call.query.is_empty() {
             request = request.query(call.query);
@@ -287,10 +283,6 @@ impl Client {
         if let Some(body) = call.body {
             request = request.json(body);
         }
-        request = match inner.auth {
-            AuthScheme::Basic => request.basic_auth(inner.key.expose(), Some("")),
-            AuthScheme::Bearer => request.bearer_auth(inner.key.expose()),
-        };
         let response = request.send().await.map_err(network_error)?;
         let status = response.status();
         let retry_after = retry_after(response.headers()).or_else(|| {
@@ -322,12 +314,36 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A request to `path` below the API root, with the key; no timeout of its own.
+    pub(super) fn request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let inner = &self.inner;
+        let url = inner.base.join(path).map_err(|e| ApiError::Decode {
+            message: e.to_string(),
+        })?;
+        let request = inner.http.request(method, url);
+        Ok(match inner.auth {
+            AuthScheme::Basic => request.basic_auth(inner.key.expose(), Some("")),
+            AuthScheme::Bearer => request.bearer_auth(inner.key.expose()),
+        })
+    }
+
+    /// Waits for the quota of a call of `kind`.
+    pub(super) async fn acquire(&self, kind: CallKind) {
+        self.inner.quotas.acquire(kind).await;
+    }
+}
+
 /// An agent id as one path segment, whatever it holds.
 pub(super) fn segment(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn network_error(error: reqwest::Error) -> ApiError {
+pub(super) fn network_error(error: reqwest::Error) -> ApiError {
     // reqwest's message never holds headers, so the key cannot leak through it.
     let mut message = error.to_string();
     let mut source = std::error::Error::source(&error);

@@ -48,6 +48,9 @@ pub enum ConfigError {
     /// No key in the environment.
     #[error("CURSOR_API_KEY is not set")]
     MissingKey,
+    /// No key for the LiteLLM Agent Platform in the environment.
+    #[error("neither LAP_MASTER_KEY nor CURSOR_API_KEY is set")]
+    MissingPlatformKey,
     /// The base URL does not parse.
     #[error("CURSOR_API_BASE_URL `{0}` is not an http(s) URL")]
     BadBaseUrl(String),
@@ -98,6 +101,19 @@ impl ClientConfig {
         })
     }
 
+    /// The configuration of a LiteLLM Agent Platform at `url`: the key from `LAP_MASTER_KEY`
+    /// (else `CURSOR_API_KEY`), sent as Bearer; `ORCHESTRATE_QUOTAS` as for the Cursor API.
+    pub fn platform_from_env(url: &str) -> Result<Self, ConfigError> {
+        let key = ["LAP_MASTER_KEY", "CURSOR_API_KEY"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|k| !k.trim().is_empty()))
+            .ok_or(ConfigError::MissingPlatformKey)?;
+        let mut config = Self::new(url, ApiKey::new(key.trim()))?;
+        config.auth = AuthScheme::Bearer;
+        config.quotas = quotas_from_env(config.quotas)?;
+        Ok(config)
+    }
+
     /// The configuration the environment describes: `CURSOR_API_KEY`,
     /// `CURSOR_API_BASE_URL`, `CURSOR_API_AUTH` and `ORCHESTRATE_QUOTAS`.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -115,13 +131,16 @@ impl ClientConfig {
                 _ => return Err(ConfigError::BadAuth(auth)),
             };
         }
-        if let Ok(spec) = std::env::var("ORCHESTRATE_QUOTAS") {
-            config.quotas = config
-                .quotas
-                .with_overrides(&spec)
-                .map_err(ConfigError::BadQuotas)?;
-        }
+        config.quotas = quotas_from_env(config.quotas)?;
         Ok(config)
+    }
+}
+
+/// `quotas` with the overrides of `ORCHESTRATE_QUOTAS`, if set.
+fn quotas_from_env(quotas: QuotaConfig) -> Result<QuotaConfig, ConfigError> {
+    match std::env::var("ORCHESTRATE_QUOTAS") {
+        Ok(spec) => quotas.with_overrides(&spec).map_err(ConfigError::BadQuotas),
+        Err(_) => Ok(quotas),
     }
 }
 

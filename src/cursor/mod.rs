@@ -1,9 +1,11 @@
-//! The Cursor Cloud Agents API: its JSON shapes, a typed client with quotas and retries.
+//! The Cursor Cloud Agents API (v0, v1, and the LiteLLM Agent Platform's `cursor` runtime):
+//! its JSON shapes, a typed client with quotas and retries.
 
 mod client;
 mod config;
 mod error;
 pub mod model;
+mod platform;
 mod quota;
 mod retry;
 mod v1;
@@ -13,5 +15,6 @@ pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
 pub use error::ApiError;
 pub use model::{AgentId, AgentStatus};
+pub use platform::EventStream;
 pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError, Rates};
 pub use retry::RetryPolicy;

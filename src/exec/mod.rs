@@ -7,7 +7,9 @@ mod poller;
 mod run;
 mod webhook;
 
-pub use backend::{AgentView, Backend, Cursor, LaunchSpec, Statuses, V0, V1, agent_name};
+pub use backend::{
+    AgentView, AnyBackend, Backend, LaunchSpec, Platform, Statuses, V0, V1, agent_name,
+};
 pub use cancel::{Cancelled, cancel_run};
 pub use poller::{PollConfig, Poller, Snapshot};
 pub use run::{ExecConfig, Execution, Halt, Progress, Reporter};

@@ -466,6 +466,20 @@ impl<B: Backend> Execution<B> {
                         options: instance.options.clone(),
                         since: intent.at.time(),
                     };
+                    if uncertain && !self.backend.finds_launches() {
+                        // The launch may have made an agent that cannot be looked up: sending
+                        // it again could make a second one. The user decides.
+                        record.attempts.push(Attempt {
+                            number: record.attempt,
+                            agent_id: None,
+                            outcome: "launch outcome unknown".into(),
+                            at: Timestamp::now(),
+                        });
+                        let detail = "launch outcome unknown: its answer was lost, and this backend cannot look the agent up; check the platform, then `orchestrate retry --failed` launches it again".to_owned();
+                        return self
+                            .settle(index, &mut record, InstanceState::Failed, detail)
+                            .await;
+                    }
                     if uncertain {
                         match self.backend.find_launched(&spec).await {
                             Ok(Some(agent)) => {

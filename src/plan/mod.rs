@@ -26,8 +26,7 @@ pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
 
 use crate::spec::{
-    ApiVersion, Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, Mode, RepoUrl, TaskId,
-    Workflow,
+    Api, Condition, Discover, Fleet, FleetRepo, FollowUp, KeyPath, Mode, RepoUrl, TaskId, Workflow,
 };
 
 /// What `apply` will do with an instance.
@@ -203,8 +202,8 @@ pub struct Plan {
     pub workflow: String,
     /// The workflow's description.
     pub description: Option<String>,
-    /// The API version it runs on.
-    pub api: ApiVersion,
+    /// Where its agents run: a Cursor API version, or the LiteLLM Agent Platform.
+    pub api: Api,
     /// The run this plan is for.
     pub run: RunId,
     /// `run.*` in templates.
@@ -564,7 +563,7 @@ impl Plan {
             workflow: workflow.name.clone(),
             description: workflow.description.clone(),
             // Validation reported a bad CURSOR_API_VERSION already.
-            api: workflow.api_version().unwrap_or_default(),
+            api: workflow.api().unwrap_or_default(),
             run: RunId::new(&workflow.name, &key),
             run_context,
             concurrency: workflow.concurrency,
@@ -589,10 +588,12 @@ impl Plan {
                 NeedContext::new(need, "<state>", output)
             };
             let context = self.context(index, placeholders, None);
-            // On v1 the agent names its branch; it is known once the agent reports it.
-            let branch = match self.api {
-                ApiVersion::V0 => self.templates.render(Field::Branch(&task), &context),
-                ApiVersion::V1 => Ok(String::new()),
+            // Only v0 lets orchestrate name the branch; elsewhere the agent names it, and it is
+            // known once the agent reports it.
+            let branch = if self.api.names_branches() {
+                self.templates.render(Field::Branch(&task), &context)
+            } else {
+                Ok(String::new())
             };
             let prompt = self.templates.render(Field::Prompt(&task), &context);
             let failed = |field, error: &minijinja::Error| PlanError::Render {
@@ -608,7 +609,7 @@ impl Plan {
                     let branch = branch.trim().to_owned();
                     // A discover instance's branch holds a placeholder until it is resolved.
                     let resolved =
-                        self.instances[index].repo.is_some() && self.api == ApiVersion::V0;
+                        self.instances[index].repo.is_some() && self.api.names_branches();
                     if let (true, Err(reason)) = (resolved, check_branch(&branch)) {
                         errors.push(PlanError::Branch {
                             instance: key,
@@ -623,7 +624,7 @@ impl Plan {
             }
         }
         let mut seen: HashMap<(String, &str), &InstanceKey> = HashMap::new();
-        for instance in self.instances.iter().filter(|_| self.api == ApiVersion::V0) {
+        for instance in self.instances.iter().filter(|_| self.api.names_branches()) {
             let repo = instance.repo.as_ref().map_or_else(
                 || instance.key.to_string(),
                 |r| r.slug().to_ascii_lowercase(),

@@ -1,4 +1,5 @@
-//! A simulator of the Cursor Cloud Agents API, v0 and v1: a real HTTP server on loopback.
+//! A simulator of the Cursor Cloud Agents API, v0 and v1, and of the LiteLLM Agent Platform's
+//! `cursor` runtime: a real HTTP server on loopback.
 //!
 //! Each prompt is a run that moves CREATING -> RUNNING -> FINISHED (or ERROR / EXPIRED) on a
 //! clock that can be sped up; follow-ups start a new run of the same agent (v0 shows an agent
@@ -8,6 +9,7 @@
 
 mod faults;
 mod routes;
+mod routes_platform;
 mod routes_v1;
 mod state;
 mod webhooks;
@@ -54,6 +56,8 @@ pub struct SimConfig {
     pub models: Vec<String>,
     /// A path the API is served under, as behind a proxy (`/cursor`); empty: the root.
     pub path_prefix: String,
+    /// The Agent Platform agents a session may run; empty: any.
+    pub platform_agents: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -103,6 +107,7 @@ impl Default for SimConfig {
             .map(|m| (*m).to_owned())
             .collect(),
             path_prefix: String::new(),
+            platform_agents: Vec::new(),
         }
     }
 }
@@ -129,8 +134,9 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let prefix = config.path_prefix.trim_end_matches('/').to_owned();
-        let state = Arc::new(Mutex::new(state::SimState::new(config)));
-        let stop = CancellationToken::new();
+        let sim_state = state::SimState::new(config);
+        let stop = sim_state.shutdown.clone();
+        let state = Arc::new(Mutex::new(sim_state));
         tokio::spawn(webhooks::deliver(state.clone(), stop.clone()));
         let app = match prefix.as_str() {
             "" => routes::router(state.clone()),

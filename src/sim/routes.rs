@@ -102,6 +102,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v0/models", get(models))
         .route("/v0/repositories", get(repositories))
         .merge(super::routes_v1::routes())
+        .merge(super::routes_platform::routes())
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })

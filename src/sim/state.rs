@@ -33,6 +33,8 @@ pub enum Api {
     V0,
     /// `/v1`.
     V1,
+    /// The LiteLLM Agent Platform's `/session` (`cursor` runtime).
+    Platform,
 }
 
 /// One prompt's work: the first prompt of an agent, or a follow-up.
@@ -223,6 +225,102 @@ impl SimAgent {
         messages
     }
 
+    /// The Agent Platform's event log at `now`: per prompt, Cursor's events normalized as
+    /// the platform does (`user.message`, `session.status_running`, `agent.tool_use`,
+    /// `agent.tool_result`, `agent.message`, the final `result` as a tool result, then
+    /// `session.status_idle`). Append-only as time passes, so an event's place is its id.
+    pub fn platform_events(&self, now: SystemTime) -> Vec<serde_json::Value> {
+        let mut log: Vec<(SystemTime, serde_json::Value)> = Vec::new();
+        let text = |text: String| serde_json::json!([{"type": "text", "text": text}]);
+        for (number, run) in self.runs.iter().enumerate() {
+            let end = run.cancelled.unwrap_or(run.busy_until);
+            let mut at = |time: SystemTime, event: serde_json::Value| {
+                if time <= now && time <= end {
+                    log.push((time, event));
+                }
+            };
+            at(
+                run.started,
+                serde_json::json!({"type": "user.message", "content": text(run.prompt.clone())}),
+            );
+            at(
+                run.creating_until,
+                serde_json::json!({"type": "session.status_running"}),
+            );
+            let middle = run.creating_until
+                + (run
+                    .busy_until
+                    .duration_since(run.creating_until)
+                    .unwrap_or_default()
+                    / 2);
+            at(
+                middle,
+                serde_json::json!({"type": "agent.tool_use", "id": format!("tool_{number}"), "name": "edit_file", "input": {"path": "README.md"}}),
+            );
+            at(
+                middle,
+                serde_json::json!({"type": "agent.tool_result", "tool_use_id": format!("tool_{number}"), "content": text("edited".into()), "is_error": false}),
+            );
+            if let Some(cancelled) = run.cancelled.filter(|c| *c <= now) {
+                log.push((cancelled, serde_json::json!({"type": "user.interrupt"})));
+                log.push((cancelled, serde_json::json!({"type": "session.status_idle", "stop_reason": {"type": "interrupted"}})));
+                continue;
+            }
+            let summary = format!("I worked on: {}", first_line(&run.prompt));
+            match run.outcome {
+                Outcome::Finished => {
+                    let message = match self.pr_url(true) {
+                        Some(pr) => format!("{summary}\nOpened {pr}"),
+                        None => summary.clone(),
+                    };
+                    at(
+                        end,
+                        serde_json::json!({"type": "agent.message", "content": text(message)}),
+                    );
+                    at(
+                        end,
+                        serde_json::json!({"type": "agent.tool_result", "content": text(summary), "is_error": false}),
+                    );
+                }
+                Outcome::Error => {
+                    at(
+                        end,
+                        serde_json::json!({"type": "agent.tool_result", "content": text("the agent failed".into()), "is_error": true}),
+                    );
+                    at(
+                        end,
+                        serde_json::json!({"type": "session.error", "error": {"type": "agent_error", "message": "the agent failed"}}),
+                    );
+                }
+                Outcome::Expired => {
+                    at(
+                        end,
+                        serde_json::json!({"type": "session.status_terminated"}),
+                    );
+                    continue;
+                }
+            }
+            at(
+                end,
+                serde_json::json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}),
+            );
+        }
+        log.sort_by_key(|(time, _)| *time);
+        log.into_iter()
+            .enumerate()
+            .map(|(index, (time, mut event))| {
+                event["id"] = format!("evt_{:06}", index + 1).into();
+                event["processed_at"] = httpdate::fmt_http_date(time).into();
+                event
+            })
+            .collect()
+    }
+
+    /// Whether the agent works on a prompt at `now` (a platform session is `running`).
+    pub fn is_busy(&self, now: SystemTime) -> bool {
+        !self.latest().status(now).is_terminal()
+    }
+
     /// Tokens its runs used by `now` (a function of the prompt, so tests can predict it).
     fn usage(&self, now: SystemTime) -> v1::Usage {
         let runs: Vec<v1::RunUsage> = self
@@ -365,6 +463,8 @@ pub struct SimState {
     repositories_calls: Windows,
     /// Requests left in the current 429 burst.
     pub burst_left: u32,
+    /// Cancelled when the simulator shuts down: open event streams end.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Why a request to an agent cannot be done; each is one documented v1 error code.
@@ -433,6 +533,7 @@ impl SimState {
             all_calls: Windows::default(),
             repositories_calls: Windows::default(),
             burst_left: 0,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -519,6 +620,7 @@ impl SimState {
         let id = match (new.id, new.api) {
             (Some(id), _) => id,
             (None, Api::V1) => AgentId(format!("bc-{}", self.uuid())),
+            (None, Api::Platform) => AgentId(format!("sess_{}", self.uuid().simple())),
             (None, Api::V0) => AgentId(format!(
                 "bc_{:012x}",
                 self.rng.random::<u64>() & 0xffff_ffff_ffff
@@ -564,6 +666,8 @@ impl SimState {
         let key = match new.api {
             Api::V0 => format!("{}#{branch}", new.source.repository),
             Api::V1 => format!("{}#{name}", new.source.repository),
+            // A session has neither branch nor name: its repository and prompt tell it.
+            Api::Platform => format!("{}#{}", new.source.repository, new.prompt),
         };
         *self.stats.launches.entry(key).or_default() += 1;
         self.stats.agents += 1;
@@ -646,6 +750,21 @@ impl SimState {
         self.agent_mut(id).expect("checked").runs.push(run);
         *self.stats.follow_ups.entry(id.0.clone()).or_default() += 1;
         run_id
+    }
+
+    /// Agent Platform follow-up: a `user.message` to an idle session starts a new turn.
+    pub fn platform_follow_up(
+        &mut self,
+        id: &AgentId,
+        text: String,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        if agent.is_busy(now) {
+            return Err(Refusal::Busy);
+        }
+        self.add_run(id, text, now);
+        Ok(())
     }
 
     /// v1 follow-up: a new run, unless one is active or the agent is archived.

@@ -9,8 +9,8 @@ use petgraph::graphmap::DiGraphMap;
 use super::template::{self, Scope};
 use super::yaml::{KeyPath, Spans};
 use super::{
-    API_VERSION_VAR, ApiVersion, Diagnostic, FORMAT_VERSION, Fleet, FleetName, OnlyOn, SourceFile,
-    Span, TaskId, Workflow, did_you_mean, is_identifier,
+    API_VERSION_VAR, Api, ApiVersion, BACKEND_VAR, Diagnostic, FORMAT_VERSION, Fleet, FleetName,
+    OnlyOn, SourceFile, Span, TaskId, Workflow, did_you_mean, is_identifier,
 };
 
 /// Every problem of a workflow whose shape is right.
@@ -62,18 +62,48 @@ impl Checks<'_> {
         }
     }
 
-    /// Settings the chosen API version does not have, and v1 settings' own rules.
+    /// Where the agents run; settings the chosen API does not have, and v1 settings' rules.
     fn api(&mut self) {
         let w = self.workflow;
-        let version = match w.api_version() {
-            Ok(version) => version,
+        let api = match w.api() {
+            Ok(api) => api,
             Err(message) => {
-                self.found.push(Diagnostic::file(message).help(format!(
-                    "unset {API_VERSION_VAR}, or set `api: {{version: v1}}` in the workflow"
-                )));
+                let help = if message.starts_with(API_VERSION_VAR) {
+                    format!(
+                        "unset {API_VERSION_VAR}, or set `api: {{version: v1}}` in the workflow"
+                    )
+                } else if message.starts_with(BACKEND_VAR) {
+                    format!(
+                        "unset {BACKEND_VAR}, or set `api: {{backend: cursor}}` in the workflow"
+                    )
+                } else {
+                    "set `api: {backend: litellm-agent-platform, url: https://..., agent_id: ...}`"
+                        .to_owned()
+                };
+                self.found.push(Diagnostic::file(message).help(help));
                 return;
             }
         };
+        let Api::Cursor(version) = api else {
+            self.platform();
+            return;
+        };
+        let platform_fields = [
+            ("url", w.api.url.is_some()),
+            ("agent_id", w.api.agent_id.is_some()),
+        ];
+        for (field, _) in platform_fields.into_iter().filter(|(_, set)| *set) {
+            {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&KeyPath::of(&["api", field])),
+                        format!("`api.{field}` is a setting of the litellm-agent-platform backend, and this workflow runs on the Cursor API"),
+                        "not used by the Cursor API",
+                    )
+                    .help("set `backend: litellm-agent-platform` next to it, or remove it"),
+                );
+            }
+        }
         let chosen = if w.api.version.is_some() {
             format!("`api.version: {version}`")
         } else if ApiVersion::from_env().ok().flatten().is_some() {
@@ -128,6 +158,69 @@ impl Checks<'_> {
                         "parameters of which model?",
                     )
                     .help("set `model` next to `model_params` (or in `defaults`)"),
+                );
+            }
+        }
+    }
+
+    /// What the LiteLLM Agent Platform backend cannot do: a setting `POST /session` has no
+    /// field for, or a fleet discovered through the Cursor API it does not reach.
+    fn platform(&mut self) {
+        let w = self.workflow;
+        if w.api.version.is_some() {
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.key(&KeyPath::of(&["api", "version"])),
+                    "`api.version` picks a Cursor API version, and this workflow runs on the LiteLLM Agent Platform",
+                    "the platform has no Cursor API version",
+                )
+                .help("remove `version`, or set `backend: cursor`"),
+            );
+        }
+        if let Some(url) = &w.api.url {
+            if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.value(&KeyPath::of(&["api", "url"])),
+                        format!("`{url}` is not an http(s) URL"),
+                        "not a URL",
+                    )
+                    .help("write the platform's root, for example http://localhost:4000"),
+                );
+            }
+        }
+        let mut places = vec![(KeyPath::of(&["defaults"]), &w.defaults)];
+        places.extend(
+            w.tasks
+                .iter()
+                .map(|(id, task)| (KeyPath::of(&["tasks", id.as_str()]), &task.settings)),
+        );
+        for (path, settings) in places {
+            for name in settings.not_on_platform() {
+                let help = if name == "model" {
+                    "the platform agent's model is used: set it on the agent (`model` of `POST /api/agents`), and remove it here"
+                } else {
+                    "remove it, or run the workflow on the Cursor API (`api: {backend: cursor}`)"
+                };
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&path.key(name)),
+                        format!("`{name}` cannot be sent through the LiteLLM Agent Platform"),
+                        "`POST /session` has no such field",
+                    )
+                    .help(help),
+                );
+            }
+        }
+        for (name, fleet) in &w.fleets {
+            if matches!(fleet, Fleet::Discover(_)) {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.key(&KeyPath::of(&["fleets", name.as_str(), "discover"])),
+                        format!("fleet `{name}` is discovered through the Cursor API, which the LiteLLM Agent Platform backend does not reach"),
+                        "no repository listing on the platform",
+                    )
+                    .help("list the fleet's repositories"),
                 );
             }
         }

@@ -22,7 +22,10 @@ mod yaml;
 
 use std::path::Path;
 
-pub use api::{API_VERSION_VAR, ApiSettings, ApiVersion};
+pub use api::{
+    API_VERSION_VAR, Api, ApiSettings, ApiVersion, BACKEND_VAR, BackendKind, PLATFORM_AGENT_VAR,
+    PLATFORM_URL_VAR, Platform,
+};
 pub use diagnostic::{Diagnostic, Located, did_you_mean};
 pub use duration::{DURATION_FORMAT, DurationError, HumanDuration};
 pub use fleet::{DetailedRepo, Discover, DiscoverFleet, Fleet, FleetRepo};

@@ -118,6 +118,23 @@ impl Settings {
         }
     }
 
+    /// The settings set here that the LiteLLM Agent Platform cannot send, by their YAML names:
+    /// `POST /session` takes a prompt, a repository, a ref and `auto_create_pr`.
+    pub fn not_on_platform(&self) -> Vec<&'static str> {
+        let own = [
+            ("model", self.model.is_some()),
+            (
+                "skip_reviewer_request",
+                self.skip_reviewer_request.is_some(),
+            ),
+        ];
+        own.into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(name, _)| name)
+            .chain(self.version_specific().into_iter().map(|(name, _)| name))
+            .collect()
+    }
+
     /// The settings set here that only one API version has, by their YAML names.
     pub fn version_specific(&self) -> Vec<(&'static str, OnlyOn)> {
         let set = [

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiSettings, ApiVersion, Fleet, FleetName, Settings, Task, TaskId};
+use super::{Api, ApiSettings, Fleet, FleetName, Settings, Task, TaskId};
 
 /// The only workflow format version this release reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -59,9 +59,9 @@ fn is_default(api: &ApiSettings) -> bool {
 }
 
 impl Workflow {
-    /// The API version it runs on (its own, else `CURSOR_API_VERSION`, else v1); an error
-    /// when the variable holds something else.
-    pub fn api_version(&self) -> Result<ApiVersion, String> {
-        ApiVersion::resolve(self.api.version)
+    /// Where its agents run: its `api:` section, else the environment, else Cursor's API v1;
+    /// an error when a variable holds something else or the platform lacks its URL or agent.
+    pub fn api(&self) -> Result<Api, String> {
+        Api::resolve(&self.api)
     }
 }

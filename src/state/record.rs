@@ -94,9 +94,10 @@ pub struct RunRecord {
     /// Whether it ran against the in-process simulator.
     #[serde(default)]
     pub simulated: bool,
-    /// The API version its agents live in (absent in records from before v1: v0).
+    /// Where its agents live: a Cursor API version or an Agent Platform (absent in records
+    /// from before v1: v0).
     #[serde(default = "legacy_api")]
-    pub api: crate::spec::ApiVersion,
+    pub api: crate::spec::Api,
     /// When the first apply started; `run.date` comes from it on every re-apply.
     pub started_at: Timestamp,
     /// When it last settled.
@@ -104,8 +105,8 @@ pub struct RunRecord {
     pub finished_at: Option<Timestamp>,
 }
 
-fn legacy_api() -> crate::spec::ApiVersion {
-    crate::spec::ApiVersion::V0
+fn legacy_api() -> crate::spec::Api {
+    crate::spec::Api::Cursor(crate::spec::ApiVersion::V0)
 }
 
 /// Where an instance is (DESIGN.md section 2).

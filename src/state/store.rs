@@ -392,7 +392,7 @@ mod tests {
             source: String::new(),
             state: RunState::Running,
             simulated: false,
-            api: crate::spec::ApiVersion::V0,
+            api: crate::spec::Api::Cursor(crate::spec::ApiVersion::V0),
             started_at: Timestamp(1),
             finished_at: None,
         }

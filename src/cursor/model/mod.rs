@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod platform;
 pub mod v1;
 
 /// An agent id, like `bc_abc123`.

@@ -1,6 +1,8 @@
-//! The agent backend: what the executor needs from an API, whatever its version. Each
-//! version is one implementation (`v0.rs`, `v1.rs`); [`Cursor`] picks one at run time.
+//! The agent backend: what the executor needs from an API, whatever it is. Each is one
+//! implementation (`v0.rs`, `v1.rs`, and `platform.rs` for the LiteLLM Agent Platform);
+//! [`AnyBackend`] picks one at run time.
 
+mod platform;
 mod v0;
 mod v1;
 
@@ -8,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+pub use platform::Platform;
 pub use v0::V0;
 pub use v1::V1;
 
@@ -15,7 +18,7 @@ use crate::cursor::model::Webhook;
 use crate::cursor::model::v1::GitBranch;
 use crate::cursor::{AgentId, AgentStatus, ApiError, Client};
 use crate::plan::{AgentOptions, Target};
-use crate::spec::ApiVersion;
+use crate::spec::{Api, ApiVersion};
 
 /// Agents created this long before an intent still count as its launch: clocks differ.
 const CLOCK_SLACK: Duration = Duration::from_secs(600);
@@ -131,6 +134,13 @@ pub trait Backend: Send + Sync + 'static {
     fn launch(&self, spec: &LaunchSpec)
     -> impl Future<Output = Result<AgentView, ApiError>> + Send;
 
+    /// Whether [`Backend::find_launched`] can find the agent of a launch whose answer was lost.
+    /// When it cannot, such a launch is never sent again on its own: that could make a
+    /// second paid agent.
+    fn finds_launches(&self) -> bool {
+        true
+    }
+
     /// The agent an earlier send of `spec` made, if any. A backend whose launches are
     /// idempotent may answer `None`: sending `spec` again then finds the agent itself.
     fn find_launched(
@@ -167,36 +177,50 @@ pub trait Backend: Send + Sync + 'static {
     fn tokens(&self, id: &AgentId) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
 }
 
-/// The backend of a Cursor API version, chosen at run time.
+/// The backend a run uses, chosen at run time.
 #[derive(Debug)]
-pub enum Cursor {
-    /// v0.
+pub enum AnyBackend {
+    /// Cursor API v0.
     V0(V0),
-    /// v1.
+    /// Cursor API v1.
     V1(V1),
+    /// The LiteLLM Agent Platform.
+    Platform(Platform),
 }
 
-impl Cursor {
-    /// The backend of `version` over `client`.
-    pub fn new(version: ApiVersion, client: Client) -> Self {
-        match version {
-            ApiVersion::V0 => Cursor::V0(V0::new(client)),
-            ApiVersion::V1 => Cursor::V1(V1::new(client)),
+impl AnyBackend {
+    /// The backend of `api` over `client` (which must point at that API).
+    pub fn new(api: &Api, client: Client) -> Self {
+        match api {
+            Api::Cursor(ApiVersion::V0) => AnyBackend::V0(V0::new(client)),
+            Api::Cursor(ApiVersion::V1) => AnyBackend::V1(V1::new(client)),
+            Api::Platform(platform) => {
+                AnyBackend::Platform(Platform::new(client, platform.agent_id.clone()))
+            }
         }
     }
 }
 
-/// Forwards each call to the version's backend.
+/// Forwards each call to the chosen backend.
 macro_rules! forward {
     ($self:ident, $backend:ident => $call:expr) => {
         match $self {
-            Cursor::V0($backend) => $call.await,
-            Cursor::V1($backend) => $call.await,
+            AnyBackend::V0($backend) => $call.await,
+            AnyBackend::V1($backend) => $call.await,
+            AnyBackend::Platform($backend) => $call.await,
         }
     };
 }
 
-impl Backend for Cursor {
+impl Backend for AnyBackend {
+    fn finds_launches(&self) -> bool {
+        match self {
+            AnyBackend::V0(b) => b.finds_launches(),
+            AnyBackend::V1(b) => b.finds_launches(),
+            AnyBackend::Platform(b) => b.finds_launches(),
+        }
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         forward!(self, b => b.launch(spec))
     }
