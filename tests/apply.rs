@@ -15,28 +15,80 @@ use rand::Rng;
 
 use crate::support::{repo_root, text};
 
-/// Runs the async test function `$name(api)` once per API version, as `$name::v0` and
-/// `$name::v1`.
-macro_rules! on_both_apis {
+/// Runs the async test function `$name(api)` once per backend, as `$name::v0`, `$name::v1`
+/// and `$name::platform` (the LiteLLM Agent Platform). A test that needs what the platform
+/// lacks names the reason, and its platform variant is ignored with it.
+macro_rules! on_every_backend {
     ($name:ident) => {
+        on_every_backend!($name, platform: );
+    };
+    ($name:ident, platform: $($reason:literal)?) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
             async fn v0() {
-                super::$name(orchestrate::spec::ApiVersion::V0).await;
+                super::$name(crate::apply::Target::V0).await;
             }
 
             #[tokio::test(flavor = "multi_thread")]
             async fn v1() {
-                super::$name(orchestrate::spec::ApiVersion::V1).await;
+                super::$name(crate::apply::Target::V1).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            $(#[ignore = $reason])?
+            async fn platform() {
+                super::$name(crate::apply::Target::Platform).await;
             }
         }
     };
 }
 
-/// A simulator, and the API version the binary is told to use against it.
+/// Runs the async test function `$name(api)` on both Cursor API versions only.
+macro_rules! on_both_apis {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v0() {
+                super::$name(crate::apply::Target::V0).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v1() {
+                super::$name(crate::apply::Target::V1).await;
+            }
+        }
+    };
+}
+
+/// What the binary is told to run agents on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Cursor API v0.
+    V0,
+    /// Cursor API v1.
+    V1,
+    /// The LiteLLM Agent Platform (its `cursor` runtime).
+    Platform,
+}
+
+impl Target {
+    /// The Cursor API version, if on the Cursor API.
+    pub(crate) fn version(self) -> Option<ApiVersion> {
+        match self {
+            Target::V0 => Some(ApiVersion::V0),
+            Target::V1 => Some(ApiVersion::V1),
+            Target::Platform => None,
+        }
+    }
+}
+
+/// The platform agent the tests' sessions run.
+const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
+
+/// A simulator, and what the binary is told to run agents on against it.
 pub(crate) struct Sim {
     sim: Simulator,
-    pub(crate) api: ApiVersion,
+    pub(crate) api: Target,
 }
 
 impl Deref for Sim {
@@ -55,16 +107,18 @@ impl Sim {
     /// The route of a launch, as the simulator counts calls.
     fn launch_route(&self) -> &'static str {
         match self.api {
-            ApiVersion::V0 => "POST /v0/agents",
-            ApiVersion::V1 => "POST /v1/agents",
+            Target::V0 => "POST /v0/agents",
+            Target::V1 => "POST /v1/agents",
+            Target::Platform => "POST /session",
         }
     }
 
     /// The route that stops an agent's work.
     fn stop_route(&self) -> &'static str {
         match self.api {
-            ApiVersion::V0 => "POST /v0/agents/{id}/stop",
-            ApiVersion::V1 => "POST /v1/agents/{id}/runs/{run}/cancel",
+            Target::V0 => "POST /v0/agents/{id}/stop",
+            Target::V1 => "POST /v1/agents/{id}/runs/{run}/cancel",
+            Target::Platform => "POST /v1/sessions/{id}/events",
         }
     }
 }
@@ -74,13 +128,14 @@ const QUOTAS: &str =
     "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
 
 /// A simulator whose agents take `work` of real time, for a binary told to use `api`.
-pub(crate) async fn simulator(api: ApiVersion, work: (u64, u64), faults: &str) -> Sim {
+pub(crate) async fn simulator(api: Target, work: (u64, u64), faults: &str) -> Sim {
     let config = SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
         agent_duration: (Duration::from_secs(work.0), Duration::from_secs(work.1)),
         faults: faults.parse().unwrap(),
         repositories_quota: vec!["1000/s".parse().unwrap()],
+        platform_agents: vec![PLATFORM_AGENT.to_owned()],
         ..SimConfig::default()
     };
     let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
@@ -96,13 +151,30 @@ pub(crate) fn orchestrate(sim: &Sim, state: &Path) -> Command {
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())
         .env("CURSOR_API_KEY", DEFAULT_KEY)
-        .env("CURSOR_API_VERSION", sim.api.as_str())
+        .env_remove("ORCHESTRATE_BACKEND")
+        .env_remove("LAP_URL")
+        .env_remove("LAP_AGENT_ID")
+        .env_remove("LAP_MASTER_KEY")
         .env("ORCHESTRATE_QUOTAS", QUOTAS)
         .env("ORCHESTRATE_STATE", state)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .env_remove("ORCHESTRATE_CRASH_AFTER")
         .stdin(Stdio::null());
+    match sim.api.version() {
+        Some(version) => {
+            command.env("CURSOR_API_VERSION", version.as_str());
+        }
+        // The examples run unchanged: the environment picks the platform and its agent.
+        None => {
+            command
+                .env_remove("CURSOR_API_KEY")
+                .env("LAP_MASTER_KEY", DEFAULT_KEY)
+                .env("ORCHESTRATE_BACKEND", "litellm-agent-platform")
+                .env("LAP_URL", sim.url())
+                .env("LAP_AGENT_ID", PLATFORM_AGENT);
+        }
+    }
     command
 }
 
@@ -194,19 +266,35 @@ pub(crate) fn every_launch_once(stats: &Stats) {
     }
 }
 
-on_both_apis!(every_example_applies_to_completion_and_needs_reach_prompts);
-async fn every_example_applies_to_completion_and_needs_reach_prompts(api: ApiVersion) {
+on_every_backend!(every_example_applies_to_completion_and_needs_reach_prompts);
+async fn every_example_applies_to_completion_and_needs_reach_prompts(api: Target) {
     let examples: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples/workflows"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     let mut launches = Vec::new();
+    let mut applied = Vec::new();
     for example in &examples {
         // Two examples push to the same branches of the same repositories: one simulator each.
         let sim = simulator(api, (10, 20), "").await;
         let state = tempfile::tempdir().unwrap();
         let (code, stderr) = apply(&sim, state.path(), example, &[]).await;
+        if api == Target::Platform && code == Some(2) {
+            // Settings the platform cannot send are refused up front, each named.
+            let words: Vec<&str> = stderr.split_whitespace().filter(|w| *w != "│").collect();
+            let said = words.join(" ");
+            assert!(
+                said.contains("cannot be sent through the LiteLLM Agent Platform")
+                    || said.contains("which the LiteLLM Agent Platform backend does not reach"),
+                "{}:\n{stderr}",
+                example.display()
+            );
+            assert_eq!(sim.stats().agents, 0);
+            sim.shutdown().await;
+            continue;
+        }
+        applied.push(example.file_name().unwrap().to_string_lossy().into_owned());
         assert_eq!(code, Some(0), "{}:\n{stderr}", example.display());
         let status = status_json(&sim, state.path()).await;
         assert_eq!(status["state"], "succeeded", "{}", example.display());
@@ -231,6 +319,13 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts(api: ApiVer
         );
     }
     assert!(notes.prompt.contains("(succeeded)"));
+    if api == Target::Platform {
+        // The examples whose settings the platform can send; it reports no branch, so
+        // `needs.bump.branch` is empty there.
+        applied.sort();
+        assert_eq!(applied, ["pipeline.yaml", "single-repo.yaml"]);
+        return;
+    }
     // fix-tests is told its own repository's bump branch, not another's: on v0 the branch
     // orchestrate asked for, on v1 the one the agent reported.
     let bump_web = launches
@@ -249,8 +344,9 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts(api: ApiVer
         fix_web.prompt
     );
     let expected_prefix = match api {
-        ApiVersion::V0 => "orchestrate/framework-upgrade/default/bump",
-        ApiVersion::V1 => "cursor/",
+        Target::V0 => "orchestrate/framework-upgrade/default/bump",
+        Target::V1 => "cursor/",
+        Target::Platform => unreachable!("returned above"),
     };
     assert!(bump_web.branch.starts_with(expected_prefix), "{bump_web:?}");
     // The discover fleet resolved to the simulator's acme/go-* repositories.
@@ -261,11 +357,11 @@ async fn every_example_applies_to_completion_and_needs_reach_prompts(api: ApiVer
     );
 }
 
-on_both_apis!(killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost);
+on_every_backend!(killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost);
 /// 50 instances, each with follow-ups, killed at 30+ random moments and at the worst ones
 /// (right after a launch or a follow-up call answered, before the answer was stored), then
 /// applied to the end: every instance launched once, every follow-up sent once.
-async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api: ApiVersion) {
+async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api: Target) {
     let sim = simulator(api, (40, 120), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fleet.yaml");
@@ -317,13 +413,56 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api
         );
     }
     let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    if api == Target::Platform {
+        // The platform cannot look a session up: a launch a kill cut off (intent written, its
+        // answer never stored) is never sent again on its own, and no session is made twice.
+        assert_eq!(code, Some(1), "{stderr}");
+        every_launch_once(&sim.stats());
+        let status = status_json(&sim, &state).await;
+        let mut unknown = 0;
+        for instance in status["instances"].as_array().unwrap() {
+            match instance["state"].as_str().unwrap() {
+                "succeeded" => {}
+                "failed" => {
+                    let error = instance["error"].as_str().unwrap_or_default();
+                    assert!(error.starts_with("launch outcome unknown"), "{instance}");
+                    unknown += 1;
+                }
+                "blocked" => assert!(instance["key"].as_str().unwrap().starts_with("fix")),
+                _ => panic!("{instance}"),
+            }
+        }
+        // At least the deterministic crash right after a launch answered.
+        assert!(unknown >= 1);
+        // The user checked the platform and relaunches them: everything ends.
+        let mut retry = orchestrate(&sim, &state);
+        retry.args(["retry", "--failed", "--yes", "--poll-interval", "15ms"]);
+        let output = tokio::task::spawn_blocking(move || retry.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let status = status_json(&sim, &state).await;
+        assert_eq!(status["counts"], serde_json::json!({"succeeded": 50}));
+        // Only a cut-off launch that did reach the platform has a second session.
+        let seen = sim.stats();
+        let twice = seen.launches.values().filter(|n| **n == 2).count();
+        assert!(seen.launches.values().all(|n| *n <= 2));
+        assert!(twice <= unknown, "{twice} > {unknown}");
+        assert_eq!(seen.agents, 50 + twice as u64);
+        // Follow-ups cut off by a kill were found in the session's events, not sent again.
+        let mut follow_ups: Vec<u64> = seen.follow_ups.values().copied().collect();
+        follow_ups.sort_unstable();
+        assert_eq!(follow_ups, [vec![1; 25], vec![2; 25]].concat());
+        sim.shutdown().await;
+        return;
+    }
     assert_eq!(code, Some(0), "{stderr}");
 
     let seen = sim.stats();
     every_launch_once(&seen);
     assert_eq!(seen.launches.len(), 50, "every instance launched");
     assert_eq!(seen.agents, 50, "no agent made twice");
-    if api == ApiVersion::V1 {
+    if api == Target::V1 {
         // The crash right after the third launch left an intent without an agent: the resend
         // was refused as a duplicate, and the existing agent adopted.
         assert!(
@@ -345,10 +484,11 @@ async fn killed_at_any_moment_no_agent_is_launched_twice_and_nothing_is_lost(api
     sim.shutdown().await;
 }
 
-on_both_apis!(under_injected_faults_the_run_completes_with_its_retries_and_within_quotas);
-async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas(
-    api: ApiVersion,
-) {
+on_every_backend!(
+    under_injected_faults_the_run_completes_with_its_retries_and_within_quotas,
+    platform: "a launch whose answer is lost (an injected 5xx or drop on POST /session) cannot be found again on the platform, so it fails rather than being recovered; platform::broken_event_streams_resume_and_agent_errors_are_retried covers the platform's faults"
+);
+async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quotas(api: Target) {
     let sim = simulator(
         api,
         (10, 30),
@@ -396,8 +536,8 @@ async fn under_injected_faults_the_run_completes_with_its_retries_and_within_quo
     sim.shutdown().await;
 }
 
-on_both_apis!(editing_one_prompt_relaunches_only_that_task_and_its_dependents);
-async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(api: ApiVersion) {
+on_every_backend!(editing_one_prompt_relaunches_only_that_task_and_its_dependents);
+async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(api: Target) {
     let sim = simulator(api, (10, 20), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipeline.yaml");
@@ -457,8 +597,8 @@ async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(api: Ap
     sim.shutdown().await;
 }
 
-on_both_apis!(a_second_apply_on_the_same_state_is_refused_and_changes_nothing);
-async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing(api: ApiVersion) {
+on_every_backend!(a_second_apply_on_the_same_state_is_refused_and_changes_nothing);
+async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing(api: Target) {
     let sim = simulator(api, (2000, 3000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -487,8 +627,8 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing(api: Ap
     sim.shutdown().await;
 }
 
-on_both_apis!(a_timeout_stops_the_agent_and_cancel_stops_every_running_one);
-async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(api: ApiVersion) {
+on_every_backend!(a_timeout_stops_the_agent_and_cancel_stops_every_running_one);
+async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(api: Target) {
     let sim = simulator(api, (5000, 6000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("slow.yaml");
@@ -530,8 +670,8 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(api: ApiVe
     sim.shutdown().await;
 }
 
-on_both_apis!(ctrl_c_stops_launching_and_says_how_to_resume);
-async fn ctrl_c_stops_launching_and_says_how_to_resume(api: ApiVersion) {
+on_every_backend!(ctrl_c_stops_launching_and_says_how_to_resume);
+async fn ctrl_c_stops_launching_and_says_how_to_resume(api: Target) {
     // Agents work 1 s: time enough to interrupt before the first one finishes.
     let sim = simulator(api, (1000, 1200), "").await;
     let dir = tempfile::tempdir().unwrap();
@@ -574,10 +714,10 @@ async fn ctrl_c_stops_launching_and_says_how_to_resume(api: ApiVersion) {
     sim.shutdown().await;
 }
 
-on_both_apis!(a_failed_need_blocks_its_dependents_and_retry_relaunches_them);
+on_every_backend!(a_failed_need_blocks_its_dependents_and_retry_relaunches_them);
 /// A need that fails blocks `all_succeeded` dependents but not `always` ones; `retry
 /// --failed` relaunches it and re-runs what depended on it.
-async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them(api: ApiVersion) {
+async fn a_failed_need_blocks_its_dependents_and_retry_relaunches_them(api: Target) {
     let sim = simulator(api, (10, 20), "error=1.0").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chain.yaml");
@@ -661,8 +801,8 @@ fn without_a_key_apply_explains_both_ways_forward() {
     insta::assert_snapshot!(text(&output.stderr));
 }
 
-on_both_apis!(without_a_terminal_apply_wants_yes);
-async fn without_a_terminal_apply_wants_yes(api: ApiVersion) {
+on_every_backend!(without_a_terminal_apply_wants_yes);
+async fn without_a_terminal_apply_wants_yes(api: Target) {
     let sim = simulator(api, (10, 20), "").await;
     let state = tempfile::tempdir().unwrap();
     let mut command = orchestrate(&sim, state.path());
@@ -680,9 +820,9 @@ async fn without_a_terminal_apply_wants_yes(api: ApiVersion) {
     sim.shutdown().await;
 }
 
-on_both_apis!(a_failing_canary_stops_the_rest_of_the_rollout);
+on_every_backend!(a_failing_canary_stops_the_rest_of_the_rollout);
 /// A canary that fails stops the rest of its fleet: they are blocked, never launched.
-async fn a_failing_canary_stops_the_rest_of_the_rollout(api: ApiVersion) {
+async fn a_failing_canary_stops_the_rest_of_the_rollout(api: Target) {
     let sim = simulator(api, (10, 20), "error=1.0").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("canary.yaml");
@@ -705,8 +845,8 @@ async fn a_failing_canary_stops_the_rest_of_the_rollout(api: ApiVersion) {
     sim.shutdown().await;
 }
 
-on_both_apis!(max_agents_refuses_a_run_that_would_launch_more);
-async fn max_agents_refuses_a_run_that_would_launch_more(api: ApiVersion) {
+on_every_backend!(max_agents_refuses_a_run_that_would_launch_more);
+async fn max_agents_refuses_a_run_that_would_launch_more(api: Target) {
     let sim = simulator(api, (10, 20), "").await;
     let state = tempfile::tempdir().unwrap();
     let file = repo_root().join("examples/workflows/pipeline.yaml");
@@ -726,9 +866,9 @@ async fn max_agents_refuses_a_run_that_would_launch_more(api: ApiVersion) {
     sim.shutdown().await;
 }
 
-on_both_apis!(status_works_while_an_apply_runs);
+on_every_backend!(status_works_while_an_apply_runs);
 /// While an apply holds the state, `status` answers from the snapshot it writes.
-async fn status_works_while_an_apply_runs(api: ApiVersion) {
+async fn status_works_while_an_apply_runs(api: Target) {
     let sim = simulator(api, (3000, 4000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -763,10 +903,10 @@ async fn status_works_while_an_apply_runs(api: ApiVersion) {
     sim.shutdown().await;
 }
 
-on_both_apis!(a_long_429_storm_delays_launches_and_fails_nothing);
+on_every_backend!(a_long_429_storm_delays_launches_and_fails_nothing);
 /// A launch throttled for longer than the client retries is launched later, never failed:
 /// a 429 storm costs time, not paid work.
-async fn a_long_429_storm_delays_launches_and_fails_nothing(api: ApiVersion) {
+async fn a_long_429_storm_delays_launches_and_fails_nothing(api: Target) {
     let sim = simulator(api, (10, 20), "429=1.0:1").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -800,7 +940,7 @@ async fn a_long_429_storm_delays_launches_and_fails_nothing(api: ApiVersion) {
 /// only: v1 documents CANCELLED, which orchestrate knows.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
-    let sim = simulator(ApiVersion::V0, (3000, 4000), "").await;
+    let sim = simulator(Target::V0, (3000, 4000), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut command = orchestrate(&sim, &state);
@@ -846,11 +986,14 @@ async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
     sim.shutdown().await;
 }
 
-on_both_apis!(a_usage_limit_pauses_the_run_and_it_resumes_once_raised);
+on_every_backend!(
+    a_usage_limit_pauses_the_run_and_it_resumes_once_raised,
+    platform: "the Agent Platform has no spending-ceiling error (usage_limit_exceeded is Cursor API v1's)"
+);
 /// v1's spending ceiling: the run stops launching, says why, exits 3 (resumable), and
 /// completes once the limit is raised, with no agent made twice. v0 documents no such limit:
 /// there the same workflow simply completes.
-async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: ApiVersion) {
+async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: Target) {
     let sim = simulator(api, (200, 300), "usage_limit=3").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("limited.yaml");
@@ -858,7 +1001,7 @@ async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: ApiVersion
     std::fs::write(&file, format!("version: 1\nname: limited\nconcurrency: 6\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Update the changelog.\n")).unwrap();
     let state = dir.path().join("state");
     let (code, stderr) = apply(&sim, &state, &file, &[]).await;
-    if api == ApiVersion::V0 {
+    if api == Target::V0 {
         assert_eq!(code, Some(0), "{stderr}");
         sim.shutdown().await;
         return;
@@ -897,7 +1040,7 @@ async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(api: ApiVersion
 /// runs, usage or artifacts.
 #[tokio::test(flavor = "multi_thread")]
 async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
-    let sim = simulator(ApiVersion::V1, (10, 20), "").await;
+    let sim = simulator(Target::V1, (10, 20), "").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let file = repo_root().join("examples/workflows/single-repo.yaml");
@@ -960,7 +1103,7 @@ async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
 /// again by its unique name, and nothing is launched twice. v1 only: v0 has no `env_vars`.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_env_vars_a_crashed_launch_is_found_by_name() {
-    let sim = simulator(ApiVersion::V1, (40, 80), "").await;
+    let sim = simulator(Target::V1, (40, 80), "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("env.yaml");
     let repos = fleet("svc", 8);

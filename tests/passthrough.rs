@@ -12,9 +12,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orchestrate::sim::DEFAULT_KEY;
-use orchestrate::spec::ApiVersion;
 
-use crate::apply::{FAST, Sim, every_launch_once, orchestrate, simulator, states, status_json};
+use crate::apply::{
+    FAST, Sim, Target, every_launch_once, orchestrate, simulator, states, status_json,
+};
 use crate::support::{repo_root, text};
 
 /// The LiteLLM virtual key the tests give orchestrate.
@@ -142,7 +143,7 @@ async fn apply_through(
 }
 
 on_both_apis!(workflows_run_through_the_litellm_pass_through_proxy);
-async fn workflows_run_through_the_litellm_pass_through_proxy(api: ApiVersion) {
+async fn workflows_run_through_the_litellm_pass_through_proxy(api: Target) {
     // A pipeline with needs, a fleet with follow-ups and a canary, a discovered fleet.
     for file in [
         "examples/workflows/pipeline.yaml",
@@ -164,7 +165,7 @@ async fn workflows_run_through_the_litellm_pass_through_proxy(api: ApiVersion) {
         let seen = proxy.seen();
         assert!(seen.refused.is_empty(), "{:?}", seen.refused);
         // Every call went through the proxy, under its prefix, on the version asked for.
-        let version = format!("/cursor/{}/", api.as_str());
+        let version = format!("/cursor/{}/", api.version().unwrap().as_str());
         assert!(
             seen.forwarded.iter().all(|c| c.contains(&version)),
             "{:?}",
@@ -183,7 +184,7 @@ async fn workflows_run_through_the_litellm_pass_through_proxy(api: ApiVersion) {
 }
 
 on_both_apis!(a_wrong_virtual_key_is_refused_before_anything_launches);
-async fn a_wrong_virtual_key_is_refused_before_anything_launches(api: ApiVersion) {
+async fn a_wrong_virtual_key_is_refused_before_anything_launches(api: Target) {
     let sim = simulator(api, (10, 20), "").await;
     let proxy = Proxy::start(sim.url()).await;
     let state = tempfile::tempdir().unwrap();

@@ -476,6 +476,7 @@ impl<B: Backend> Execution<B> {
                             at: Timestamp::now(),
                         });
                         let detail = "launch outcome unknown: its answer was lost, and this backend cannot look the agent up; check the platform, then `orchestrate retry --failed` launches it again".to_owned();
+                        record.error = Some(detail.clone());
                         return self
                             .settle(index, &mut record, InstanceState::Failed, detail)
                             .await;
@@ -520,6 +521,7 @@ impl<B: Backend> Execution<B> {
                                     outcome: format!("refused: {error}"),
                                     at: Timestamp::now(),
                                 });
+                                record.error = Some(error.to_string());
                                 return self
                                     .settle(
                                         index,
@@ -532,6 +534,7 @@ impl<B: Backend> Execution<B> {
                             uncertain_launches += 1;
                             if uncertain_launches >= MAX_UNCERTAIN_LAUNCHES {
                                 let detail = format!("could not launch: {error}");
+                                record.error = Some(detail.clone());
                                 return self
                                     .settle(index, &mut record, InstanceState::Failed, detail)
                                     .await;
