@@ -83,7 +83,7 @@ impl Target {
 }
 
 /// The platform agent the tests' sessions run.
-const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
+pub(crate) const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
 
 /// A simulator, and what the binary is told to run agents on against it.
 pub(crate) struct Sim {

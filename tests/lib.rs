@@ -16,6 +16,7 @@
 //! - `webhooks`: the receiver's refusals, and a run driven by webhooks.
 //! - `sweeps`: reports, GitHub Actions outputs, nightly history and prune, discover caching.
 //! - `passthrough`: workflows through a LiteLLM-like proxy: `/cursor` prefix, virtual key.
+//! - `platform`: the LiteLLM Agent Platform backend: the session it creates, broken streams.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
 mod api_contract;
@@ -29,6 +30,7 @@ mod examples;
 mod invalid;
 mod passthrough;
 mod plan_props;
+mod platform;
 mod schema;
 mod security;
 mod soak;

@@ -1,6 +1,6 @@
 //! Fault injection: what the simulator does wrong, on purpose, from a `--faults` spec.
 //!
-//! `5xx=0.1,429=0.05:3,latency=5ms..50ms,drop=0.05,error=0.2,expire=0.01,hook_dup=0.3,hook_delay=0ms..200ms,seed=7`
+//! `5xx=0.1,429=0.05:3,latency=5ms..50ms,drop=0.05,stream_drop=0.1,error=0.2,expire=0.01,hook_dup=0.3,hook_delay=0ms..200ms,seed=7`
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +20,9 @@ pub struct Faults {
     /// Chance that the connection is dropped instead of answered. A launch or follow-up is
     /// acted on first, as when a response is lost on the way back.
     pub drop: f64,
+    /// Chance that an Agent Platform event stream breaks after an event (the client reconnects
+    /// from the last event id).
+    pub stream_drop: f64,
     /// Chance that `GET /v0/repositories` answers 503 (the endpoint is slow and fragile).
     pub repositories_error: f64,
     /// Chance that an agent ends in ERROR.
@@ -86,6 +89,7 @@ impl FromStr for Faults {
                 }
                 "latency" => faults.latency = Some(range(key, value)?),
                 "drop" => faults.drop = probability(key, value)?,
+                "stream_drop" => faults.stream_drop = probability(key, value)?,
                 "repos_5xx" => faults.repositories_error = probability(key, value)?,
                 "error" => faults.agent_error = probability(key, value)?,
                 "expire" => faults.agent_expire = probability(key, value)?,
@@ -107,7 +111,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(FaultsError(format!(
-                        "unknown fault `{other}`: 5xx, 429, latency, drop, repos_5xx, error, expire, hook_dup, hook_delay, usage_limit, seed"
+                        "unknown fault `{other}`: 5xx, 429, latency, drop, stream_drop, repos_5xx, error, expire, hook_dup, hook_delay, usage_limit, seed"
                     )));
                 }
             }
@@ -134,6 +138,7 @@ impl fmt::Display for Faults {
         }
         for (key, p) in [
             ("drop", self.drop),
+            ("stream_drop", self.stream_drop),
             ("repos_5xx", self.repositories_error),
             ("error", self.agent_error),
             ("expire", self.agent_expire),

@@ -221,15 +221,18 @@ async fn stream(
     headers: HeaderMap,
 ) -> Response {
     let id = AgentId(id);
+    let mut sent = resume_from(&headers);
     let (drop_chance, shutdown) = {
-        let s = lock(&state);
+        let mut s = lock(&state);
         if s.agent(&id).is_none() {
             drop(s);
             return refused(&state, Refusal::NotFound);
         }
-        (s.config.faults.drop, s.shutdown.clone())
+        if headers.contains_key("last-event-id") {
+            s.stats.stream_resumes += 1;
+        }
+        (s.config.faults.stream_drop, s.shutdown.clone())
     };
-    let mut sent = resume_from(&headers);
     let events = async_stream(move |yield_event| {
         let state = state.clone();
         let id = id.clone();
@@ -243,6 +246,7 @@ async fn stream(
                 };
                 for event in fresh.into_iter().skip(sent) {
                     sent += 1;
+                    lock(&state).stats.stream_events += 1;
                     let kind = event["type"].as_str().unwrap_or_default().to_owned();
                     let id = event["id"].as_str().unwrap_or_default().to_owned();
                     if yield_event

@@ -361,8 +361,9 @@ fn first_line(text: &str) -> String {
 pub struct Stats {
     /// Calls per route (`GET /v0/agents/{id}`), rejected ones included.
     pub calls: BTreeMap<String, u64>,
-    /// Launches per `repository#branch` (v0) or `repository#name` (v1, where the agent picks
-    /// its branch and orchestrate names each attempt): more than one is a duplicate agent.
+    /// Launches per `repository#branch` (v0), `repository#name` (v1, where the agent picks
+    /// its branch and orchestrate names each attempt) or `repository#prompt` (platform
+    /// sessions): more than one is a duplicate agent.
     pub launches: BTreeMap<String, u64>,
     /// Follow-ups accepted per agent.
     pub follow_ups: BTreeMap<String, u64>,
@@ -376,6 +377,10 @@ pub struct Stats {
     pub webhook_deliveries: u64,
     /// v1 refusals per error code (`agent_id_conflict`, `agent_busy`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Agent Platform events sent over event streams (an event sent twice counts twice).
+    pub stream_events: u64,
+    /// Agent Platform event streams opened with `Last-Event-ID` (reconnects).
+    pub stream_resumes: u64,
 }
 
 impl Stats {

@@ -1,0 +1,140 @@
+//! The LiteLLM Agent Platform backend against the simulator's platform mode: what it sends,
+//! and its event streams broken and resumed. (The shared `apply` suite runs on it too.)
+
+use orchestrate::sim::DEFAULT_KEY;
+
+use crate::apply::{PLATFORM_AGENT, Target, orchestrate, simulator, states, status_json};
+use crate::support::{repo_root, text};
+
+/// `apply FILE --yes` with fast polling; (exit code, stderr).
+async fn apply(
+    sim: &crate::apply::Sim,
+    state: &std::path::Path,
+    file: &std::path::Path,
+) -> (Option<i32>, String) {
+    let mut command = orchestrate(sim, state);
+    command
+        .arg("apply")
+        .arg(file)
+        .arg("--yes")
+        .args(crate::apply::FAST);
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().unwrap();
+        (output.status.code(), text(&output.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_created_with_the_runtime_agent_prompt_and_environment() {
+    let sim = simulator(Target::Platform, (10, 20), "").await;
+    let state = tempfile::tempdir().unwrap();
+    let file = repo_root().join("examples/workflows/single-repo.yaml");
+    let (code, stderr) = apply(&sim, state.path(), &file).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let launches = sim.launches();
+    assert_eq!(launches.len(), 1);
+    let body = &launches[0].body;
+    assert_eq!(body["runtime"], "cursor");
+    assert_eq!(body["agent_id"], PLATFORM_AGENT);
+    assert!(
+        body["prompt"].as_str().unwrap().contains("README"),
+        "{body}"
+    );
+    assert_eq!(
+        body["environment"],
+        serde_json::json!({"repository": "https://github.com/acme/api", "ref": "main", "auto_create_pr": true})
+    );
+    // Only the platform's key (LAP_MASTER_KEY, sent as Bearer) was given, and it never shows.
+    assert!(!stderr.contains(DEFAULT_KEY));
+    let status = status_json(&sim, state.path()).await;
+    let instance = &status["instances"][0];
+    assert_eq!(status["api"], "litellm-agent-platform");
+    // The result and the pull request come from the agent's final messages.
+    assert!(
+        instance["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("I worked on:"),
+        "{instance}"
+    );
+    assert!(
+        instance["pr_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://github.com/acme/api/pull/")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_event_streams_resume_and_agent_errors_are_retried() {
+    let sim = simulator(
+        Target::Platform,
+        (10, 30),
+        "stream_drop=0.25,error=0.1,429=0.01:1,seed=9",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streams.yaml");
+    let repos: String = (0..20)
+        .map(|n| format!("    - https://github.com/acme/lib-{n:02}\n"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!("version: 1\nname: streams\nconcurrency: 8\ndefaults:\n  retries: 6\nfleets:\n  all:\n{repos}tasks:\n  lint:\n    fleet: all\n    prompt: Lint {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the PR.\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let status = status_json(&sim, &state).await;
+    assert!(
+        states(&status).values().all(|s| s == "succeeded"),
+        "{status:#}"
+    );
+    let seen = sim.stats();
+    assert!(
+        seen.faults.get("stream_drop").copied().unwrap_or(0) > 5,
+        "{:?}",
+        seen.faults
+    );
+    assert!(
+        seen.faults.get("agent_error").copied().unwrap_or(0) > 0,
+        "{:?}",
+        seen.faults
+    );
+    // Each broken stream was reopened after its last event, and no event was sent twice.
+    assert!(
+        seen.stream_resumes >= seen.faults["stream_drop"],
+        "{seen:?}"
+    );
+    let mut logged = 0;
+    let client = reqwest::Client::new();
+    for launch in sim.launches() {
+        let page: serde_json::Value = client
+            .get(format!(
+                "{}/v1/sessions/{}/events",
+                sim.url(),
+                launch.agent_id
+            ))
+            .bearer_auth(DEFAULT_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        logged += page["data"].as_array().unwrap().len() as u64;
+    }
+    assert_eq!(seen.stream_events, logged, "events sent twice or lost");
+    // Each session got its follow-up once (a failed first prompt gets none).
+    assert!(
+        seen.follow_ups.values().all(|n| *n == 1),
+        "{:?}",
+        seen.follow_ups
+    );
+    assert!(seen.follow_ups.len() >= 20);
+    sim.shutdown().await;
+}
