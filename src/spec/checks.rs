@@ -93,16 +93,14 @@ impl Checks<'_> {
             ("agent_id", w.api.agent_id.is_some()),
         ];
         for (field, _) in platform_fields.into_iter().filter(|(_, set)| *set) {
-            {
-                self.found.push(
-                    Diagnostic::at(
-                        self.spans.key(&KeyPath::of(&["api", field])),
-                        format!("`api.{field}` is a setting of the litellm-agent-platform backend, and this workflow runs on the Cursor API"),
-                        "not used by the Cursor API",
-                    )
-                    .help("set `backend: litellm-agent-platform` next to it, or remove it"),
-                );
-            }
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.key(&KeyPath::of(&["api", field])),
+                    format!("`api.{field}` is a setting of the litellm-agent-platform backend, and this workflow runs on the Cursor API"),
+                    "not used by the Cursor API",
+                )
+                .help("set `backend: litellm-agent-platform` next to it, or remove it"),
+            );
         }
         let chosen = if w.api.version.is_some() {
             format!("`api.version: {version}`")
