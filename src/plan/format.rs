@@ -56,7 +56,7 @@ impl Plan {
         let waves = self.waves.len();
         let _ = writeln!(
             out,
-            "Plan for run {} ({} instances in {waves} wave{}, at most {} agents at once, API {})",
+            "Plan for run {} ({} instances in {waves} wave{}, at most {} agents at once, {})",
             self.run,
             self.instances.len(),
             if waves == 1 { "" } else { "s" },
