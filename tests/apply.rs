@@ -252,7 +252,7 @@ pub(crate) fn states(status: &serde_json::Value) -> BTreeMap<String, String> {
 }
 
 /// The YAML lines of a fleet of `count` repositories named `prefix-NN`.
-fn fleet(prefix: &str, count: usize) -> String {
+pub(crate) fn fleet(prefix: &str, count: usize) -> String {
     (0..count)
         .map(|n| format!("    - https://github.com/acme/{prefix}-{n:02}"))
         .collect::<Vec<_>>()

@@ -162,23 +162,24 @@ async fn workflows_run_through_the_litellm_pass_through_proxy(api: Target) {
             "{status}"
         );
         every_launch_once(&sim.stats());
-        let seen = proxy.seen();
-        assert!(seen.refused.is_empty(), "{:?}", seen.refused);
-        // Every call went through the proxy, under its prefix, on the version asked for.
-        let version = format!("/cursor/{}/", api.version().unwrap().as_str());
-        assert!(
-            seen.forwarded.iter().all(|c| c.contains(&version)),
-            "{:?}",
-            seen.forwarded
-        );
-        let stats = sim.stats();
-        assert_eq!(
-            stats.calls.values().sum::<u64>(),
-            seen.forwarded.len() as u64,
-            "the simulator saw a call the proxy did not forward"
-        );
-        assert!(stats.agents > 0);
-        drop(seen);
+        {
+            let seen = proxy.seen();
+            assert!(seen.refused.is_empty(), "{:?}", seen.refused);
+            // Every call went through the proxy, under its prefix, on the version asked for.
+            let version = format!("/cursor/{}/", api.version().unwrap().as_str());
+            assert!(
+                seen.forwarded.iter().all(|c| c.contains(&version)),
+                "{:?}",
+                seen.forwarded
+            );
+            let stats = sim.stats();
+            assert_eq!(
+                stats.calls.values().sum::<u64>(),
+                seen.forwarded.len() as u64,
+                "the simulator saw a call the proxy did not forward"
+            );
+            assert!(stats.agents > 0);
+        }
         sim.shutdown().await;
     }
 }

@@ -3,7 +3,7 @@
 
 use orchestrate::sim::DEFAULT_KEY;
 
-use crate::apply::{PLATFORM_AGENT, Target, orchestrate, simulator, states, status_json};
+use crate::apply::{PLATFORM_AGENT, Target, fleet, orchestrate, simulator, states, status_json};
 use crate::support::{repo_root, text};
 
 /// `apply FILE --yes` with fast polling; (exit code, stderr).
@@ -78,9 +78,7 @@ async fn broken_event_streams_resume_and_agent_errors_are_retried() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("streams.yaml");
-    let repos: String = (0..20)
-        .map(|n| format!("    - https://github.com/acme/lib-{n:02}\n"))
-        .collect();
+    let repos = fleet("lib", 20);
     std::fs::write(
         &file,
         format!("version: 1\nname: streams\nconcurrency: 8\ndefaults:\n  retries: 6\nfleets:\n  all:\n{repos}tasks:\n  lint:\n    fleet: all\n    prompt: Lint {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the PR.\n"),

@@ -134,7 +134,8 @@ impl Told {
 /// A `https://github.com/OWNER/NAME/pull/N` in `text`, the last one.
 fn pull_request_in(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '<' | '>'))
-        .filter_map(|word| {
+        .rev()
+        .find_map(|word| {
             let word = word.trim_end_matches(['.', ',', ';', ':']);
             let (repo, number) = word.split_once("/pull/")?;
             let ok = repo.starts_with("https://github.com/")
@@ -143,7 +144,6 @@ fn pull_request_in(text: &str) -> Option<String> {
                 && number.chars().all(|c| c.is_ascii_digit());
             ok.then(|| word.to_owned())
         })
-        .last()
 }
 
 /// A session being watched.
