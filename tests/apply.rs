@@ -211,7 +211,12 @@ async fn wait_for_agents(sim: &Sim, count: u64) {
 }
 
 /// Runs `apply FILE --yes` to its end in a blocking thread; returns (exit code, stderr).
-async fn apply(sim: &Sim, state: &Path, file: &Path, extra: &[&str]) -> (Option<i32>, String) {
+pub(crate) async fn apply(
+    sim: &Sim,
+    state: &Path,
+    file: &Path,
+    extra: &[&str],
+) -> (Option<i32>, String) {
     let mut command = orchestrate(sim, state);
     command
         .arg("apply")

@@ -3,35 +3,15 @@
 
 use orchestrate::sim::DEFAULT_KEY;
 
-use crate::apply::{PLATFORM_AGENT, Target, fleet, orchestrate, simulator, states, status_json};
-use crate::support::{repo_root, text};
-
-/// `apply FILE --yes` with fast polling; (exit code, stderr).
-async fn apply(
-    sim: &crate::apply::Sim,
-    state: &std::path::Path,
-    file: &std::path::Path,
-) -> (Option<i32>, String) {
-    let mut command = orchestrate(sim, state);
-    command
-        .arg("apply")
-        .arg(file)
-        .arg("--yes")
-        .args(crate::apply::FAST);
-    tokio::task::spawn_blocking(move || {
-        let output = command.output().unwrap();
-        (output.status.code(), text(&output.stderr))
-    })
-    .await
-    .unwrap()
-}
+use crate::apply::{PLATFORM_AGENT, Target, apply, fleet, simulator, states, status_json};
+use crate::support::repo_root;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_is_created_with_the_runtime_agent_prompt_and_environment() {
     let sim = simulator(Target::Platform, (10, 20), "").await;
     let state = tempfile::tempdir().unwrap();
     let file = repo_root().join("examples/workflows/single-repo.yaml");
-    let (code, stderr) = apply(&sim, state.path(), &file).await;
+    let (code, stderr) = apply(&sim, state.path(), &file, &[]).await;
     assert_eq!(code, Some(0), "{stderr}");
     let launches = sim.launches();
     assert_eq!(launches.len(), 1);
@@ -85,7 +65,7 @@ async fn broken_event_streams_resume_and_agent_errors_are_retried() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let (code, stderr) = apply(&sim, &state, &file).await;
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
     assert_eq!(code, Some(0), "{stderr}");
     let status = status_json(&sim, &state).await;
     assert!(

@@ -30,6 +30,17 @@ pub fn check(workflow: &Workflow, spans: &Spans, file: &SourceFile) -> Vec<Diagn
     checks.found
 }
 
+/// Every place settings are written: `defaults`, then each task, with its path.
+fn settings_places(w: &Workflow) -> Vec<(KeyPath, &super::Settings)> {
+    let mut places = vec![(KeyPath::of(&["defaults"]), &w.defaults)];
+    places.extend(
+        w.tasks
+            .iter()
+            .map(|(id, task)| (KeyPath::of(&["tasks", id.as_str()]), &task.settings)),
+    );
+    places
+}
+
 struct Checks<'a> {
     workflow: &'a Workflow,
     spans: &'a Spans,
@@ -109,13 +120,7 @@ impl Checks<'_> {
         } else {
             format!("the default, {version}")
         };
-        let mut places = vec![(KeyPath::of(&["defaults"]), &w.defaults)];
-        places.extend(
-            w.tasks
-                .iter()
-                .map(|(id, task)| (KeyPath::of(&["tasks", id.as_str()]), &task.settings)),
-        );
-        for (path, settings) in places {
+        for (path, settings) in settings_places(w) {
             for (name, only) in settings.version_specific() {
                 let help = match only {
                     OnlyOn::V1 => "set `api: {version: v1}` in the workflow, or remove the field",
@@ -187,13 +192,7 @@ impl Checks<'_> {
                 );
             }
         }
-        let mut places = vec![(KeyPath::of(&["defaults"]), &w.defaults)];
-        places.extend(
-            w.tasks
-                .iter()
-                .map(|(id, task)| (KeyPath::of(&["tasks", id.as_str()]), &task.settings)),
-        );
-        for (path, settings) in places {
+        for (path, settings) in settings_places(w) {
             for name in settings.not_on_platform() {
                 let help = if name == "model" {
                     "the platform agent's model is used: set it on the agent (`model` of `POST /api/agents`), and remove it here"

@@ -108,6 +108,11 @@ impl Told {
         self.fatal.is_some() || self.terminated || self.ended >= self.awaited()
     }
 
+    /// Settled, and known to be so: the reader may stop (a new prompt starts it again).
+    fn settled_for_good(&self) -> bool {
+        self.last_event.is_some() && self.settled()
+    }
+
     fn status(&self) -> AgentStatus {
         if self.terminated {
             if self.failed.is_some() {
@@ -210,13 +215,6 @@ impl Platform {
             duration: None,
             branches: Vec::new(),
         }
-    }
-}
-
-impl Told {
-    /// Settled, and known to be so: the reader may stop (a new prompt starts it again).
-    fn settled_for_good(&self) -> bool {
-        self.last_event.is_some() && self.settled()
     }
 }
 
