@@ -1,6 +1,7 @@
 //! orchestrate: run fleets of Cursor Cloud Agents declaratively.
 
 pub mod cli;
+pub mod contract;
 pub mod cursor;
 pub mod exec;
 pub mod plan;

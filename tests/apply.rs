@@ -87,7 +87,7 @@ pub(crate) const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
 
 /// A simulator, and what the binary is told to run agents on against it.
 pub(crate) struct Sim {
-    sim: Simulator,
+    sim: crate::support::StrictSim,
     pub(crate) api: Target,
 }
 
@@ -138,28 +138,20 @@ pub(crate) async fn simulator(api: Target, work: (u64, u64), faults: &str) -> Si
         platform_agents: vec![PLATFORM_AGENT.to_owned()],
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(config).await;
     Sim { sim, api }
 }
 
 /// `orchestrate` against `sim` with a private state, fast polling and quick retries.
 pub(crate) fn orchestrate(sim: &Sim, state: &Path) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    let mut command = crate::support::command();
     command
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())
         .env("CURSOR_API_KEY", DEFAULT_KEY)
-        .env_remove("ORCHESTRATE_BACKEND")
-        .env_remove("LAP_URL")
-        .env_remove("LAP_AGENT_ID")
-        .env_remove("LAP_MASTER_KEY")
         .env("ORCHESTRATE_QUOTAS", QUOTAS)
         .env("ORCHESTRATE_STATE", state)
         .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("ORCHESTRATE_CRASH_AFTER")
         .stdin(Stdio::null());
     match sim.api.version() {
         Some(version) => {
@@ -168,7 +160,6 @@ pub(crate) fn orchestrate(sim: &Sim, state: &Path) -> Command {
         // The examples run unchanged: the environment picks the platform and its agent.
         None => {
             command
-                .env_remove("CURSOR_API_KEY")
                 .env("LAP_MASTER_KEY", DEFAULT_KEY)
                 .env("ORCHESTRATE_BACKEND", "litellm-agent-platform")
                 .env("LAP_URL", sim.url())

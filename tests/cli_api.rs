@@ -5,23 +5,21 @@ use std::time::Duration;
 
 use orchestrate::cursor::model::{LaunchRequest, Prompt, Source};
 use orchestrate::cursor::{ApiKey, Client, ClientConfig};
-use orchestrate::sim::{SimConfig, Simulator};
+use orchestrate::sim::SimConfig;
 
 use crate::support::{orchestrate, text};
 
 /// Recognisable, so a test can prove it appears nowhere.
 const CANARY_KEY: &str = "key_canary_0123456789abcdefghijklmnop";
 
-async fn simulator() -> Simulator {
+async fn simulator() -> crate::support::StrictSim {
     let config = SimConfig {
         api_key: CANARY_KEY.into(),
         speed: 1000.0,
         agent_duration: (Duration::from_secs(10), Duration::from_secs(20)),
         ..SimConfig::default()
     };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    crate::support::simulator(config).await
 }
 
 fn run(sim_url: &str, args: &[&str]) -> (Option<i32>, String, String) {

@@ -79,7 +79,7 @@ async fn wait_for(
 
 #[tokio::test]
 async fn every_endpoint_works_against_the_simulator() {
-    let sim = Simulator::start(fast_sim(), loopback()).await.unwrap();
+    let sim = crate::support::simulator(fast_sim()).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
 
     assert_eq!(
@@ -194,7 +194,7 @@ async fn every_endpoint_works_against_the_simulator() {
 
 #[tokio::test]
 async fn basic_and_bearer_auth_both_work_and_a_wrong_key_is_refused() {
-    let sim = Simulator::start(fast_sim(), loopback()).await.unwrap();
+    let sim = crate::support::simulator(fast_sim()).await;
     for auth in [AuthScheme::Basic, AuthScheme::Bearer] {
         client_for(&sim, DEFAULT_KEY, auth).me().await.unwrap();
         let error = client_for(&sim, "wrong-key", auth).me().await.unwrap_err();
@@ -215,7 +215,7 @@ async fn a_base_url_with_a_path_prefix_works() {
         path_prefix: "/cursor".into(),
         ..fast_sim()
     };
-    let sim = Simulator::start(config, loopback()).await.unwrap();
+    let sim = crate::support::simulator(config).await;
     let mut config =
         ClientConfig::new(&format!("{}/cursor", sim.url()), ApiKey::new(DEFAULT_KEY)).unwrap();
     config.auth = AuthScheme::Bearer;
@@ -230,7 +230,7 @@ async fn a_base_url_with_a_path_prefix_works() {
 
 #[tokio::test]
 async fn each_error_class_is_mapped() {
-    let sim = Simulator::start(fast_sim(), loopback()).await.unwrap();
+    let sim = crate::support::simulator(fast_sim()).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
 
     // 400 with the API's message; not retried.
@@ -309,15 +309,10 @@ async fn transient_faults_are_retried_to_success() {
     let faults: Faults = "5xx=0.25,429=0.04:2,drop=0.15,latency=0ms..3ms,seed=11"
         .parse()
         .unwrap();
-    let sim = Simulator::start(
-        SimConfig {
+    let sim = crate::support::simulator(SimConfig {
             faults,
             ..fast_sim()
-        },
-        loopback(),
-    )
-    .await
-    .unwrap();
+        }).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
     for _ in 0..25 {
         client.me().await.unwrap();
@@ -339,15 +334,10 @@ async fn transient_faults_are_retried_to_success() {
 /// again (that could make a second agent) but says so, and the agent is there.
 #[tokio::test]
 async fn a_launch_is_not_resent_after_an_ambiguous_failure() {
-    let sim = Simulator::start(
-        SimConfig {
+    let sim = crate::support::simulator(SimConfig {
             faults: "drop=1.0".parse().unwrap(),
             ..fast_sim()
-        },
-        loopback(),
-    )
-    .await
-    .unwrap();
+        }).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
     let error = client
         .launch(&launch_request("api", "lost"))
@@ -394,7 +384,7 @@ async fn the_repositories_quota_holds_under_concurrency() {
         repositories_quota: windows.0.clone(),
         ..fast_sim()
     };
-    let sim = Simulator::start(sim_config, loopback()).await.unwrap();
+    let sim = crate::support::simulator(sim_config).await;
     let mut config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
     config.quotas = QuotaConfig {
         repositories: windows.0,
@@ -445,15 +435,10 @@ async fn webhooks_are_signed_and_duplicates_share_their_id() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let faults = "hook_dup=1.0,hook_delay=0ms..20ms".parse().unwrap();
-    let sim = Simulator::start(
-        SimConfig {
+    let sim = crate::support::simulator(SimConfig {
             faults,
             ..fast_sim()
-        },
-        loopback(),
-    )
-    .await
-    .unwrap();
+        }).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
     let secret = "s".repeat(40);
     let mut request = launch_request("api", "hooked");

@@ -6,9 +6,9 @@ use std::time::Duration;
 use orchestrate::cursor::model::v1::{CreateAgentRequest, RepoSpec, agent_id_for};
 use orchestrate::cursor::model::{AgentId, Prompt, Secret};
 use orchestrate::cursor::{AgentStatus, ApiError, AuthScheme};
-use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
+use orchestrate::sim::{DEFAULT_KEY, SimConfig};
 
-use crate::client::{client_for, fast_sim, loopback};
+use crate::client::{client_for, fast_sim};
 
 fn create(repo: &str, agent_id: Option<AgentId>) -> CreateAgentRequest {
     CreateAgentRequest {
@@ -45,7 +45,7 @@ async fn until_ended(client: &orchestrate::cursor::Client, id: &AgentId) -> Agen
 
 #[tokio::test]
 async fn an_agent_and_its_runs_follow_the_v1_rules() {
-    let sim = Simulator::start(fast_sim(), loopback()).await.unwrap();
+    let sim = crate::support::simulator(fast_sim()).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Bearer);
     let id = agent_id_for("r", "bump[acme/api]", 1);
 
@@ -147,7 +147,7 @@ async fn invalid_creates_and_the_usage_limit_are_typed_errors() {
         faults: "usage_limit=1".parse().unwrap(),
         ..fast_sim()
     };
-    let sim = Simulator::start(config, loopback()).await.unwrap();
+    let sim = crate::support::simulator(config).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
     let mut with_env = create("api", Some(agent_id_for("r", "x", 1)));
     with_env.env_vars = Some([("TOKEN".to_owned(), Secret::new("s3cret"))].into());
@@ -177,7 +177,7 @@ async fn v1_repositories_keep_the_same_quota() {
         repositories_quota: vec!["1/min".parse().unwrap()],
         ..fast_sim()
     };
-    let sim = Simulator::start(config, loopback()).await.unwrap();
+    let sim = crate::support::simulator(config).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Bearer);
     let items = client.v1_repositories().await.unwrap();
     assert!(items.iter().any(|r| r.url == "https://github.com/acme/api"));

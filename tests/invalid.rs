@@ -5,22 +5,23 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::support::{SOURCE_DATE_EPOCH, repo_root, text};
+use crate::support::{repo_root, text};
 
 /// Runs `validate FILE` in `dir` under a memory limit; returns (exit code, stderr).
 fn validate_limited(dir: &Path, file: &str) -> (i32, String) {
-    let output = assert_cmd::Command::new("sh")
+    let base = crate::support::command();
+    let binary = std::path::PathBuf::from(base.get_program());
+    // The same cleared environment, with `sh` in front to set the limit.
+    let mut sh = assert_cmd::Command::from_std({
+        let mut command = std::process::Command::new("sh");
+        command.env_clear().envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        command
+    });
+    let output = sh
         .args(["-c", "ulimit -v 1048576 && exec \"$0\" validate \"$1\""])
-        .arg(assert_cmd::cargo::cargo_bin!("orchestrate"))
+        .arg(binary)
         .arg(file)
         .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
-        .env_remove("CURSOR_API_VERSION")
-        .env_remove("ORCHESTRATE_BACKEND")
-        .env_remove("LAP_URL")
-        .env_remove("LAP_AGENT_ID")
-        .env_remove("RUST_LOG")
         .timeout(std::time::Duration::from_secs(60))
         .output()
         .expect("runs");

@@ -2,10 +2,10 @@
 //! verbose level and with either auth scheme; workflow values cannot change the JSON sent.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use orchestrate::sim::{SimConfig, Simulator};
+use orchestrate::sim::SimConfig;
 
 use crate::support::{repo_root, text};
 
@@ -34,9 +34,7 @@ async fn the_key_is_in_no_output_log_or_state_file() {
         faults: "error=0.3,seed=4".parse().unwrap(),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let summary = dir.path().join("summary.md");
@@ -84,7 +82,7 @@ async fn the_key_is_in_no_output_log_or_state_file() {
     ];
     for auth in ["basic", "bearer"] {
         for args in &commands {
-            let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+            let mut command = crate::support::command();
             command
                 .current_dir(repo_root())
                 .env("CURSOR_API_KEY", CANARY)
@@ -118,14 +116,14 @@ async fn the_key_is_in_no_output_log_or_state_file() {
     // The commands about one agent, on one the runs launched.
     let agent = sim.launches().len();
     assert!(agent > 0);
-    let mut list = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    let mut list = crate::support::command();
     list.env("CURSOR_API_KEY", CANARY)
         .env("CURSOR_API_BASE_URL", sim.url())
         .args(["agents", "list", "--json", "--limit", "1"]);
     let listed: serde_json::Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
     let id = listed["agents"][0]["id"].as_str().unwrap().to_owned();
     for action in ["get", "conversation", "stop", "delete"] {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+        let mut command = crate::support::command();
         command
             .env("CURSOR_API_KEY", CANARY)
             .env("CURSOR_API_BASE_URL", sim.url())
@@ -159,9 +157,7 @@ async fn workflow_values_cannot_inject_into_the_json_sent() {
         agent_duration: (Duration::from_secs(10), Duration::from_secs(10)),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let evil = "\"}, \"model\": \"o3\", \"source\": {\"repository\": \"https://github.com/evil/x\"}, \"x\": {\"y\": \"\\\\\n\ttab\u{7}bell héllo — 你好 🚀 {{ not a template }}";
     let workflow = serde_json::json!({
@@ -172,7 +168,7 @@ async fn workflow_values_cannot_inject_into_the_json_sent() {
     });
     let file = dir.path().join("inject.yaml");
     std::fs::write(&file, serde_yaml::to_string(&workflow).unwrap()).unwrap();
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    let mut command = crate::support::command();
     command
         .env("CURSOR_API_KEY", orchestrate::sim::DEFAULT_KEY)
         .env("CURSOR_API_BASE_URL", sim.url())

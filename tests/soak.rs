@@ -6,10 +6,10 @@
 //! `ORCHESTRATE_SOAK_INSTANCES=2000 cargo test --release --test lib soak -- --nocapture`.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
+use orchestrate::sim::{DEFAULT_KEY, SimConfig};
 use rand::Rng;
 
 use crate::support::text;
@@ -46,9 +46,7 @@ async fn soak_with_every_fault_and_kill_9() {
         calls_quota: Some("30000/min".parse().unwrap()),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let repos: String = (0..instances)
         .map(|n| format!("    - https://github.com/acme/soak-{n:05}"))
@@ -62,7 +60,7 @@ async fn soak_with_every_fault_and_kill_9() {
     .unwrap();
     let state = dir.path().join("state");
     let apply = || {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+        let mut command = crate::support::command();
         command
             .env("CURSOR_API_KEY", DEFAULT_KEY)
             .env("CURSOR_API_BASE_URL", sim.url())
@@ -132,7 +130,7 @@ async fn soak_with_every_fault_and_kill_9() {
         "{:?}",
         stats.quota_violations
     );
-    let mut status = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    let mut status = crate::support::command();
     status
         .env("ORCHESTRATE_STATE", &state)
         .args(["status", "--json"]);

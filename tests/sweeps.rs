@@ -4,11 +4,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
+use orchestrate::sim::{DEFAULT_KEY, SimConfig};
 
 use crate::support::{repo_root, text};
 
-async fn simulator(repositories_quota: &str, faults: &str) -> Simulator {
+async fn simulator(repositories_quota: &str, faults: &str) -> crate::support::StrictSim {
     let config = SimConfig {
         speed: 1000.0,
         agent_duration: (Duration::from_secs(10), Duration::from_secs(20)),
@@ -19,13 +19,11 @@ async fn simulator(repositories_quota: &str, faults: &str) -> Simulator {
         faults: faults.parse().unwrap(),
         ..SimConfig::default()
     };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    crate::support::simulator(config).await
 }
 
-fn orchestrate(sim: &Simulator, state: &Path, quotas: &str) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+fn orchestrate(sim: &crate::support::StrictSim, state: &Path, quotas: &str) -> Command {
+    let mut command = crate::support::command();
     command
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())
@@ -33,8 +31,6 @@ fn orchestrate(sim: &Simulator, state: &Path, quotas: &str) -> Command {
         .env("ORCHESTRATE_QUOTAS", quotas)
         .env("ORCHESTRATE_STATE", state)
         .env("NO_COLOR", "1")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     command
 }
@@ -120,9 +116,7 @@ async fn github_actions_get_a_summary_outputs_and_annotations() {
             "--poll-interval",
             "15ms",
         ])
-        .env("GITHUB_ACTIONS", "true")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("GITHUB_OUTPUT");
+        .env("GITHUB_ACTIONS", "true");
     let (code, stdout, _) = run(failing).await;
     assert_eq!(code, Some(1));
     assert_eq!(

@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use orchestrate::cursor::{ApiKey, Client, ClientConfig};
 use orchestrate::exec::{MAX_BODY, PollConfig, Poller, V0, WebhookListener};
-use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator, signature};
+use orchestrate::sim::{DEFAULT_KEY, SimConfig, signature};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{repo_root, text};
 
 #[tokio::test]
 async fn the_receiver_refuses_unsigned_forged_oversized_and_other_requests() {
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(SimConfig::default()).await;
     let client =
         Client::new(ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap()).unwrap();
     let poll = PollConfig {
@@ -125,16 +123,14 @@ async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
         faults: "hook_dup=1.0,hook_delay=0ms..40ms".parse().unwrap(),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::support::simulator(config).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let state = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("orchestrate"));
+    let mut command = crate::support::command();
     command
         .current_dir(repo_root())
         .env("CURSOR_API_BASE_URL", sim.url())

@@ -7,6 +7,7 @@
 //! with 429 and `Retry-After`, and every refusal is counted as a violation; faults are
 //! injected on demand; `/__sim/stats` and `/__sim/launches` let tests see what it saw.
 
+mod checked;
 mod faults;
 mod routes;
 mod routes_platform;
@@ -25,6 +26,7 @@ pub use faults::{Faults, FaultsError};
 pub use state::{Launch, Stats};
 pub use webhooks::signature;
 
+use crate::contract::{Contract, Violation};
 use crate::cursor::Rate;
 use crate::cursor::model::Repository;
 
@@ -58,6 +60,8 @@ pub struct SimConfig {
     pub path_prefix: String,
     /// The Agent Platform agents a session may run; empty: any.
     pub platform_agents: Vec<String>,
+    /// Cursor's published API, when every exchange is to be checked against it (strict).
+    pub contract: Option<Arc<Contract>>,
 }
 
 impl Default for SimConfig {
@@ -108,6 +112,7 @@ impl Default for SimConfig {
             .collect(),
             path_prefix: String::new(),
             platform_agents: Vec::new(),
+            contract: None,
         }
     }
 }
@@ -182,6 +187,19 @@ impl Simulator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .launches
             .clone()
+    }
+
+    /// What broke the published API so far (always empty when not strict).
+    pub fn violations(&self) -> Vec<Violation> {
+        let s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.config
+            .contract
+            .as_ref()
+            .map(|c| c.violations())
+            .unwrap_or_default()
     }
 
     /// Changes the faults it injects from now on.

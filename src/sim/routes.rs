@@ -92,7 +92,8 @@ fn refusal(refusal: Refusal) -> Response {
 
 /// The router of a simulator over `state`.
 pub fn router(state: Shared) -> Router {
-    Router::new()
+    let contract = lock(&state).config.contract.clone();
+    let router = Router::new()
         .route("/v0/agents", get(list_agents).post(launch))
         .route("/v0/agents/{id}", get(agent).delete(delete))
         .route("/v0/agents/{id}/conversation", get(conversation))
@@ -106,8 +107,13 @@ pub fn router(state: Shared) -> Router {
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
-        .layer(middleware::from_fn_with_state(state.clone(), gate))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), gate));
+    // Outermost, so that the gate's own answers (401, 429, faults) are checked too.
+    let router = match contract {
+        Some(contract) => router.layer(middleware::from_fn_with_state(contract, super::checked::check)),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Whether the `Authorization` header carries `key`, as Basic (key as user name) or Bearer.
@@ -263,7 +269,7 @@ fn rate_limited(
 
 /// A response whose body fails before its first byte: hyper closes the connection, and the
 /// client sees it dropped.
-fn dropped_connection() -> Response {
+pub(super) fn dropped_connection() -> Response {
     let failing = futures_util::stream::once(async {
         Err::<axum::body::Bytes, _>(std::io::Error::other("connection dropped by the simulator"))
     });
