@@ -129,7 +129,17 @@ const QUOTAS: &str =
 
 /// A simulator whose agents take `work` of real time, for a binary told to use `api`.
 pub(crate) async fn simulator(api: Target, work: (u64, u64), faults: &str) -> Sim {
-    let config = SimConfig {
+    simulator_with(api, work, faults, |_| {}).await
+}
+
+/// [`simulator`], with some of its settings changed first.
+pub(crate) async fn simulator_with(
+    api: Target,
+    work: (u64, u64),
+    faults: &str,
+    change: impl FnOnce(&mut SimConfig),
+) -> Sim {
+    let mut config = SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
         agent_duration: (Duration::from_secs(work.0), Duration::from_secs(work.1)),
@@ -138,6 +148,7 @@ pub(crate) async fn simulator(api: Target, work: (u64, u64), faults: &str) -> Si
         platform_agents: vec![PLATFORM_AGENT.to_owned()],
         ..SimConfig::default()
     };
+    change(&mut config);
     let sim = crate::support::simulator(config).await;
     Sim { sim, api }
 }
@@ -931,12 +942,16 @@ async fn a_long_429_storm_delays_launches_and_fails_nothing(api: Target) {
     sim.shutdown().await;
 }
 
-/// An agent stopped from outside reports a status orchestrate does not know (the simulator
-/// says STOPPED); once it stops changing, the attempt ends instead of waiting forever. v0
-/// only: v1 documents CANCELLED, which orchestrate knows.
+/// An agent stopped from outside reports a status orchestrate does not know (the simulator is
+/// told to say STOPPED, outside the published enum); once it stops changing, the attempt
+/// ends instead of waiting forever. v0 only: v1 documents CANCELLED, which orchestrate knows.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_status_that_stops_changing_ends_the_attempt() {
-    let sim = simulator(Target::V0, (3000, 4000), "").await;
+    let sim = simulator_with(Target::V0, (3000, 4000), "", |config| {
+        config.stopped_status = orchestrate::cursor::AgentStatus::Unknown("STOPPED".into());
+    })
+    .await;
+    sim.sim.expect_violation("\"STOPPED\" is not one of");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut command = orchestrate(&sim, &state);

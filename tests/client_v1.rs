@@ -108,7 +108,7 @@ async fn an_agent_and_its_runs_follow_the_v1_rules() {
     );
     let usage = client.v1_usage(&id).await.unwrap();
     assert_eq!(usage.runs.len(), 2);
-    assert!(usage.total_tokens > 2000);
+    assert!(usage.total_usage.total_tokens > 2000);
     let artifacts = client.v1_artifacts(&id).await.unwrap();
     assert_eq!(artifacts.len(), 2);
     let link = client

@@ -14,7 +14,9 @@ fn validate_limited(dir: &Path, file: &str) -> (i32, String) {
     // The same cleared environment, with `sh` in front to set the limit.
     let mut sh = assert_cmd::Command::from_std({
         let mut command = std::process::Command::new("sh");
-        command.env_clear().envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        command
+            .env_clear()
+            .envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))));
         command
     });
     let output = sh

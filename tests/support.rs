@@ -44,8 +44,8 @@ pub fn orchestrate() -> assert_cmd::Command {
 pub fn fresh_state() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-{}-{n}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("state-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -96,6 +96,8 @@ pub fn contract() -> Option<Arc<Contract>> {
 /// if any exchange broke it.
 pub struct StrictSim {
     sim: Option<Simulator>,
+    /// Violations a test provokes on purpose, by a part of their text.
+    expected: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Deref for StrictSim {
@@ -110,8 +112,40 @@ impl StrictSim {
     /// Asserts that no exchange broke the published API, then stops the simulator.
     pub async fn shutdown(mut self) {
         let sim = self.sim.take().expect("shut down once");
-        no_violations(&sim);
+        self.no_violations(&sim);
         sim.shutdown().await;
+    }
+
+    /// Says that this test breaks the published API on purpose, in violations whose text
+    /// contains `part` (a client refused by the simulator's own checks, an off-spec answer);
+    /// the test fails unless each expected part is seen.
+    pub fn expect_violation(&self, part: &'static str) {
+        self.expected.lock().unwrap().push(part);
+    }
+
+    fn no_violations(&self, sim: &Simulator) {
+        let expected = self.expected.lock().unwrap().clone();
+        let violations: Vec<_> = sim.violations();
+        for part in expected.iter().filter(|_| contract().is_some()) {
+            assert!(
+                violations.iter().any(|v| v.to_string().contains(part)),
+                "the test expected a violation of the published API containing `{part}`, and saw none"
+            );
+        }
+        let violations: Vec<_> = violations
+            .into_iter()
+            .filter(|v| !expected.iter().any(|part| v.to_string().contains(part)))
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "{} exchanges broke Cursor's published API:\n{}",
+            violations.len(),
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 
@@ -119,24 +153,10 @@ impl Drop for StrictSim {
     fn drop(&mut self) {
         if let Some(sim) = &self.sim {
             if !std::thread::panicking() {
-                no_violations(sim);
+                self.no_violations(sim);
             }
         }
     }
-}
-
-fn no_violations(sim: &Simulator) {
-    let violations = sim.violations();
-    assert!(
-        violations.is_empty(),
-        "{} exchanges broke Cursor's published API:\n{}",
-        violations.len(),
-        violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
 }
 
 /// A simulator on a free loopback port, checking every exchange against the published API.
@@ -148,5 +168,8 @@ pub async fn simulator(config: SimConfig) -> StrictSim {
     let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    StrictSim { sim: Some(sim) }
+    StrictSim {
+        sim: Some(sim),
+        expected: std::sync::Mutex::default(),
+    }
 }

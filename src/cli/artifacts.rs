@@ -64,7 +64,7 @@ pub async fn run(
     let Some(out_dir) = out_dir else {
         let mut text = String::new();
         for artifact in &artifacts {
-            let size = artifact.size.map_or_else(|| "-".into(), |s| s.to_string());
+            let size = artifact.size_bytes.to_string();
             let _ = writeln!(text, "{}\t{size}", artifact.path);
         }
         out.stdout(&text);

@@ -26,10 +26,12 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
             let Some(op) = item.get(method) else { continue };
             let name = format!("{} {template}", method.to_uppercase());
             let mut parameters = Vec::new();
-            let declared = shared
-                .into_iter()
-                .flatten()
-                .chain(op.get("parameters").and_then(Value::as_array).into_iter().flatten());
+            let declared = shared.into_iter().flatten().chain(
+                op.get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten(),
+            );
             for parameter in declared {
                 let parameter = resolve(document, parameter)?;
                 let location = match parameter.get("in").and_then(Value::as_str) {
@@ -61,7 +63,10 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
                         .pointer("/content/application~1json/schema")
                         .ok_or_else(|| format!("{name}: a request body that is not JSON"))?;
                     let required = body.get("required") == Some(&Value::Bool(true));
-                    Some((required, compile(schema).map_err(|e| format!("{name}: {e}"))?))
+                    Some((
+                        required,
+                        compile(schema).map_err(|e| format!("{name}: {e}"))?,
+                    ))
                 }
             };
             let mut responses = BTreeMap::new();
@@ -98,10 +103,12 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
                 segments: template
                     .trim_matches('/')
                     .split('/')
-                    .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        Some(param) => Segment::Param(param.to_owned()),
-                        None => Segment::Literal(s.to_owned()),
-                    })
+                    .map(
+                        |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                            Some(param) => Segment::Param(param.to_owned()),
+                            None => Segment::Literal(s.to_owned()),
+                        },
+                    )
                     .collect(),
                 parameters,
                 body,
@@ -186,16 +193,13 @@ fn nullable_to_draft4(value: &mut Value) {
             if let Some(Value::Array(values)) = map.get_mut("enum") {
                 values.push(Value::Null);
             }
-            match map.get("type").cloned() {
-                Some(Value::String(kind)) => {
-                    map.insert("type".into(), json!([kind, "null"]));
-                }
-                _ => {
-                    let rest = Value::Object(std::mem::take(map));
-                    let mut wrapped = Map::new();
-                    wrapped.insert("anyOf".into(), json!([{ "type": "null" }, rest]));
-                    *map = wrapped;
-                }
+            if let Some(Value::String(kind)) = map.get("type").cloned() {
+                map.insert("type".into(), json!([kind, "null"]));
+            } else {
+                let rest = Value::Object(std::mem::take(map));
+                let mut wrapped = Map::new();
+                wrapped.insert("anyOf".into(), json!([{ "type": "null" }, rest]));
+                *map = wrapped;
             }
         }
         _ => {}
@@ -210,7 +214,10 @@ mod tests {
     fn nullable_adds_null_to_the_type_or_wraps_the_schema() {
         let mut typed = json!({"type": "string", "nullable": true, "enum": ["a"]});
         nullable_to_draft4(&mut typed);
-        assert_eq!(typed, json!({"type": ["string", "null"], "enum": ["a", null]}));
+        assert_eq!(
+            typed,
+            json!({"type": ["string", "null"], "enum": ["a", null]})
+        );
         let mut untyped = json!({"oneOf": [{"type": "string"}], "nullable": true});
         nullable_to_draft4(&mut untyped);
         assert_eq!(

@@ -90,9 +90,7 @@ impl ApiError {
                 true
             }
             // Busy is waited out; an archived agent, a taken id or an ended run stay so.
-            ApiError::Conflict { code, .. } => {
-                matches!(code.as_deref(), None | Some("agent_busy" | "conflict"))
-            }
+            ApiError::Conflict { code, .. } => code.as_deref() == Some("agent_busy"),
             ApiError::Auth { .. }
             | ApiError::UsageLimit { .. }
             | ApiError::BadRequest { .. }
@@ -230,7 +228,8 @@ mod tests {
             (401, false, true),
             (403, false, true),
             (404, false, false),
-            (409, true, true),
+            // A bare 409 is v0's "deleted or archived": it stays so.
+            (409, false, true),
             (429, true, true),
             (500, true, false),
             (503, true, false),

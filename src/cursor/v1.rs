@@ -10,6 +10,12 @@ use super::model::v1::{
 use super::model::{AgentId, Me, Prompt};
 use super::{ApiError, CallKind, Client, MAX_PAGE};
 
+/// `IdResponse`: what cancel, archive, unarchive and delete answer.
+#[derive(serde::Deserialize)]
+struct Id<T> {
+    id: T,
+}
+
 /// Query parameters of one page of a list.
 fn page_query(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, String)> {
     let mut query = Vec::new();
@@ -45,9 +51,8 @@ impl Client {
         include_archived: bool,
     ) -> Result<Page<Agent>, ApiError> {
         let mut query = page_query(limit, cursor);
-        if include_archived {
-            query.push(("includeArchived", "true".to_owned()));
-        }
+        // The API's default is true; said either way, so the answer does not hang on it.
+        query.push(("includeArchived", include_archived.to_string()));
         self.get("v1/agents", &query, CallKind::Other).await
     }
 
@@ -92,50 +97,55 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/agents/{id}/runs/{runId}`: with its result once ended.
+    /// `GET /v1/agents/{id}/runs/{runId}`: the bare run, with its result once ended.
     pub async fn v1_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
         let path = format!("v1/agents/{}/runs/{}", segment(&id.0), segment(&run.0));
-        let response: RunResponse = self.get(&path, &[], CallKind::Other).await?;
-        Ok(response.run)
+        self.get(&path, &[], CallKind::Other).await
     }
 
-    /// `POST /v1/agents/{id}/runs/{runId}/cancel`.
-    pub async fn v1_cancel_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
+    /// `POST /v1/agents/{id}/runs/{runId}/cancel`: answers the run's id only.
+    pub async fn v1_cancel_run(&self, id: &AgentId, run: &RunId) -> Result<RunId, ApiError> {
         let path = format!(
             "v1/agents/{}/runs/{}/cancel",
             segment(&id.0),
             segment(&run.0)
         );
-        let response: RunResponse = self.post_empty(&path).await?;
-        Ok(response.run)
+        let answer: Id<RunId> = self.post_empty(&path).await?;
+        Ok(answer.id)
     }
 
-    /// `POST /v1/agents/{id}/archive` (idempotent).
-    pub async fn v1_archive(&self, id: &AgentId) -> Result<Agent, ApiError> {
-        self.post_empty(&format!("v1/agents/{}/archive", segment(&id.0)))
-            .await
+    /// `POST /v1/agents/{id}/archive` (idempotent): answers the agent's id only.
+    pub async fn v1_archive(&self, id: &AgentId) -> Result<AgentId, ApiError> {
+        let answer: Id<AgentId> = self
+            .post_empty(&format!("v1/agents/{}/archive", segment(&id.0)))
+            .await?;
+        Ok(answer.id)
     }
 
-    /// `POST /v1/agents/{id}/unarchive` (idempotent).
-    pub async fn v1_unarchive(&self, id: &AgentId) -> Result<Agent, ApiError> {
-        self.post_empty(&format!("v1/agents/{}/unarchive", segment(&id.0)))
-            .await
+    /// `POST /v1/agents/{id}/unarchive` (idempotent): answers the agent's id only.
+    pub async fn v1_unarchive(&self, id: &AgentId) -> Result<AgentId, ApiError> {
+        let answer: Id<AgentId> = self
+            .post_empty(&format!("v1/agents/{}/unarchive", segment(&id.0)))
+            .await?;
+        Ok(answer.id)
     }
 
-    /// `DELETE /v1/agents/{id}`.
-    pub async fn v1_delete(&self, id: &AgentId) -> Result<serde_json::Value, ApiError> {
-        self.call::<(), _>(Call {
-            method: Method::DELETE,
-            path: &format!("v1/agents/{}", segment(&id.0)),
-            query: &[],
-            body: None,
-            kind: CallKind::Other,
-            idempotent: true,
-        })
-        .await
+    /// `DELETE /v1/agents/{id}`: answers the agent's id only.
+    pub async fn v1_delete(&self, id: &AgentId) -> Result<AgentId, ApiError> {
+        let answer: Id<AgentId> = self
+            .call::<(), _>(Call {
+                method: Method::DELETE,
+                path: &format!("v1/agents/{}", segment(&id.0)),
+                query: &[],
+                body: None,
+                kind: CallKind::Other,
+                idempotent: true,
+            })
+            .await?;
+        Ok(answer.id)
     }
 
-    /// `GET /v1/agents/{id}/usage`.
+    /// `GET /v1/agents/{id}/usage`: 403 `feature_unavailable` where usage is not offered.
     pub async fn v1_usage(&self, id: &AgentId) -> Result<Usage, ApiError> {
         self.get(
             &format!("v1/agents/{}/usage", segment(&id.0)),

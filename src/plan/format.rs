@@ -380,7 +380,12 @@ impl<'a> JsonOptions<'a> {
     fn of(options: &'a AgentOptions) -> Option<Self> {
         (*options != AgentOptions::default()).then(|| Self {
             env_vars: names(options.env_vars.as_ref().map(|v| v.keys())),
-            mcp_servers: names(options.mcp_servers.as_ref().map(|m| m.keys())),
+            mcp_servers: options
+                .mcp_servers
+                .iter()
+                .flatten()
+                .map(|s| s.name.as_str())
+                .collect(),
             mode: options.mode.map(crate::spec::Mode::as_str),
             model_params: options.model_params.as_ref(),
             work_on_current_branch: options.work_on_current_branch,

@@ -71,8 +71,8 @@ pub struct Target {
 pub struct AgentOptions {
     /// Environment variables (secret values: never printed).
     pub env_vars: Option<IndexMap<String, String>>,
-    /// MCP servers, as written.
-    pub mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// MCP servers.
+    pub mcp_servers: Option<Vec<crate::spec::McpServer>>,
     /// `agent` or `plan`.
     pub mode: Option<Mode>,
     /// Parameters of the model.

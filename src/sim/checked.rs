@@ -2,29 +2,25 @@
 //! (auth refusals, 429s, injected errors), is checked against the published OpenAPI files,
 //! and what breaks them is recorded for tests and logged for users.
 
-use std::sync::Arc;
-
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::contract::{self, AuthScheme, Contract};
+use super::routes::{Shared, lock};
+use crate::contract::{self, AuthScheme, Contract, Violation};
 
 /// Bodies larger than this are not the API's (its largest request is a prompt with images).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Checks the request, lets the simulator answer, checks the answer.
-pub(super) async fn check(
-    State(contract): State<Arc<Contract>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn check(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    if !Contract::covers(&path) {
+    let contract = lock(&state).config.contract.clone();
+    let Some(contract) = contract.filter(|_| Contract::covers(&path)) else {
         return next.run(request).await;
-    }
+    };
     let method = request.method().as_str().to_owned();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
@@ -39,7 +35,7 @@ pub(super) async fn check(
     };
     let content_type = header(header::CONTENT_TYPE);
     let authorization = header(header::AUTHORIZATION);
-    contract.check_request(&contract::Request {
+    let found = contract.check_request(&contract::Request {
         method: &method,
         path: &path,
         query: parts.uri.query(),
@@ -47,6 +43,7 @@ pub(super) async fn check(
         content_type: content_type.as_deref(),
         body: &bytes,
     });
+    record(&state, found);
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -65,7 +62,7 @@ pub(super) async fn check(
             content_type: content_type.as_deref(),
             body: None,
         };
-        contract.check_response(&method, &path, &answer);
+        record(&state, contract.check_response(&method, &path, &answer));
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -73,7 +70,7 @@ pub(super) async fn check(
         // An injected dropped connection: nothing was answered to check.
         return super::routes::dropped_connection();
     };
-    contract.check_response(
+    let found = contract.check_response(
         &method,
         &path,
         &contract::Response {
@@ -82,5 +79,16 @@ pub(super) async fn check(
             body: Some(&bytes),
         },
     );
+    record(&state, found);
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Keeps what broke the published API for tests (`Simulator::violations`), and says it.
+fn record(state: &Shared, found: Vec<Violation>) {
+    for violation in &found {
+        tracing::warn!(%violation, "an exchange breaks Cursor's published API");
+    }
+    if !found.is_empty() {
+        lock(state).violations.extend(found);
+    }
 }

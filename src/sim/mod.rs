@@ -60,6 +60,9 @@ pub struct SimConfig {
     pub path_prefix: String,
     /// The Agent Platform agents a session may run; empty: any.
     pub platform_agents: Vec<String>,
+    /// What a v0 agent shows after a stop: undocumented, so EXPIRED (in the published enum)
+    /// unless a test wants a status clients do not know.
+    pub stopped_status: crate::cursor::AgentStatus,
     /// Cursor's published API, when every exchange is to be checked against it (strict).
     pub contract: Option<Arc<Contract>>,
 }
@@ -112,6 +115,7 @@ impl Default for SimConfig {
             .collect(),
             path_prefix: String::new(),
             platform_agents: Vec::new(),
+            stopped_status: crate::cursor::AgentStatus::Expired,
             contract: None,
         }
     }
@@ -191,15 +195,11 @@ impl Simulator {
 
     /// What broke the published API so far (always empty when not strict).
     pub fn violations(&self) -> Vec<Violation> {
-        let s = self
-            .state
+        self.state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.config
-            .contract
-            .as_ref()
-            .map(|c| c.violations())
-            .unwrap_or_default()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .violations
+            .clone()
     }
 
     /// Changes the faults it injects from now on.

@@ -34,17 +34,8 @@ pub(super) fn lock(state: &Shared) -> std::sync::MutexGuard<'_, SimState> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An error answer in the API's v0 shape: `{"error": code, "message": text}`.
+/// An error answer as both published files have it: `{"error": {"code", "message"}}`.
 pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": code, "message": message.into() })),
-    )
-        .into_response()
-}
-
-/// An error answer in the API's v1 shape: `{"error": {"code", "message"}}`.
-pub(super) fn error_v1(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "error": { "code": code, "message": message.into() } })),
@@ -92,7 +83,7 @@ fn refusal(refusal: Refusal) -> Response {
 
 /// The router of a simulator over `state`.
 pub fn router(state: Shared) -> Router {
-    let contract = lock(&state).config.contract.clone();
+    let strict = lock(&state).config.contract.is_some();
     let router = Router::new()
         .route("/v0/agents", get(list_agents).post(launch))
         .route("/v0/agents/{id}", get(agent).delete(delete))
@@ -109,9 +100,13 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), gate));
     // Outermost, so that the gate's own answers (401, 429, faults) are checked too.
-    let router = match contract {
-        Some(contract) => router.layer(middleware::from_fn_with_state(contract, super::checked::check)),
-        None => router,
+    let router = if strict {
+        router.layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::checked::check,
+        ))
+    } else {
+        router
     };
     router.with_state(state)
 }
@@ -159,14 +154,6 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         return next.run(request).await;
     }
     let name = format!("{} {route}", request.method());
-    let v1 = route.starts_with("/v1/");
-    let answer_error = move |status: StatusCode, code: &str, message: &str| {
-        if v1 {
-            error_v1(status, code, message)
-        } else {
-            error(status, code, message)
-        }
-    };
     let repositories = route.ends_with("/repositories");
     let mutation = request.method() != Method::GET;
     let (latency, key) = {
@@ -190,7 +177,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         tokio::time::sleep(latency).await;
     }
     if !authorized(request.headers(), &key) {
-        return answer_error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
     }
     let fate = {
         let mut s = lock(&state);
@@ -227,13 +214,9 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     };
     match fate {
         Fate::Answer => next.run(request).await,
-        Fate::Burst => rate_limited(
-            answer_error,
-            Duration::from_secs(1),
-            "Too many requests (injected burst)",
-        ),
-        Fate::Quota(wait) => rate_limited(answer_error, wait, "Rate limit exceeded"),
-        Fate::ServerError(status) => answer_error(
+        Fate::Burst => rate_limited(Duration::from_secs(1), "Too many requests (injected burst)"),
+        Fate::Quota(wait) => rate_limited(wait, "Rate limit exceeded"),
+        Fate::ServerError(status) => error(
             StatusCode::from_u16(status).expect("a valid status"),
             "internal_error",
             "Injected server error",
@@ -249,13 +232,9 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
 }
 
 /// A 429 with `Retry-After` and the `X-RateLimit-*` headers v1 documents.
-fn rate_limited(
-    answer_error: impl Fn(StatusCode, &str, &str) -> Response,
-    wait: Duration,
-    message: &str,
-) -> Response {
+fn rate_limited(wait: Duration, message: &str) -> Response {
     let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut response = answer_error(
+    let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_exceeded",
         message,
@@ -372,7 +351,11 @@ async fn launch(
             );
         }
     }
-    Json(s.launch(request, SystemTime::now())).into_response()
+    (
+        StatusCode::CREATED,
+        Json(s.launch(request, SystemTime::now())),
+    )
+        .into_response()
 }
 
 async fn agent(State(state): State<Shared>, Path(id): Path<String>) -> Response {

@@ -16,7 +16,7 @@ use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{Shared, error_v1, lock};
+use super::routes::{Shared, error, lock};
 use super::state::{Api, NewAgent, Refusal};
 use crate::cursor::model::{AgentId, Source};
 use crate::spec::RepoUrl;
@@ -39,13 +39,13 @@ pub fn routes() -> Router<Shared> {
 }
 
 fn invalid(message: impl Into<String>) -> Response {
-    error_v1(StatusCode::BAD_REQUEST, "validation_error", message)
+    error(StatusCode::BAD_REQUEST, "validation_error", message)
 }
 
 fn refused(state: &Shared, refusal: Refusal) -> Response {
     let (status, code, message) = refusal.answer();
     lock(state).count_error(code);
-    error_v1(status, code, message)
+    error(status, code, message)
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,7 +93,7 @@ async fn create_session(
     let mut s = lock(&state);
     let agents = &s.config.platform_agents;
     if !agents.is_empty() && !agents.contains(&request.agent_id) {
-        return error_v1(
+        return error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("agent {} not found", request.agent_id),

@@ -13,10 +13,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{Shared, error_v1, lock, with_prompt};
+use super::routes::{Shared, error, lock, with_prompt};
 use super::state::{Api, NewAgent, Refusal};
 use crate::cursor::model::v1::{CreateAgentRequest, CreateRunRequest, RunId, RunResponse};
-use crate::cursor::model::{AgentId, Me, Source};
+use crate::cursor::model::{AgentId, IdResponse, Me, Source};
 use crate::spec::RepoUrl;
 
 /// The v1 routes (behind the same gate as v0's).
@@ -42,11 +42,11 @@ pub fn routes() -> Router<Shared> {
 fn refused(state: &Shared, refusal: Refusal) -> Response {
     let (status, code, message) = refusal.answer();
     lock(state).count_error(code);
-    error_v1(status, code, message)
+    error(status, code, message)
 }
 
 fn invalid(message: impl Into<String>) -> Response {
-    error_v1(StatusCode::BAD_REQUEST, "validation_error", message)
+    error(StatusCode::BAD_REQUEST, "validation_error", message)
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,12 +91,20 @@ async fn create_agent(
             *value = "***".into();
         }
     }
-    let repo = &request.repos[0];
+    // `repos` may be empty: an agent without a repository.
+    let (repository, starting_ref, pr_url) = request.repos.first().map_or_else(
+        || (String::new(), None, None),
+        |r| (r.url.clone(), r.starting_ref.clone(), r.pr_url.clone()),
+    );
     let now = SystemTime::now();
     let mut s = lock(&state);
     if let Some(model) = &request.model {
         if !s.config.models.contains(&model.id) {
-            return invalid(format!("model `{}` is not available", model.id));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_model",
+                format!("model `{}` is not available", model.id),
+            );
         }
     }
     let new = NewAgent {
@@ -104,14 +112,14 @@ async fn create_agent(
         id: request.agent_id.clone(),
         name: request.name.clone(),
         source: Source {
-            repository: repo.url.clone(),
-            git_ref: repo.starting_ref.clone(),
+            repository,
+            git_ref: starting_ref,
         },
         branch: None,
         auto_create_pr: request.auto_create_pr.unwrap_or(false),
         open_as_cursor_github_app: false,
         skip_reviewer_request: request.skip_reviewer_request.unwrap_or(false),
-        existing_pr: repo.pr_url.clone(),
+        existing_pr: pr_url,
         prompt: request.prompt.text.clone(),
         model: request.model.as_ref().map(|m| m.id.clone()),
         webhook: None,
@@ -141,8 +149,8 @@ fn check_create(request: &CreateAgentRequest) -> Result<(), String> {
     if request.prompt.images.len() > 5 {
         return Err("prompt.images holds at most 5 images".into());
     }
-    if request.repos.is_empty() || request.repos.len() > 20 {
-        return Err("repos must hold 1 to 20 repositories".into());
+    if request.repos.len() > 20 {
+        return Err("repos holds at most 20 repositories".into());
     }
     if let Some(bad) = request
         .repos
@@ -162,8 +170,22 @@ fn check_create(request: &CreateAgentRequest) -> Result<(), String> {
         return Err("name must be at most 100 characters".into());
     }
     if let Some(vars) = &request.env_vars {
+        if vars.len() > 50 {
+            return Err("envVars holds at most 50 variables".into());
+        }
         if let Some(bad) = vars.keys().find(|k| k.starts_with("CURSOR_")) {
             return Err(format!("envVars: `{bad}` may not start with CURSOR_"));
+        }
+        if let Some(bad) = vars.keys().find(|k| k.is_empty() || k.len() > 255) {
+            return Err(format!("envVars: name `{bad}` must be 1 to 255 bytes"));
+        }
+        if let Some((bad, _)) = vars
+            .iter()
+            .find(|(_, v)| v.expose().is_empty() || v.expose().len() > 4096)
+        {
+            return Err(format!(
+                "envVars: the value of `{bad}` must be 1 to 4096 bytes"
+            ));
         }
         if request.agent_id.is_some() {
             return Err("agentId cannot be combined with envVars".into());
@@ -191,7 +213,7 @@ async fn list_agents(State(state): State<Shared>, Query(query): Query<ListQuery>
     let page = lock(&state).page_v1(
         limit,
         cursor.as_ref(),
-        query.include_archived.unwrap_or(false),
+        query.include_archived.unwrap_or(true),
         query.pr_url.as_deref(),
         SystemTime::now(),
     );
@@ -228,7 +250,7 @@ async fn unarchive(state: State<Shared>, id: Path<String>) -> Response {
 fn set_archived(State(state): State<Shared>, Path(id): Path<String>, archived: bool) -> Response {
     let result = lock(&state).set_archived(&AgentId(id), archived, SystemTime::now());
     match result {
-        Ok(agent) => Json(agent).into_response(),
+        Ok(agent) => Json(IdResponse { id: agent.id }).into_response(),
         Err(refusal) => refused(&state, refusal),
     }
 }
@@ -269,7 +291,7 @@ async fn create_run(
 async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
     let found = lock(&state).run(&AgentId(id), &RunId(run), SystemTime::now(), true);
     match found {
-        Ok(run) => Json(RunResponse { run }).into_response(),
+        Ok(run) => Json(run).into_response(),
         Err(refusal) => refused(&state, refusal),
     }
 }
@@ -277,7 +299,7 @@ async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)
 async fn cancel(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
     let cancelled = lock(&state).cancel_run(&AgentId(id), &RunId(run), SystemTime::now());
     match cancelled {
-        Ok(run) => Json(RunResponse { run }).into_response(),
+        Ok(run) => Json(json!({ "id": run.id })).into_response(),
         Err(refusal) => refused(&state, refusal),
     }
 }
@@ -296,7 +318,13 @@ async fn artifacts(State(state): State<Shared>, Path(id): Path<String>) -> Respo
         Ok(files) => {
             let items: Vec<_> = files
                 .iter()
-                .map(|(path, text)| json!({ "path": path, "size": text.len() }))
+                .map(|(path, text, updated)| {
+                    json!({
+                        "path": path,
+                        "sizeBytes": text.len(),
+                        "updatedAt": humantime::format_rfc3339_millis(*updated).to_string(),
+                    })
+                })
                 .collect();
             Json(json!({ "items": items })).into_response()
         }
@@ -325,8 +353,8 @@ async fn download(
         Ok(files) => files,
         Err(refusal) => return refused(&state, refusal),
     };
-    if !files.iter().any(|(p, _)| *p == path) {
-        return error_v1(
+    if !files.iter().any(|(p, _, _)| *p == path) {
+        return error(
             StatusCode::NOT_FOUND,
             "artifact_not_found",
             "No such artifact",
@@ -356,8 +384,8 @@ async fn artifact_file(
     let files = lock(&state)
         .artifacts(&AgentId(id), SystemTime::now())
         .unwrap_or_default();
-    match files.into_iter().find(|(p, _)| *p == path) {
-        Some((_, text)) => text.into_response(),
+    match files.into_iter().find(|(p, _, _)| *p == path) {
+        Some((_, text, _)) => text.into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -375,7 +403,7 @@ async fn models(State(state): State<Shared>) -> Response {
         .config
         .models
         .iter()
-        .map(|id| json!({ "id": id }))
+        .map(|id| json!({ "id": id, "displayName": id }))
         .collect();
     Json(json!({ "items": items })).into_response()
 }

@@ -95,6 +95,8 @@ pub struct SimAgent {
     pr_number: u64,
     runs: Vec<SimRun>,
     archived: bool,
+    /// What v0 shows once it is stopped.
+    stopped_status: AgentStatus,
     /// The webhook to notify.
     pub webhook: Option<Webhook>,
     /// The last status the webhook was told about, and how many runs the agent had then
@@ -111,12 +113,11 @@ impl SimAgent {
         self.runs.iter().find(|r| &r.id == id)
     }
 
-    /// The v0 status at `now`: its latest run's.
+    /// The v0 status at `now`: its latest run's; after a stop, what the simulator was told
+    /// to show (what v0 shows then is not documented).
     pub fn status(&self, now: SystemTime) -> AgentStatus {
         match self.latest().status(now) {
-            // What v0 reports after a stop is not documented; the simulator answers a status
-            // orchestrate does not know, so that clients prove they keep unknown statuses.
-            AgentStatus::Cancelled => AgentStatus::Unknown("STOPPED".to_owned()),
+            AgentStatus::Cancelled => self.stopped_status.clone(),
             status => status,
         }
     }
@@ -148,17 +149,16 @@ impl SimAgent {
     /// The agent as v1 shows it at `now`: metadata, and its latest run's id.
     pub fn view_v1(&self, now: SystemTime) -> v1::Agent {
         let latest = self.latest();
-        let status = if self.archived {
-            "ARCHIVED"
-        } else if latest.status(now).is_terminal() {
-            "IDLE"
-        } else {
-            "ACTIVE"
-        };
+        // The published enum has no IDLE (seen live): the simulator keeps to the file.
+        let status = if self.archived { "ARCHIVED" } else { "ACTIVE" };
         v1::Agent {
             id: self.id.clone(),
             name: Some(self.name.clone()),
             status: Some(status.to_owned()),
+            env: Some(v1::AgentEnv {
+                kind: "cloud".into(),
+                name: None,
+            }),
             repos: vec![v1::RepoSpec {
                 url: self.source.repository.clone(),
                 starting_ref: self.source.git_ref.clone(),
@@ -181,6 +181,7 @@ impl SimAgent {
             id: run.id.clone(),
             agent_id: Some(self.id.clone()),
             created_at: Some(rfc3339(run.started)),
+            updated_at: Some(rfc3339(run.changed(now))),
             duration_ms: (full && ended).then(|| {
                 u64::try_from(
                     end.duration_since(run.started)
@@ -327,13 +328,28 @@ impl SimAgent {
             .runs
             .iter()
             .filter(|r| r.status(now).is_terminal())
-            .map(|r| v1::RunUsage {
-                run_id: r.id.clone(),
-                total_tokens: 1000 + 10 * r.prompt.len() as u64,
+            .map(|r| {
+                let size = r.prompt.len() as u64;
+                let (input_tokens, output_tokens) = (800 + 8 * size, 200 + 2 * size);
+                v1::RunUsage {
+                    id: r.id.clone(),
+                    usage: v1::Tokens {
+                        input_tokens,
+                        output_tokens,
+                        total_tokens: input_tokens + output_tokens,
+                        ..v1::Tokens::default()
+                    },
+                }
             })
             .collect();
+        let mut total = v1::Tokens::default();
+        for run in &runs {
+            total.input_tokens += run.usage.input_tokens;
+            total.output_tokens += run.usage.output_tokens;
+            total.total_tokens += run.usage.total_tokens;
+        }
         v1::Usage {
-            total_tokens: runs.iter().map(|r| r.total_tokens).sum(),
+            total_usage: total,
             runs,
         }
     }
@@ -464,6 +480,8 @@ pub struct SimState {
     pub stats: Stats,
     /// Launches as received.
     pub launches: Vec<Launch>,
+    /// Strict mode: exchanges that broke Cursor's published API.
+    pub violations: Vec<crate::contract::Violation>,
     all_calls: Windows,
     repositories_calls: Windows,
     /// Requests left in the current 429 burst.
@@ -534,6 +552,7 @@ impl SimState {
             by_id: std::collections::HashMap::new(),
             next: 0,
             stats: Stats::default(),
+            violations: Vec::new(),
             launches: Vec::new(),
             all_calls: Windows::default(),
             repositories_calls: Windows::default(),
@@ -653,7 +672,7 @@ impl SimState {
             name: name.clone(),
             target: AgentTarget {
                 branch_name: Some(branch.clone()),
-                url: Some(format!("https://cursor.com/agents?id={id}")),
+                url: Some(format!("https://cursor.com/agents/{id}")),
                 pr_url: None,
                 auto_create_pr: Some(new.auto_create_pr),
                 open_as_cursor_github_app: Some(new.open_as_cursor_github_app),
@@ -665,6 +684,7 @@ impl SimState {
             pr_number: 1000 + number,
             runs: vec![run],
             archived: false,
+            stopped_status: self.config.stopped_status.clone(),
             webhook: new.webhook,
             notified: None,
         };
@@ -736,9 +756,10 @@ impl SimState {
         now: SystemTime,
     ) -> Result<(), Refusal> {
         let status = self.agent(id).ok_or(Refusal::NotFound)?.status(now);
+        // v0's 409 means "deleted or archived", never "busy": a prompt sent while the agent
+        // works is taken, and the agent works on.
         match status {
-            AgentStatus::Creating | AgentStatus::Running => return Err(Refusal::Busy),
-            AgentStatus::Finished => {}
+            AgentStatus::Creating | AgentStatus::Running | AgentStatus::Finished => {}
             other => {
                 return Err(Refusal::NotAllowed(format!(
                     "agent is {other}; only a FINISHED agent takes a follow-up"
@@ -872,7 +893,7 @@ impl SimState {
         &self,
         id: &AgentId,
         now: SystemTime,
-    ) -> Result<Vec<(String, String)>, Refusal> {
+    ) -> Result<Vec<(String, String, SystemTime)>, Refusal> {
         let agent = self.agent(id).ok_or(Refusal::NotFound)?;
         Ok(agent
             .runs
@@ -883,6 +904,7 @@ impl SimState {
                 (
                     format!("runs/{}/summary.md", n + 1),
                     format!("# {}\n\n{}\n", first_line(&r.prompt), result_of(&r.prompt)),
+                    r.busy_until,
                 )
             })
             .collect())
@@ -960,7 +982,11 @@ impl SimState {
         let items = page
             .into_iter()
             .filter(|a| pr_url.is_none_or(|pr| a.pr_url(true).as_deref() == Some(pr)))
-            .map(|a| a.view_v1(now))
+            .map(|a| v1::Agent {
+                // A list item is an `AgentSummary`: no repositories.
+                repos: Vec::new(),
+                ..a.view_v1(now)
+            })
             .collect();
         v1::Page { items, next_cursor }
     }

@@ -13,6 +13,11 @@ use super::{
     OnlyOn, SourceFile, Span, TaskId, Workflow, did_you_mean, is_identifier,
 };
 
+/// The most environment variables a v1 agent takes.
+const MAX_ENV_VARS: usize = 50;
+/// The longest value of one, in bytes.
+const MAX_ENV_VALUE: usize = 4096;
+
 /// Every problem of a workflow whose shape is right.
 pub fn check(workflow: &Workflow, spans: &Spans, file: &SourceFile) -> Vec<Diagnostic> {
     let mut checks = Checks {
@@ -225,14 +230,39 @@ impl Checks<'_> {
 
     fn v1_settings(&mut self, path: &KeyPath, settings: &super::Settings) {
         if let Some(vars) = &settings.env_vars {
-            for name in vars.keys().filter(|n| n.starts_with("CURSOR_")) {
+            self.env_vars(&path.key("env_vars"), vars);
+        }
+        if let Some(params) = &settings.model_params {
+            for (id, value) in params {
+                if super::param_text(value).is_none() {
+                    self.found.push(
+                        Diagnostic::at(
+                            self.spans.value(&path.key("model_params").key(id)),
+                            format!("model parameter `{id}` must be a non-empty string, a number or a boolean"),
+                            "not a text value",
+                        )
+                        .help("the API takes each parameter as text: write it as `high`, `8000` or `true`"),
+                    );
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (n, server) in settings.mcp_servers.iter().flatten().enumerate() {
+            let at = path.key("mcp_servers").index(n);
+            for (field, message, help) in server.problems() {
+                self.found.push(
+                    Diagnostic::at(self.spans.key(&at.key(field)), message, "this MCP server")
+                        .help(help),
+                );
+            }
+            if !names.insert(server.name.as_str()) {
                 self.found.push(
                     Diagnostic::at(
-                        self.spans.key(&path.key("env_vars").key(name)),
-                        format!("environment variable `{name}` may not start with CURSOR_"),
-                        "reserved prefix",
+                        self.spans.value(&at.key("name")),
+                        format!("two MCP servers are named `{}`", server.name),
+                        "a second server of this name",
                     )
-                    .help("the API reserves CURSOR_ names for its own variables"),
+                    .help("give each MCP server its own name"),
                 );
             }
         }
@@ -250,6 +280,60 @@ impl Checks<'_> {
                         "not a pull request",
                     )
                     .help("write it as https://github.com/OWNER/NAME/pull/NUMBER"),
+                );
+            }
+        }
+    }
+
+    /// The documented limits of `envVars`: at most 50; names of 1 to 255 bytes, not
+    /// `CURSOR_*`; values of 1 to 4096 bytes (a `${NAME}` reference is checked at launch).
+    fn env_vars(&mut self, path: &KeyPath, vars: &indexmap::IndexMap<String, String>) {
+        if vars.len() > MAX_ENV_VARS {
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.key(path),
+                    format!(
+                        "{} environment variables, and the API takes at most {MAX_ENV_VARS}",
+                        vars.len()
+                    ),
+                    "too many",
+                )
+                .help("keep the ones the agent needs"),
+            );
+        }
+        for (name, value) in vars {
+            let key = self.spans.key(&path.key(name));
+            let problem = if name.starts_with("CURSOR_") {
+                Some((
+                    format!("environment variable `{name}` may not start with CURSOR_"),
+                    "reserved prefix",
+                    "the API reserves CURSOR_ names for its own variables",
+                ))
+            } else if name.is_empty() || name.len() > 255 {
+                Some((
+                    format!(
+                        "environment variable names are 1 to 255 bytes; this one is {}",
+                        name.len()
+                    ),
+                    "name length",
+                    "shorten the name",
+                ))
+            } else {
+                None
+            };
+            if let Some((message, label, help)) = problem {
+                self.found
+                    .push(Diagnostic::at(key, message, label).help(help));
+            }
+            let reference = value.trim().starts_with("${") && value.trim().ends_with('}');
+            if !reference && (value.is_empty() || value.len() > MAX_ENV_VALUE) {
+                self.found.push(
+                    Diagnostic::at(
+                        self.spans.value(&path.key(name)),
+                        format!("the value of `{name}` is {} bytes; the API takes 1 to {MAX_ENV_VALUE}", value.len()),
+                        "value length",
+                    )
+                    .help("remove the variable, or read it from orchestrate's environment with `${NAME}`"),
                 );
             }
         }

@@ -42,13 +42,16 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
     pub env_vars: Option<IndexMap<String, String>>,
-    /// v1: MCP servers of the agent, passed to the API as written.
+    /// v1: MCP servers of the agent (at most 50), each `{name, command, args, env}` (stdio)
+    /// or `{name, url, headers, auth}` (remote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp_servers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schemars(length(max = 50))]
+    pub mcp_servers: Option<Vec<super::McpServer>>,
     /// v1: `agent` (make changes) or `plan` (plan only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    /// v1: parameters of `model`, by id (for example `reasoning: high`).
+    /// v1: parameters of `model`, by id (for example `reasoning: high`); each value is a
+    /// string, a number or a boolean, sent as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_params: Option<IndexMap<String, serde_json::Value>>,
     /// v1: work on the starting ref itself instead of a new branch.
@@ -159,5 +162,16 @@ impl Settings {
             .filter(|(_, present, _)| *present)
             .map(|(name, _, only)| (name, only))
             .collect()
+    }
+}
+
+/// A model parameter's value as the API takes it (a non-empty string): strings as written,
+/// numbers and booleans as their text; `None` for anything else.
+pub fn param_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }

@@ -1,4 +1,5 @@
-//! The JSON shapes of the Cursor Cloud Agents API v1 (shared/api/cursor-api-v1-notes.md).
+//! The JSON shapes of the Cursor Cloud Agents API v1, as Cursor's OpenAPI file
+//! (`cursor-openapi-v1.yaml`) publishes them; the simulator answers with the same types.
 //!
 //! v1 splits v0's agent in two: a durable agent, and one run per prompt. The outcome of a
 //! prompt lives on its run. Parsing is lenient as in v0: unknown fields are ignored, unknown
@@ -23,7 +24,8 @@ impl fmt::Display for RunId {
     }
 }
 
-/// A v1 agent: metadata only; its work is in its runs.
+/// A v1 agent: metadata only; its work is in its runs. Lists give the summary of one
+/// (`AgentSummary`: no `repos`); `GET /v1/agents/{id}` and a create give all of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Agent {
@@ -32,10 +34,13 @@ pub struct Agent {
     /// Its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// ACTIVE, IDLE or ARCHIVED (kept as sent).
+    /// ACTIVE or ARCHIVED; IDLE is seen live too. Kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The repositories it works on.
+    /// Where it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<AgentEnv>,
+    /// The repositories it works on (not in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<RepoSpec>,
     /// Its newest run.
@@ -47,9 +52,20 @@ pub struct Agent {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
-    /// RFC 3339; changes when its runs do.
+    /// RFC 3339. Nothing says it moves when a run's status does: never read as a status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+}
+
+/// Where an agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEnv {
+    /// `cloud`, `pool` or `machine`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The pool or machine's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Agent {
@@ -73,6 +89,9 @@ pub struct Run {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
     /// How long it took, once ended (not in lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
@@ -131,12 +150,12 @@ pub struct ModelSpec {
 }
 
 /// One model parameter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelParam {
     /// Its id.
     pub id: String,
-    /// Its value.
-    pub value: serde_json::Value,
+    /// Its value, as text (non-empty).
+    pub value: String,
 }
 
 /// `POST /v1/agents`.
@@ -151,7 +170,8 @@ pub struct CreateAgentRequest {
     /// At most 100 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// At most 20.
+    /// At most 20; may be empty.
+    #[serde(default)]
     pub repos: Vec<RepoSpec>,
     /// Work on the starting ref instead of a new branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,9 +189,9 @@ pub struct CreateAgentRequest {
     /// Environment of the agent (names may not start with `CURSOR_`); values are secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_vars: Option<BTreeMap<String, Secret>>,
-    /// MCP servers, passed through as written.
+    /// MCP servers (at most 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp_servers: Option<serde_json::Value>,
+    pub mcp_servers: Option<Vec<crate::spec::McpServer>>,
     /// `agent` or `plan`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
@@ -196,7 +216,7 @@ pub struct CreateRunRequest {
     pub prompt: Prompt,
 }
 
-/// The answer of creating, reading or cancelling a run.
+/// The answer of creating a run (reading one answers the bare [`Run`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResponse {
     /// The run.
@@ -220,11 +240,31 @@ pub struct Page<T> {
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
     /// Over every run.
+    pub total_usage: Tokens,
+    /// Per run.
+    #[serde(default)]
+    pub runs: Vec<RunUsage>,
+}
+
+/// Tokens used, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    /// Read by the model.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Written by the model.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Written to the prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Read from the prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// All of them.
     #[serde(default)]
     pub total_tokens: u64,
-    /// Per run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub runs: Vec<RunUsage>,
 }
 
 /// Token usage of one run.
@@ -232,10 +272,9 @@ pub struct Usage {
 #[serde(rename_all = "camelCase")]
 pub struct RunUsage {
     /// The run.
-    pub run_id: RunId,
+    pub id: RunId,
     /// Its tokens.
-    #[serde(default)]
-    pub total_tokens: u64,
+    pub usage: Tokens,
 }
 
 /// A file an agent produced.
@@ -245,8 +284,11 @@ pub struct Artifact {
     /// Its path, relative to the agent's artifact root.
     pub path: String,
     /// Its size in bytes.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
+    pub updated_at: Option<String>,
 }
 
 /// A presigned download link (valid 15 minutes).
@@ -269,9 +311,13 @@ pub struct RepositoryItem {
 
 /// One model of `GET /v1/models`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelItem {
     /// Its id, as sent in `model.id`.
     pub id: String,
+    /// Its name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// A deterministic agent id for an attempt of an instance of a run: a retry or a resume of

@@ -142,7 +142,7 @@ fn view(id: &AgentId, run: &Run, url: Option<String>) -> AgentView {
         branch: first.and_then(|b| b.branch.clone()),
         pr_url: first.and_then(|b| b.pr_url.clone()),
         summary: run.result.clone(),
-        url: url.or_else(|| Some(format!("https://cursor.com/agents?id={id}"))),
+        url: url.or_else(|| Some(format!("https://cursor.com/agents/{id}"))),
         duration: run.duration_ms.map(Duration::from_millis),
         branches,
     }
@@ -169,7 +169,7 @@ impl Backend for V1 {
                     .flatten()
                     .map(|(id, value)| ModelParam {
                         id: id.clone(),
-                        value: value.clone(),
+                        value: crate::spec::param_text(value).unwrap_or_default(),
                     })
                     .collect(),
             }),
@@ -187,7 +187,7 @@ impl Backend for V1 {
                     .map(|(name, value)| (name, Secret::new(value)))
                     .collect()
             }),
-            mcp_servers: options.mcp_servers.clone().map(serde_json::Value::Object),
+            mcp_servers: options.mcp_servers.clone(),
             mode: options.mode.map(|m| m.as_str().to_owned()),
             agent_id: spec.agent_id.clone(),
         };
@@ -222,24 +222,29 @@ impl Backend for V1 {
             .since
             .checked_sub(CLOCK_SLACK)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut found = None;
+        // List items are summaries, without repositories: match on the unique name, then
+        // read each candidate to check its repository.
+        let mut candidates = Vec::new();
         self.sweep(spec.since, |agent| {
-            let matches = agent.name.as_deref() == Some(spec.name.as_str())
-                && agent
-                    .repos
-                    .first()
-                    .is_some_and(|r| r.url.eq_ignore_ascii_case(&spec.repository))
-                && agent.created().is_none_or(|c| c >= floor);
-            if matches {
-                found = Some(agent);
+            if agent.name.as_deref() == Some(spec.name.as_str())
+                && agent.created().is_none_or(|c| c >= floor)
+            {
+                candidates.push(agent.id);
             }
-            matches
+            false
         })
         .await?;
-        match found {
-            Some(agent) => self.adopt(&agent).await.map(Some),
-            None => Ok(None),
+        for id in candidates {
+            let agent = self.client.v1_agent(&id).await?;
+            let same_repository = agent
+                .repos
+                .first()
+                .is_some_and(|r| r.url.eq_ignore_ascii_case(&spec.repository));
+            if same_repository {
+                return self.adopt(&agent).await.map(Some);
+            }
         }
+        Ok(None)
     }
 
     async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
@@ -340,6 +345,8 @@ impl Backend for V1 {
     }
 
     async fn tokens(&self, id: &AgentId) -> Result<Option<u64>, ApiError> {
-        Ok(Some(self.client.v1_usage(id).await?.total_tokens))
+        Ok(Some(
+            self.client.v1_usage(id).await?.total_usage.total_tokens,
+        ))
     }
 }
