@@ -1110,6 +1110,36 @@ async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
     sim.shutdown().await;
 }
 
+/// Where the API does not offer usage (403 `feature_unavailable`), the run succeeds without
+/// token counts and says so once, not once per agent and not never.
+#[tokio::test(flavor = "multi_thread")]
+async fn unavailable_usage_is_said_once_and_fails_nothing() {
+    let sim = simulator_with(Target::V1, (10, 20), "", |config| {
+        config.usage_available = false;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/fleet-fanout.yaml");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("token usage is not reported for this run")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("feature_unavailable") || stderr.contains("Usage is not available"),
+        "{stderr}"
+    );
+    assert!(sim.stats().calls["GET /v1/agents/{id}/usage"] > 1);
+    let status = status_json(&sim, &state).await;
+    assert!(status["instances"][0]["tokens"].is_null(), "{status}");
+    sim.shutdown().await;
+}
+
 /// A v1 task with `env_vars` cannot send an `agentId`: a launch lost in a crash is found
 /// again by its unique name, and nothing is launched twice. v1 only: v0 has no `env_vars`.
 #[tokio::test(flavor = "multi_thread")]

@@ -54,6 +54,10 @@ async fn an_agent_and_its_runs_follow_the_v1_rules() {
         .await
         .unwrap();
     assert_eq!(created.agent.id, id);
+    assert_eq!(
+        created.agent.url.as_deref(),
+        Some(format!("https://cursor.com/agents/{id}").as_str())
+    );
     assert!(created.run.id.0.starts_with("run-"));
     assert!(created.run.status == AgentStatus::Creating);
     assert_eq!(sim.stats().calls["POST /v1/agents"], 1);
@@ -67,6 +71,13 @@ async fn an_agent_and_its_runs_follow_the_v1_rules() {
         Some("agent_id_conflict")
     );
     assert_eq!(sim.stats().agents, 1);
+
+    // A list item is a summary: no repositories; the agent itself has them.
+    let listed = client.v1_agents(Some(5), None, true).await.unwrap();
+    assert!(listed.items[0].repos.is_empty());
+    assert_eq!(listed.items[0].env.as_ref().unwrap().kind, "cloud");
+    let read = client.v1_agent(&id).await.unwrap();
+    assert_eq!(read.repos[0].url, "https://github.com/acme/api");
 
     // One active run per agent: a follow-up now is busy, and the client waits it out.
     let follow_up = client

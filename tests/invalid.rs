@@ -67,6 +67,26 @@ fn a_ten_megabyte_file_is_refused() {
     insta::assert_snapshot!(stderr);
 }
 
+/// An environment value over the API's 4096 bytes is refused with its length (generated: a
+/// snapshot of a 4 kB line reads badly).
+#[test]
+fn an_env_value_over_4096_bytes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: 1\nname: huge-env\napi:\n  version: v1\ntasks:\n  bump:\n    repo: https://github.com/acme/api\n    prompt: Bump.\n    env_vars:\n      OK: {}\n      HUGE: {}\n",
+        "x".repeat(4096),
+        "x".repeat(4097)
+    );
+    std::fs::write(dir.path().join("huge-env.yaml"), yaml).unwrap();
+    let (code, stderr) = validate_limited(dir.path(), "huge-env.yaml");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("huge-env.yaml:11:13: the value of `HUGE` is 4097 bytes; the API"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 problem"), "{stderr}");
+}
+
 /// Every problem of a file is reported in one run, not one per run.
 #[test]
 fn all_problems_of_a_file_come_at_once() {

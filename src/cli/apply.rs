@@ -775,6 +775,7 @@ fn describe(progress: &Progress) -> String {
         Progress::Settled { key, state, detail } => {
             format!("{:<9} {key}: {detail}", state.as_str())
         }
+        Progress::Notice { message } => format!("note      {message}"),
     }
 }
 

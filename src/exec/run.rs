@@ -117,6 +117,11 @@ pub enum Progress {
         /// In how long.
         after: Duration,
     },
+    /// Something the user should know, said once per run (an output the API does not give).
+    Notice {
+        /// What.
+        message: String,
+    },
     /// An instance settled.
     Settled {
         /// The instance.
@@ -153,6 +158,8 @@ pub struct Execution<B: Backend> {
     stop_polling: CancellationToken,
     config: ExecConfig,
     report: Reporter,
+    /// Whether the run said it could not read token usage.
+    told_tokens_unreadable: std::sync::atomic::AtomicBool,
 }
 
 impl<B: Backend> Execution<B> {
@@ -189,7 +196,22 @@ impl<B: Backend> Execution<B> {
             stop_polling,
             config,
             report,
+            told_tokens_unreadable: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Says, the first time only, that token counts cannot be read (for example 403
+    /// `feature_unavailable` where usage is not offered).
+    fn tokens_unreadable(&self, error: &ApiError) {
+        tracing::debug!(%error, "token usage not read");
+        if !self
+            .told_tokens_unreadable
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            (self.report)(Progress::Notice {
+                message: format!("token usage is not reported for this run: {error}"),
+            });
+        }
     }
 
     /// The shared poller (a webhook receiver wakes it).
@@ -572,9 +594,11 @@ impl<B: Backend> Execution<B> {
                             if let Some(id) = &record.agent_id {
                                 let id = AgentId(id.clone());
                                 self.poller.forget(&id);
-                                // Usage is a report, not an outcome: a failed read costs nothing.
-                                if let Ok(tokens) = self.backend.tokens(&id).await {
-                                    record.tokens = tokens;
+                                // Usage is a report, not an outcome: a failed read fails nothing,
+                                // and is said once.
+                                match self.backend.tokens(&id).await {
+                                    Ok(tokens) => record.tokens = tokens,
+                                    Err(error) => self.tokens_unreadable(&error),
                                 }
                             }
                             let detail = record

@@ -63,6 +63,9 @@ pub struct SimConfig {
     /// What a v0 agent shows after a stop: undocumented, so EXPIRED (in the published enum)
     /// unless a test wants a status clients do not know.
     pub stopped_status: crate::cursor::AgentStatus,
+    /// Whether `GET /v1/agents/{id}/usage` is offered; without, it answers 403
+    /// `feature_unavailable`, as the published file allows.
+    pub usage_available: bool,
     /// Cursor's published API, when every exchange is to be checked against it (strict).
     pub contract: Option<Arc<Contract>>,
 }
@@ -116,6 +119,7 @@ impl Default for SimConfig {
             path_prefix: String::new(),
             platform_agents: Vec::new(),
             stopped_status: crate::cursor::AgentStatus::Expired,
+            usage_available: true,
             contract: None,
         }
     }

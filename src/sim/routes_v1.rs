@@ -305,6 +305,13 @@ async fn cancel(State(state): State<Shared>, Path((id, run)): Path<(String, Stri
 }
 
 async fn usage(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    if !lock(&state).config.usage_available {
+        return error(
+            StatusCode::FORBIDDEN,
+            "feature_unavailable",
+            "Usage is not available on this plan",
+        );
+    }
     let usage = lock(&state).usage(&AgentId(id), SystemTime::now());
     match usage {
         Ok(usage) => Json(usage).into_response(),

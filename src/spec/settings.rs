@@ -175,3 +175,26 @@ pub fn param_text(value: &serde_json::Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::param_text;
+    use serde_json::json;
+
+    #[test]
+    fn model_parameters_are_sent_as_text_and_only_scalars_are_values() {
+        assert_eq!(param_text(&json!("high")).as_deref(), Some("high"));
+        assert_eq!(param_text(&json!(8000)).as_deref(), Some("8000"));
+        assert_eq!(param_text(&json!(0.5)).as_deref(), Some("0.5"));
+        assert_eq!(param_text(&json!(true)).as_deref(), Some("true"));
+        for refused in [
+            json!(""),
+            json!(" "),
+            json!(null),
+            json!(["high"]),
+            json!({"a": 1}),
+        ] {
+            assert_eq!(param_text(&refused), None, "{refused}");
+        }
+    }
+}
