@@ -1110,6 +1110,62 @@ async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
     sim.shutdown().await;
 }
 
+/// v1 statuses come from the runs' event streams: each prompt costs its launch (or follow-up)
+/// and one stream, the result comes with the stream's `result` event, and no status is read
+/// from the agent list or an agent's `updatedAt`. With usage, one more call per agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_statuses_come_from_run_streams_at_most_three_calls_per_prompt() {
+    let sim = simulator(Target::V1, (20, 40), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: streams\nconcurrency: 12\nfleets:\n  all:\n{}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Update the changelog.\n",
+            fleet("svc", 12)
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats = sim.stats();
+    let calls = |route: &str| stats.calls.get(route).copied().unwrap_or(0);
+    assert_eq!(calls("POST /v1/agents"), 12);
+    assert_eq!(calls("POST /v1/agents/{id}/runs"), 12);
+    let streams = calls("GET /v1/agents/{id}/runs/{run}/stream");
+    assert!((24..=30).contains(&streams), "{:?}", stats.calls);
+    assert!(
+        calls("GET /v1/agents/{id}/runs/{run}") <= 2,
+        "{:?}",
+        stats.calls
+    );
+    assert_eq!(calls("GET /v1/agents"), 0, "{:?}", stats.calls);
+    let total: u64 = stats.calls.values().sum();
+    let prompts = 24;
+    assert!(
+        total <= 3 * prompts,
+        "{total} calls for {prompts} prompts: {:?}",
+        stats.calls
+    );
+    // The outputs came with the streams' results.
+    let status = status_json(&sim, &state).await;
+    for instance in status["instances"].as_array().unwrap() {
+        assert!(
+            instance["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("Done: Update the changelog"),
+            "{instance}"
+        );
+        assert!(
+            instance["pr_url"].is_string() || instance["branches"].is_array(),
+            "{instance}"
+        );
+    }
+    sim.shutdown().await;
+}
+
 /// Where the API does not offer usage (403 `feature_unavailable`), the run succeeds without
 /// token counts and says so once, not once per agent and not never.
 #[tokio::test(flavor = "multi_thread")]

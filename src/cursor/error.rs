@@ -133,8 +133,11 @@ impl ApiError {
     /// The error for an HTTP answer that is not a success.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
         let (code, message) = parse_error_body(body);
-        if code.as_deref() == Some("usage_limit_exceeded") {
-            return ApiError::UsageLimit { message };
+        match code.as_deref() {
+            Some("usage_limit_exceeded") => return ApiError::UsageLimit { message },
+            // A run's stream not ready yet, just after the run started: a passing fault.
+            Some("stream_unavailable") => return ApiError::Server { status, message },
+            _ => {}
         }
         match status {
             400 | 422 => ApiError::BadRequest { code, message },

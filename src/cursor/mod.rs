@@ -8,6 +8,7 @@ pub mod model;
 mod platform;
 mod quota;
 mod retry;
+mod sse;
 mod v1;
 pub mod webhook;
 
@@ -18,3 +19,5 @@ pub use model::{AgentId, AgentStatus};
 pub use platform::EventStream;
 pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError, Rates};
 pub use retry::RetryPolicy;
+pub use sse::RawEvent;
+pub use v1::RunEvents;

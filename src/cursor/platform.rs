@@ -3,11 +3,10 @@
 
 use std::pin::Pin;
 
-use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::Method;
 
-use super::client::{Call, network_error, segment};
+use super::client::{Call, segment};
 use super::model::AgentId;
 use super::model::platform::{CreateSession, EventPage, SendEvents, Session, SessionEvent};
 use super::{ApiError, CallKind, Client};
@@ -75,50 +74,29 @@ impl Client {
         id: &AgentId,
         last_event_id: Option<&str>,
     ) -> Result<EventStream, ApiError> {
-        self.acquire(CallKind::Other).await;
         let path = format!("v1/sessions/{}/events/stream", segment(&id.0));
-        let mut request = self
-            .request(Method::GET, &path)?
-            .header(reqwest::header::ACCEPT, "text/event-stream");
-        if let Some(last) = last_event_id {
-            request = request.header("Last-Event-ID", last);
-        }
-        let response = request.send().await.map_err(network_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(ApiError::from_status(status.as_u16(), None, &body));
-        }
-        let events = response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|item| async {
-                match item {
-                    // Keep-alive comments and events without data carry nothing.
-                    Ok(event) if event.data.trim().is_empty() => None,
-                    Ok(event) => {
-                        let id = (!event.id.is_empty()).then_some(event.id);
-                        let mut parsed: SessionEvent = match serde_json::from_str(&event.data) {
-                            Ok(parsed) => parsed,
-                            Err(e) => {
-                                return Some(Err(ApiError::Decode {
-                                    message: format!("event {}: {e}", event.event),
-                                }));
-                            }
-                        };
-                        if parsed.kind.is_empty() {
-                            parsed.kind = event.event;
+        let opened = self.event_stream(&path, last_event_id).await?;
+        let events = opened.events.filter_map(|item| async {
+            match item {
+                // Keep-alive comments and events without data carry nothing.
+                Ok(event) if event.data.trim().is_empty() => None,
+                Ok(event) => {
+                    let mut parsed: SessionEvent = match serde_json::from_str(&event.data) {
+                        Ok(parsed) => parsed,
+                        Err(e) => {
+                            return Some(Err(ApiError::Decode {
+                                message: format!("event {}: {e}", event.kind),
+                            }));
                         }
-                        Some(Ok((id, parsed)))
+                    };
+                    if parsed.kind.is_empty() {
+                        parsed.kind = event.kind;
                     }
-                    Err(eventsource_stream::EventStreamError::Transport(e)) => {
-                        Some(Err(network_error(e)))
-                    }
-                    Err(e) => Some(Err(ApiError::Decode {
-                        message: e.to_string(),
-                    })),
+                    Some(Ok((event.id, parsed)))
                 }
-            });
+                Err(error) => Some(Err(error)),
+            }
+        });
         Ok(Box::pin(events))
     }
 }

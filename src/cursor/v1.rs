@@ -1,14 +1,39 @@
 //! The v1 endpoints of the client: agents, their runs, usage and artifacts.
 
+use futures_util::StreamExt as _;
 use reqwest::Method;
 
 use super::client::{Call, segment};
+use super::model::v1::RunEvent;
 use super::model::v1::{
     Agent, Artifact, CreateAgentRequest, CreateRunRequest, Created, Download, ModelItem, Page,
     RepositoryItem, Run, RunId, RunResponse, Usage,
 };
 use super::model::{AgentId, Me, Prompt};
+use super::sse::RawEvents;
 use super::{ApiError, CallKind, Client, MAX_PAGE};
+
+/// A run's events as they come, each with its id (absent on the replayed `status`).
+pub struct RunEvents {
+    raw: RawEvents,
+    /// `X-Cursor-Stream-Retention-Seconds`, when the server said.
+    pub retention_seconds: Option<u64>,
+}
+
+impl RunEvents {
+    /// The next event; `None` when the connection ended.
+    pub async fn next(&mut self) -> Option<Result<(Option<String>, RunEvent), ApiError>> {
+        let raw = match self.raw.next().await? {
+            Ok(raw) => raw,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(
+            RunEvent::parse(&raw.kind, &raw.data)
+                .map(|event| (raw.id, event))
+                .map_err(|message| ApiError::Decode { message }),
+        )
+    }
+}
 
 /// `IdResponse`: what cancel, archive, unarchive and delete answer.
 #[derive(serde::Deserialize)]
@@ -101,6 +126,27 @@ impl Client {
     pub async fn v1_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
         let path = format!("v1/agents/{}/runs/{}", segment(&id.0), segment(&run.0));
         self.get(&path, &[], CallKind::Other).await
+    }
+
+    /// `GET /v1/agents/{id}/runs/{runId}/stream`: the run's events, from after
+    /// `last_event_id`. One connection, not retried: 410 `stream_expired` means read the run
+    /// instead; `stream_unavailable` right after a start means try again shortly.
+    pub async fn v1_stream(
+        &self,
+        id: &AgentId,
+        run: &RunId,
+        last_event_id: Option<&str>,
+    ) -> Result<RunEvents, ApiError> {
+        let path = format!(
+            "v1/agents/{}/runs/{}/stream",
+            segment(&id.0),
+            segment(&run.0)
+        );
+        let opened = self.event_stream(&path, last_event_id).await?;
+        Ok(RunEvents {
+            raw: opened.events,
+            retention_seconds: opened.retention_seconds,
+        })
     }
 
     /// `POST /v1/agents/{id}/runs/{runId}/cancel`: answers the run's id only.

@@ -95,6 +95,8 @@ impl Poller {
 
     async fn run<B: Backend>(&self, backend: Arc<B>, config: PollConfig, stop: CancellationToken) {
         let mut interval = config.min;
+        // A backend that hears of changes (v1 run streams) ends the wait as a webhook does.
+        let news = backend.news().unwrap_or_default();
         loop {
             let (ids, oldest) = {
                 let watched = self.watched.lock().expect("not poisoned");
@@ -129,6 +131,7 @@ impl Poller {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(jittered) => {}
                 () = self.wake.notified() => {}
+                () = news.notified() => {}
             }
         }
     }

@@ -63,6 +63,9 @@ pub struct SimConfig {
     /// What a v0 agent shows after a stop: undocumented, so EXPIRED (in the published enum)
     /// unless a test wants a status clients do not know.
     pub stopped_status: crate::cursor::AgentStatus,
+    /// How long a v1 run's event stream can be read after the run ended, in simulated time;
+    /// later it answers 410 `stream_expired`.
+    pub stream_retention: Duration,
     /// Whether `GET /v1/agents/{id}/usage` is offered; without, it answers 403
     /// `feature_unavailable`, as the published file allows.
     pub usage_available: bool,
@@ -119,6 +122,7 @@ impl Default for SimConfig {
             path_prefix: String::new(),
             platform_agents: Vec::new(),
             stopped_status: crate::cursor::AgentStatus::Expired,
+            stream_retention: Duration::from_secs(600),
             usage_available: true,
             contract: None,
         }

@@ -283,7 +283,7 @@ async fn stream(
 }
 
 /// A stream of SSE events that `produce` sends into, ending when it returns.
-fn async_stream<F, Fut>(
+pub(super) fn async_stream<F, Fut>(
     produce: F,
 ) -> impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static
 where

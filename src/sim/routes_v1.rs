@@ -29,6 +29,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/agents/{id}/runs", get(list_runs).post(create_run))
         .route("/v1/agents/{id}/runs/{run}", get(run))
         .route("/v1/agents/{id}/runs/{run}/cancel", post(cancel))
+        .route("/v1/agents/{id}/runs/{run}/stream", get(stream))
         .route("/v1/agents/{id}/usage", get(usage))
         .route("/v1/agents/{id}/artifacts", get(artifacts))
         .route("/v1/agents/{id}/artifacts/download", get(download))
@@ -294,6 +295,106 @@ async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)
         Ok(run) => Json(run).into_response(),
         Err(refusal) => refused(&state, refusal),
     }
+}
+
+/// How often an open run stream looks for news, and how long it may stay silent, in real
+/// time.
+const STREAM_TICK: Duration = Duration::from_millis(5);
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// `GET .../runs/{runId}/stream`: the run's status replayed first (no id), then its numbered
+/// events from after `Last-Event-ID`, heartbeats while quiet, `done` at the end; 410
+/// `stream_expired` once the retention after the end has passed.
+async fn stream(
+    State(state): State<Shared>,
+    Path((id, run)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (id, run) = (AgentId(id), RunId(run));
+    let now = SystemTime::now();
+    let (told, retention, shutdown) = {
+        let mut s = lock(&state);
+        let told = s.run_stream(&id, &run, now);
+        if headers.contains_key("last-event-id") {
+            s.stats.stream_resumes += 1;
+        }
+        let retention = s.config.stream_retention.div_f64(s.config.speed.max(1e-9));
+        (told, retention, s.shutdown.clone())
+    };
+    let told = match told {
+        Ok(told) => told,
+        Err(refusal) => return refused(&state, refusal),
+    };
+    if told.ended.is_some_and(|ended| now > ended + retention) {
+        lock(&state).count_error("stream_expired");
+        return error(
+            StatusCode::GONE,
+            "stream_expired",
+            "The run's stream is no longer kept",
+        );
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.strip_prefix(run.0.as_str())
+                .and_then(|n| n.strip_prefix(':'))
+                .and_then(|n| n.parse::<u32>().ok())
+        });
+    let mut sent = match last {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_last_event_id",
+                "Last-Event-ID does not belong to this run",
+            );
+        }
+    };
+    let replay = json!({ "runId": run, "status": told.status });
+    let events = super::routes_platform::async_stream(move |out| async move {
+        let event = |kind: &str, data: &serde_json::Value| {
+            axum::response::sse::Event::default()
+                .event(kind)
+                .data(data.to_string())
+        };
+        if out.send(event("status", &replay)).await.is_err() {
+            return;
+        }
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            let news = lock(&state).run_stream(&id, &run, SystemTime::now());
+            let Ok(news) = news else { return };
+            let from = sent;
+            for (n, kind, data) in news.events.iter().filter(|(n, _, _)| *n > from) {
+                sent = *n;
+                quiet_since = tokio::time::Instant::now();
+                lock(&state).stats.stream_events += 1;
+                let numbered = event(kind, data).id(format!("{run}:{n}"));
+                if out.send(numbered).await.is_err() || *kind == "done" {
+                    return;
+                }
+            }
+            if quiet_since.elapsed() >= HEARTBEAT {
+                quiet_since = tokio::time::Instant::now();
+                if out.send(event("heartbeat", &json!({}))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = out.closed() => return,
+                () = tokio::time::sleep(STREAM_TICK) => {}
+            }
+        }
+    });
+    let seconds = retention.as_secs() + u64::from(retention.subsec_nanos() > 0);
+    let mut response = axum::response::sse::Sse::new(events).into_response();
+    response
+        .headers_mut()
+        .insert("x-cursor-stream-retention-seconds", seconds.into());
+    response
 }
 
 async fn cancel(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {

@@ -372,6 +372,17 @@ fn first_line(text: &str) -> String {
     line.chars().take(80).collect()
 }
 
+/// What a v1 run's stream has to tell (see [`SimState::run_stream`]).
+#[derive(Debug, Clone)]
+pub struct RunStream {
+    /// The run's status now.
+    pub status: AgentStatus,
+    /// Its events so far: number, type, data.
+    pub events: Vec<(u32, &'static str, serde_json::Value)>,
+    /// When it ended, if it has.
+    pub ended: Option<SystemTime>,
+}
+
 /// Counters tests read through `GET /__sim/stats`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -825,6 +836,50 @@ impl SimState {
         let agent = self.agent(id).ok_or(Refusal::NotFound)?;
         let found = agent.run(run).ok_or(Refusal::RunNotFound)?;
         Ok(agent.run_view(found, now, full))
+    }
+
+    /// v1: what a run's event stream has to tell at `now`: its status, its numbered events so
+    /// far (1: RUNNING, 2: the result, 3: done), and when it ended.
+    pub fn run_stream(
+        &self,
+        id: &AgentId,
+        run: &RunId,
+        now: SystemTime,
+    ) -> Result<RunStream, Refusal> {
+        let agent = self.agent(id).ok_or(Refusal::NotFound)?;
+        let found = agent.run(run).ok_or(Refusal::RunNotFound)?;
+        let view = agent.run_view(found, now, true);
+        let mut events = Vec::new();
+        let ran = now >= found.creating_until
+            && found.cancelled.is_none_or(|c| c >= found.creating_until);
+        if ran {
+            let data = serde_json::json!({ "runId": run, "status": "RUNNING" });
+            events.push((1, "status", data));
+        }
+        let ended = view
+            .status
+            .is_terminal()
+            .then(|| found.cancelled.unwrap_or(found.busy_until));
+        if ended.is_some() {
+            let mut data = serde_json::json!({
+                "runId": run,
+                "status": view.status,
+                "durationMs": view.duration_ms,
+            });
+            if let Some(text) = &view.result {
+                data["text"] = text.clone().into();
+            }
+            if let Some(git) = &view.git {
+                data["git"] = serde_json::to_value(git).unwrap_or_default();
+            }
+            events.push((2, "result", data));
+            events.push((3, "done", serde_json::json!({ "runId": run })));
+        }
+        Ok(RunStream {
+            status: view.status,
+            events,
+            ended,
+        })
     }
 
     /// v1: the runs of an agent, newest first, from after `cursor`.

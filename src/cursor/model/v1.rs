@@ -103,6 +103,22 @@ pub struct Run {
     pub git: Option<Git>,
 }
 
+impl Run {
+    /// A run known only by its id, not yet read.
+    pub fn of(id: RunId) -> Self {
+        Self {
+            id,
+            agent_id: None,
+            status: AgentStatus::Creating,
+            created_at: None,
+            updated_at: None,
+            duration_ms: None,
+            result: None,
+            git: None,
+        }
+    }
+}
+
 /// What a run pushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Git {
@@ -221,6 +237,83 @@ pub struct CreateRunRequest {
 pub struct RunResponse {
     /// The run.
     pub run: Run,
+}
+
+/// What a run's event stream (`GET /v1/agents/{id}/runs/{runId}/stream`) tells, in the
+/// simplified events the published file describes; the others (`assistant`, `thinking`,
+/// `tool_call`, `interaction_update`) carry nothing orchestrate reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// `status`: `{runId, status}`; replayed, without an id, at the top of every connection.
+    Status(AgentStatus),
+    /// `result`: `{runId, status, text?, durationMs?, git?}`, the run's end and outputs.
+    Result(RunResult),
+    /// `error`: the run failed; its message, if it gave one.
+    Error(Option<String>),
+    /// `done`: nothing more will come.
+    Done,
+    /// `heartbeat`, or an event orchestrate does not read.
+    Other,
+}
+
+#[derive(Deserialize)]
+struct StatusData {
+    status: AgentStatus,
+}
+
+/// The data of a run's `result` event: what a read of the ended run would say.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    /// FINISHED, ERROR, CANCELLED or EXPIRED.
+    pub status: AgentStatus,
+    /// The final reply.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// How long the run took.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// The agent's branches and pull requests.
+    #[serde(default)]
+    pub git: Option<Git>,
+}
+
+#[derive(Deserialize)]
+struct ErrorData {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+impl RunEvent {
+    /// The event of a type and its data; data that does not parse is an error.
+    pub fn parse(kind: &str, data: &str) -> Result<Self, String> {
+        let invalid = |e: serde_json::Error| format!("`{kind}` event: {e}");
+        Ok(match kind {
+            "status" => Self::Status(
+                serde_json::from_str::<StatusData>(data)
+                    .map_err(invalid)?
+                    .status,
+            ),
+            "result" => Self::Result(serde_json::from_str(data).map_err(invalid)?),
+            "error" => {
+                let parsed: Option<ErrorData> = serde_json::from_str(data).ok();
+                Self::Error(parsed.and_then(|d| {
+                    d.message.or_else(|| {
+                        d.error.and_then(|e| {
+                            e.get("message")
+                                .and_then(|m| m.as_str())
+                                .map(str::to_owned)
+                                .or_else(|| e.as_str().map(str::to_owned))
+                        })
+                    })
+                }))
+            }
+            "done" => Self::Done,
+            _ => Self::Other,
+        })
+    }
 }
 
 /// A page of a v1 list: `items` and the cursor of the next page (absent or null at the end).

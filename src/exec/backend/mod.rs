@@ -8,6 +8,7 @@ mod v1;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use platform::Platform;
@@ -175,6 +176,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Tokens the agent used, where the API tells.
     fn tokens(&self, id: &AgentId) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
+
+    /// Signalled when the backend learns, without a call, that a status changed (a run's
+    /// event stream said so): the poller reads statuses then instead of at its next tick.
+    fn news(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// The backend a run uses, chosen at run time.
@@ -213,6 +220,14 @@ macro_rules! forward {
 }
 
 impl Backend for AnyBackend {
+    fn news(&self) -> Option<Arc<tokio::sync::Notify>> {
+        match self {
+            AnyBackend::V0(b) => b.news(),
+            AnyBackend::V1(b) => b.news(),
+            AnyBackend::Platform(b) => b.news(),
+        }
+    }
+
     fn finds_launches(&self) -> bool {
         match self {
             AnyBackend::V0(b) => b.finds_launches(),

@@ -2,28 +2,104 @@
 //! the status of the agent's current run. Launches carry a deterministic `agentId`, so a resend
 //! is refused with `agent_id_conflict` rather than duplicated; without one (a task with
 //! `env_vars`) a launch is found again by its unique name.
+//!
+//! Statuses come from the runs, never from an agent's `updatedAt` (nothing says it moves with
+//! a run). Each followed run's event stream is read in the background, up to
+//! [`MAX_STREAMS`] at once: a poll costs no call while a stream tells, and its `result` event
+//! carries what a read of the ended run would (text, duration, branches). A prompt costs two
+//! calls, the launch (or the follow-up) and the stream, and a third, a read, only when the
+//! stream ended without a result. A run without a stream (over the bound, or its stream
+//! expired or unusable) is read with `GET` at each poll.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 
 use super::{AgentView, Backend, CLOCK_SLACK, LaunchSpec, Statuses};
 use crate::cursor::model::v1::{
-    Agent, CreateAgentRequest, ModelParam, ModelSpec, RepoSpec, Run, RunId,
+    Agent, CreateAgentRequest, ModelParam, ModelSpec, RepoSpec, Run, RunEvent, RunId, RunResult,
 };
-use crate::cursor::model::{Prompt, Secret};
+use crate::cursor::model::{AgentStatus, Prompt, Secret};
 use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
+
+/// Most run streams open at once; runs beyond are read with `GET`.
+pub const MAX_STREAMS: usize = 64;
+/// A stream silent this long (the API sends heartbeats) is taken as broken.
+const SILENCE: Duration = Duration::from_secs(60);
+/// The first wait before reconnecting a broken stream; doubled up to [`MAX_RECONNECT`].
+const FIRST_RECONNECT: Duration = Duration::from_millis(50);
+const MAX_RECONNECT: Duration = Duration::from_secs(10);
+/// Broken connections in a row after which a stream is given up for `GET`s.
+const MAX_BREAKS: u32 = 8;
+
+/// What a run's stream has told so far: a reducer over its events.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Told {
+    /// The id of the last numbered event: a reconnect continues after it.
+    last_event: Option<String>,
+    /// The run's status, as last told.
+    status: Option<AgentStatus>,
+    /// The run ended (a terminal status, `result`, `error` or `done`).
+    ended: bool,
+    /// Its outputs, from the `result` event; without, the ended run is read once.
+    result: Option<RunResult>,
+    /// The stream cannot tell more (expired, gone, refused, broken too often): read the run.
+    unusable: bool,
+}
+
+impl Told {
+    fn read(&mut self, id: Option<String>, event: &RunEvent) {
+        if id.is_some() {
+            self.last_event = id;
+        }
+        match event {
+            RunEvent::Status(status) => {
+                self.ended |= status.is_terminal();
+                self.status = Some(status.clone());
+            }
+            RunEvent::Result(result) => {
+                self.ended = true;
+                self.status = Some(result.status.clone());
+                self.result = Some(result.clone());
+            }
+            RunEvent::Error(_) | RunEvent::Done => self.ended = true,
+            RunEvent::Other => {}
+        }
+    }
+
+    /// What an answer that opened no stream means: try again later (throttled, a passing
+    /// fault, `stream_unavailable` just after a start), or read the run instead.
+    fn refused(&mut self, error: &ApiError) -> Retry {
+        if error.is_retryable() {
+            Retry::Later
+        } else {
+            // 410 `stream_expired`, 404, 401/403, 400: the stream will not tell; `GET` will.
+            self.unusable = true;
+            Retry::Never
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Retry {
+    Later,
+    Never,
+}
 
 /// What the backend knows of an agent it watches.
 #[derive(Debug, Default)]
 struct Known {
     /// The run the executor waits on.
     run: Option<RunId>,
-    /// The agent's `updatedAt` when `view` was read: unchanged, the view still holds.
-    updated_at: Option<String>,
-    /// The last view read.
-    view: Option<AgentView>,
+    /// What that run's stream told.
+    told: Arc<Mutex<Told>>,
+    /// The reader of that stream, while one runs.
+    reader: Option<JoinHandle<()>>,
+    /// The run's view once it ended and was read: it holds from then on.
+    ended: Option<AgentView>,
     /// The agent's page.
     url: Option<String>,
 }
@@ -33,8 +109,20 @@ struct Known {
 pub struct V1 {
     client: Client,
     known: Mutex<HashMap<AgentId, Known>>,
-    /// Pages the last sweep of `GET /v1/agents` needed, as in v0.
-    last_sweep_pages: AtomicUsize,
+    /// Places for open streams.
+    streams: Arc<Semaphore>,
+    /// Told when a stream reports a change.
+    news: Arc<Notify>,
+}
+
+impl Drop for V1 {
+    fn drop(&mut self) {
+        for known in self.known.lock().expect("not poisoned").values_mut() {
+            if let Some(reader) = known.reader.take() {
+                reader.abort();
+            }
+        }
+    }
 }
 
 impl V1 {
@@ -43,7 +131,8 @@ impl V1 {
         Self {
             client,
             known: Mutex::default(),
-            last_sweep_pages: AtomicUsize::new(1),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            news: Arc::new(Notify::new()),
         }
     }
 
@@ -56,10 +145,44 @@ impl V1 {
         let mut known = self.known();
         let entry = known.entry(id.clone()).or_default();
         if entry.run.as_ref() != Some(&run) {
+            if let Some(reader) = entry.reader.take() {
+                reader.abort();
+            }
             entry.run = Some(run);
-            entry.updated_at = None;
-            entry.view = None;
+            entry.told = Arc::default();
+            entry.ended = None;
         }
+    }
+
+    /// Makes sure the followed run's stream is read, if a place is free and it can tell.
+    fn watch(&self, id: &AgentId) {
+        let mut known = self.known();
+        let Some(entry) = known.get_mut(id) else {
+            return;
+        };
+        let Some(run) = entry.run.clone() else { return };
+        let reading = entry.reader.as_ref().is_some_and(|r| !r.is_finished());
+        let done = {
+            let told = entry.told.lock().expect("not poisoned");
+            told.ended || told.unusable
+        };
+        if reading || done || entry.ended.is_some() {
+            return;
+        }
+        let Ok(place) = self.streams.clone().try_acquire_owned() else {
+            return; // Every place is taken: this run is read with `GET`.
+        };
+        let task = read_stream(
+            self.client.clone(),
+            id.clone(),
+            run,
+            entry.told.clone(),
+            self.news.clone(),
+        );
+        entry.reader = Some(tokio::spawn(async move {
+            task.await;
+            drop(place);
+        }));
     }
 
     /// The run the executor waits on: the one followed, else the agent's latest.
@@ -73,20 +196,15 @@ impl V1 {
         Ok(run)
     }
 
-    /// Reads `run` of `agent` and remembers the view.
-    async fn read(
-        &self,
-        id: &AgentId,
-        run: &RunId,
-        updated_at: Option<String>,
-    ) -> Result<AgentView, ApiError> {
+    /// Reads `run` of `agent`; an ended run's view is kept for good.
+    async fn read(&self, id: &AgentId, run: &RunId) -> Result<AgentView, ApiError> {
         let read = self.client.v1_run(id, run).await?;
         let mut known = self.known();
         let entry = known.entry(id.clone()).or_default();
         let view = view(id, &read, entry.url.clone());
-        entry.run = Some(run.clone());
-        entry.updated_at = updated_at;
-        entry.view = Some(view.clone());
+        if entry.run.as_ref() == Some(run) && read.status.is_terminal() {
+            entry.ended = Some(view.clone());
+        }
         Ok(view)
     }
 
@@ -99,7 +217,52 @@ impl V1 {
             .or_default()
             .url
             .clone_from(&agent.url);
-        self.read(&agent.id, &run, None).await
+        self.read(&agent.id, &run).await
+    }
+
+    /// The status of one agent: from what its stream told, else read.
+    async fn status(&self, id: &AgentId) -> Result<AgentView, ApiError> {
+        let run = self.current_run(id).await?;
+        self.watch(id);
+        let (told, reading, ended, url) = {
+            let known = self.known();
+            let entry = known.get(id).expect("followed above");
+            let told = entry.told.lock().expect("not poisoned").clone();
+            let reading = entry.reader.as_ref().is_some_and(|r| !r.is_finished());
+            (told, reading, entry.ended.clone(), entry.url.clone())
+        };
+        if let Some(view) = ended {
+            return Ok(view);
+        }
+        if let Some(result) = told.result {
+            let view = view(
+                id,
+                &Run {
+                    status: result.status,
+                    result: result.text,
+                    duration_ms: result.duration_ms,
+                    git: result.git,
+                    ..Run::of(run)
+                },
+                url,
+            );
+            self.known().entry(id.clone()).or_default().ended = Some(view.clone());
+            return Ok(view);
+        }
+        if reading && !told.ended && !told.unusable {
+            // Until the stream's first event, the run is as the launch answered: starting.
+            return Ok(AgentView {
+                id: id.clone(),
+                status: told.status.unwrap_or(AgentStatus::Creating),
+                branch: None,
+                pr_url: None,
+                summary: None,
+                url,
+                duration: None,
+                branches: Vec::new(),
+            });
+        }
+        self.read(id, &run).await
     }
 
     /// Walks `GET /v1/agents` pages, newest first, until `visit` says so or agents older than
@@ -124,6 +287,61 @@ impl V1 {
             visit,
         )
         .await
+    }
+}
+
+/// Reads a run's events until it ends, reconnecting after the last event read.
+async fn read_stream(
+    client: Client,
+    id: AgentId,
+    run: RunId,
+    told: Arc<Mutex<Told>>,
+    news: Arc<Notify>,
+) {
+    let mut wait = FIRST_RECONNECT;
+    let mut breaks = 0;
+    loop {
+        let last = told.lock().expect("not poisoned").last_event.clone();
+        match client.v1_stream(&id, &run, last.as_deref()).await {
+            Ok(mut events) => loop {
+                match tokio::time::timeout(SILENCE, events.next()).await {
+                    Ok(Some(Ok((event_id, event)))) => {
+                        wait = FIRST_RECONNECT;
+                        breaks = 0;
+                        let mut told = told.lock().expect("not poisoned");
+                        let before = (told.status.clone(), told.ended);
+                        told.read(event_id, &event);
+                        if (told.status.clone(), told.ended) != before {
+                            news.notify_one();
+                        }
+                        if told.ended {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(error))) => {
+                        tracing::debug!(agent = %id, %error, "run stream broke");
+                        break;
+                    }
+                    // Ended or silent: reconnect from the last event.
+                    Ok(None) | Err(_) => break,
+                }
+            },
+            Err(error) => {
+                tracing::debug!(agent = %id, %error, "cannot open the run stream");
+                if told.lock().expect("not poisoned").refused(&error) == Retry::Never {
+                    news.notify_one();
+                    return;
+                }
+            }
+        }
+        breaks += 1;
+        if breaks >= MAX_BREAKS {
+            told.lock().expect("not poisoned").unusable = true;
+            news.notify_one();
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RECONNECT);
     }
 }
 
@@ -197,9 +415,8 @@ impl Backend for V1 {
                 let url = created.agent.url.clone();
                 self.follow(&id, created.run.id.clone());
                 let view = view(&id, &created.run, url.clone());
-                let mut known = self.known();
-                let entry = known.entry(id).or_default();
-                (entry.view, entry.url) = (Some(view.clone()), url);
+                self.known().entry(id.clone()).or_default().url = url;
+                self.watch(&id);
                 Ok(view)
             }
             // An earlier send made it: that agent is this launch.
@@ -248,52 +465,38 @@ impl Backend for V1 {
     }
 
     async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
-        let mut statuses = Statuses::new();
-        // From a listing: each agent's latest run and when it last changed.
-        let mut listed: HashMap<AgentId, (Option<RunId>, Option<String>)> = HashMap::new();
-        if ids.len() > 1 && self.last_sweep_pages.load(Ordering::Relaxed) < ids.len() {
-            let wanted: std::collections::HashSet<&AgentId> = ids.iter().collect();
-            let pages = self
-                .sweep(oldest, |agent| {
-                    if wanted.contains(&agent.id) {
-                        listed.insert(agent.id.clone(), (agent.latest_run_id, agent.updated_at));
-                    }
-                    listed.len() == wanted.len()
-                })
-                .await?;
-            self.last_sweep_pages.store(pages, Ordering::Relaxed);
-            // Unchanged since the last read: the view read then still holds.
+        // Agents whose run is not known yet (a resume): their latest runs from the listing,
+        // a page for up to 100 agents, rather than one read each.
+        let unknown: std::collections::HashSet<&AgentId> = {
             let known = self.known();
-            for (id, (run, updated)) in &listed {
-                if let Some(k) = known.get(id) {
-                    let same = updated.is_some() && *updated == k.updated_at && *run == k.run;
-                    if let (true, Some(view)) = (same, &k.view) {
-                        statuses.insert(id.clone(), Ok(view.clone()));
-                    }
+            ids.iter()
+                .filter(|id| known.get(*id).is_none_or(|k| k.run.is_none()))
+                .collect()
+        };
+        if unknown.len() > 1 {
+            let mut found = 0;
+            self.sweep(oldest, |agent| {
+                if let (true, Some(run)) = (unknown.contains(&agent.id), agent.latest_run_id) {
+                    self.follow(&agent.id, run);
+                    found += 1;
                 }
-            }
+                found == unknown.len()
+            })
+            .await?;
         }
+        let mut statuses = Statuses::new();
         for id in ids {
-            if statuses.contains_key(id) {
-                continue;
-            }
-            let (listed_run, updated) = listed.remove(id).unwrap_or_default();
-            let followed = self.known().get(id).and_then(|k| k.run.clone());
-            let run = match followed.or(listed_run) {
-                Some(run) => Ok(run),
-                None => self.current_run(id).await,
-            };
-            let read = match run {
-                Ok(run) => self.read(id, &run, updated).await,
-                Err(error) => Err(error),
-            };
-            match read {
+            match self.status(id).await {
                 Ok(view) => statuses.insert(id.clone(), Ok(view)),
                 Err(error @ ApiError::NotFound { .. }) => statuses.insert(id.clone(), Err(error)),
                 Err(error) => return Err(error),
             };
         }
         Ok(statuses)
+    }
+
+    fn news(&self) -> Option<Arc<Notify>> {
+        Some(self.news.clone())
     }
 
     async fn follow_up(&self, id: &AgentId, text: &str) -> Result<(), ApiError> {
@@ -348,5 +551,81 @@ impl Backend for V1 {
         Ok(Some(
             self.client.v1_usage(id).await?.total_usage.total_tokens,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(events: &[(&str, &str)]) -> Told {
+        let mut told = Told::default();
+        for (n, (kind, data)) in events.iter().enumerate() {
+            let id = (n > 0).then(|| format!("e{n}"));
+            told.read(id, &RunEvent::parse(kind, data).unwrap());
+        }
+        told
+    }
+
+    #[test]
+    fn a_run_is_running_then_ends_with_its_result() {
+        let running = told(&[
+            ("status", r#"{"runId": "run-1", "status": "CREATING"}"#),
+            ("status", r#"{"runId": "run-1", "status": "RUNNING"}"#),
+            ("heartbeat", "{}"),
+        ]);
+        assert_eq!(running.status, Some(AgentStatus::Running));
+        assert!(!running.ended);
+        assert_eq!(running.last_event.as_deref(), Some("e2"));
+        let ended = told(&[
+            ("status", r#"{"runId": "run-1", "status": "RUNNING"}"#),
+            (
+                "result",
+                r#"{"runId": "run-1", "status": "FINISHED", "text": "Done"}"#,
+            ),
+        ]);
+        assert_eq!(ended.status, Some(AgentStatus::Finished));
+        assert!(ended.ended);
+        assert_eq!(ended.result.unwrap().text.as_deref(), Some("Done"));
+    }
+
+    #[test]
+    fn the_replayed_status_has_no_id_and_keeps_the_resume_point() {
+        let mut told = told(&[
+            ("status", r#"{"runId": "run-1", "status": "CREATING"}"#),
+            ("status", r#"{"runId": "run-1", "status": "RUNNING"}"#),
+        ]);
+        // A reconnect replays `status` first, without an id.
+        told.read(None, &RunEvent::Status(AgentStatus::Running));
+        assert_eq!(told.last_event.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn errors_and_done_end_the_run_and_a_terminal_status_does_too() {
+        assert!(told(&[("error", r#"{"message": "boom"}"#)]).ended);
+        assert!(told(&[("done", "")]).ended);
+        assert!(told(&[("status", r#"{"runId": "r", "status": "CANCELLED"}"#)]).ended);
+        assert!(RunEvent::parse("status", "not json").is_err());
+        assert_eq!(RunEvent::parse("tool_call", "{}").unwrap(), RunEvent::Other);
+    }
+
+    #[test]
+    fn an_expired_stream_is_read_instead_and_an_unavailable_one_is_tried_again() {
+        let expired = ApiError::from_status(
+            410,
+            None,
+            r#"{"error": {"code": "stream_expired", "message": "gone"}}"#,
+        );
+        let mut told = Told::default();
+        assert_eq!(told.refused(&expired), Retry::Never);
+        assert!(told.unusable);
+        let unavailable = ApiError::from_status(
+            404,
+            None,
+            r#"{"error": {"code": "stream_unavailable", "message": "not yet"}}"#,
+        );
+        let mut told = Told::default();
+        assert_eq!(told.refused(&unavailable), Retry::Later);
+        assert!(!told.unusable);
     }
 }
