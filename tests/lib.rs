@@ -1,9 +1,11 @@
 //! End-to-end tests of the `orchestrate` binary, one test binary for fast linking.
 //!
-//! - `support`: how a test runs the binary (fixed date, no color, no API key, a timeout).
+//! - `support`: the binary in a cleared environment with its own state; a simulator that
+//!   checks every exchange against Cursor's OpenAPI files (`../shared/api/`).
 //! - `apply`: `apply` end to end against the simulator: examples, kill -9, faults, re-apply,
 //!   locking, timeouts, cancel, Ctrl-C.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
+//! - `contract`: the checks against Cursor's OpenAPI files can fail; `sim --strict`.
 //! - `client`: the API client against the simulator: endpoints, errors, retries, quotas.
 //! - `client_v1`: the v1 endpoints and rules (runs, `agent_busy`, `agent_id_conflict`, limits).
 //! - `cli_api`: `me`, `models`, `repos`, `agents` against the simulator; the key never shows.
@@ -26,6 +28,7 @@ mod cli;
 mod cli_api;
 mod client;
 mod client_v1;
+mod contract;
 mod examples;
 mod invalid;
 mod passthrough;

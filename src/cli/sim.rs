@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Exit, Output};
+use crate::contract::Contract;
 use crate::cursor::{Rate, Rates};
 use crate::sim::{DEFAULT_KEY, Faults, SimConfig, Simulator};
 
@@ -33,6 +34,11 @@ pub struct SimArgs {
     /// The quotas of `GET /v0/repositories`.
     #[arg(long, default_value = "1/min+30/h")]
     repositories_quota: Rates,
+    /// Check every exchange against Cursor's OpenAPI files in DIR (`cursor-openapi-v0.yaml`,
+    /// `cursor-openapi-v1.yaml`): each request and answer that breaks them is logged and
+    /// listed at `GET /__sim/violations`.
+    #[arg(long, value_name = "DIR")]
+    strict: Option<std::path::PathBuf>,
 }
 
 fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
@@ -51,7 +57,19 @@ pub async fn run(out: &Output, args: SimArgs) -> Exit {
         out.error("--speed must be a positive number");
         return Exit::Invalid;
     }
+    let contract = match &args.strict {
+        None => None,
+        Some(dir) => match Contract::load_dir(dir) {
+            Ok(contract) => Some(std::sync::Arc::new(contract)),
+            Err(error) => {
+                out.error(&format!("--strict: {error}"));
+                return Exit::Invalid;
+            }
+        },
+    };
+    let strict = contract.is_some();
     let config = SimConfig {
+        contract,
         api_key: args.key,
         speed: args.speed,
         agent_duration: args.agent_duration,
@@ -68,8 +86,13 @@ pub async fn run(out: &Output, args: SimArgs) -> Exit {
             return Exit::Invalid;
         }
     };
+    let checks = if strict {
+        ", strict: every exchange checked against the published API"
+    } else {
+        ""
+    };
     out.stdout(&format!(
-        "simulator listening on {url} (speed {speed}x, faults: {faults})\n\
+        "simulator listening on {url} (speed {speed}x, faults: {faults}{checks})\n\
          try: CURSOR_API_BASE_URL={url} CURSOR_API_KEY=<the --key> orchestrate me\n",
         url = simulator.url(),
         speed = args.speed,

@@ -97,6 +97,7 @@ pub fn router(state: Shared) -> Router {
         .merge(super::routes_platform::routes())
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
+        .route("/__sim/violations", get(violations))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), gate));
     // Outermost, so that the gate's own answers (401, 429, faults) are checked too.
@@ -434,6 +435,10 @@ async fn repositories(State(state): State<Shared>) -> Json<Repositories> {
 
 async fn stats(State(state): State<Shared>) -> Response {
     Json(lock(&state).stats.clone()).into_response()
+}
+
+async fn violations(State(state): State<Shared>) -> Response {
+    Json(lock(&state).violations.clone()).into_response()
 }
 
 async fn launches(State(state): State<Shared>) -> Response {
