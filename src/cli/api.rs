@@ -2,12 +2,33 @@
 
 use std::fmt::Write as _;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Exit, Output};
+use crate::cursor::model::v1::{self, RunId};
 use crate::cursor::model::{Agent, AgentId};
 use crate::cursor::{ApiError, Client, ClientConfig, ConfigError, MAX_PAGE};
+use crate::spec::ApiVersion;
+
+/// What every API command takes: the output form and the API version.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Print the API's JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The API version to call: v1 (default) or v0.
+    #[arg(long, global = true, value_name = "VERSION", env = crate::spec::API_VERSION_VAR, value_parser = parse_version)]
+    api: Option<ApiVersion>,
+}
+
+fn parse_version(text: &str) -> Result<ApiVersion, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "v0" | "0" => Ok(ApiVersion::V0),
+        "v1" | "1" => Ok(ApiVersion::V1),
+        _ => Err(format!("`{text}` is not an API version; expected v0 or v1")),
+    }
+}
 
 /// `orchestrate agents ...`.
 #[derive(Debug, Subcommand)]
@@ -24,17 +45,17 @@ pub enum AgentsCommand {
         #[arg(long, conflicts_with = "cursor")]
         all: bool,
     },
-    /// Show one agent.
+    /// Show one agent (and, on v1, its latest run).
     Get {
-        /// Agent id (`bc_...`).
+        /// Agent id (`bc-<uuid>` on v1, `bc_...` on v0).
         id: String,
     },
-    /// Show an agent's conversation.
+    /// Show an agent's conversation (on v1: its runs, each with its result).
     Conversation {
         /// Agent id.
         id: String,
     },
-    /// Stop a running agent.
+    /// Stop a running agent (on v1: cancel its active run).
     Stop {
         /// Agent id.
         id: String,
@@ -100,13 +121,19 @@ pub fn exit_for(error: &ApiError) -> Exit {
     }
 }
 
-/// Runs an API command.
-pub async fn run(out: &Output, command: ApiCommand, json: bool) -> Exit {
+/// Runs an API command on the version `--api`, else `CURSOR_API_VERSION`, else v1 chooses.
+pub async fn run(out: &Output, command: ApiCommand, args: ApiArgs) -> Exit {
+    let version = args.api.unwrap_or_default();
     let client = match client_from_env(out) {
         Ok(client) => client,
         Err(exit) => return exit,
     };
-    match execute(out, &client, command, json).await {
+    let json = args.json;
+    let done = match version {
+        ApiVersion::V0 => execute(out, &client, command, json).await,
+        ApiVersion::V1 => execute_v1(out, &client, command, json).await,
+    };
+    match done {
         Ok(()) => Exit::Success,
         Err(error) => {
             out.error(&error.to_string());
@@ -134,12 +161,7 @@ async fn execute(
             if json {
                 print_json(out, &me);
             } else {
-                out.stdout(&format!(
-                    "key:     {}\nuser:    {}\ncreated: {}\n",
-                    me.api_key_name,
-                    me.user_email.as_deref().unwrap_or("-"),
-                    me.created_at.as_deref().unwrap_or("-")
-                ));
+                out.stdout(&me_text(&me));
             }
         }
         ApiCommand::Models => {
@@ -298,6 +320,232 @@ fn agent_details(agent: &Agent) -> String {
         field("url:", agent.target.as_ref().and_then(|t| t.url.as_deref())),
         field("created:", agent.created_at.as_deref()),
         field("summary:", agent.summary.as_deref()),
+    ]
+    .concat()
+}
+
+async fn execute_v1(
+    out: &Output,
+    client: &Client,
+    command: ApiCommand,
+    json: bool,
+) -> Result<(), ApiError> {
+    match command {
+        ApiCommand::Me => {
+            let me = client.v1_me().await?;
+            if json {
+                print_json(out, &me);
+            } else {
+                out.stdout(&me_text(&me));
+            }
+        }
+        ApiCommand::Models => {
+            let models = client.v1_models().await?;
+            if json {
+                print_json(out, &serde_json::json!({ "items": models }));
+            } else {
+                let lines: String = models
+                    .iter()
+                    .map(|m| match &m.display_name {
+                        Some(name) if name != &m.id => format!("{}\t{name}\n", m.id),
+                        _ => format!("{}\n", m.id),
+                    })
+                    .collect();
+                out.stdout(&lines);
+            }
+        }
+        ApiCommand::Repos => {
+            if client.quotas().next_repositories_call().is_some() {
+                out.status(
+                    "waiting for the repositories quota (1 call per minute, 30 per hour)...",
+                );
+            }
+            let repositories = client.v1_repositories().await?;
+            if json {
+                print_json(out, &serde_json::json!({ "items": repositories }));
+            } else {
+                let mut lines = String::new();
+                for r in &repositories {
+                    let name = r.url.trim_start_matches("https://github.com/");
+                    let _ = writeln!(lines, "{name}\t{}", r.url);
+                }
+                out.stdout(&lines);
+            }
+        }
+        ApiCommand::Agents(command) => agents_v1(out, client, command, json).await?,
+    }
+    Ok(())
+}
+
+async fn agents_v1(
+    out: &Output,
+    client: &Client,
+    command: AgentsCommand,
+    json: bool,
+) -> Result<(), ApiError> {
+    match command {
+        AgentsCommand::List { limit, cursor, all } => {
+            let mut agents = Vec::new();
+            let mut cursor = cursor;
+            loop {
+                let page = client
+                    .v1_agents(Some(limit.min(MAX_PAGE)), cursor.as_deref(), true)
+                    .await?;
+                agents.extend(page.items);
+                cursor = page.next_cursor;
+                if !all || cursor.is_none() {
+                    break;
+                }
+            }
+            if json {
+                print_json(
+                    out,
+                    &serde_json::json!({ "items": agents, "nextCursor": cursor }),
+                );
+            } else {
+                let mut table = String::from("ID\tSTATUS\tNAME\tLATEST RUN\tCREATED\n");
+                for agent in &agents {
+                    let _ = writeln!(
+                        table,
+                        "{}\t{}\t{}\t{}\t{}",
+                        agent.id,
+                        agent.status.as_deref().unwrap_or("-"),
+                        agent.name.as_deref().unwrap_or("-"),
+                        agent.latest_run_id.as_ref().map_or("-", |r| r.0.as_str()),
+                        agent.created_at.as_deref().unwrap_or("-"),
+                    );
+                }
+                out.stdout(&table);
+                if let Some(cursor) = cursor {
+                    out.status(&format!("more: orchestrate agents list --cursor {cursor}"));
+                }
+            }
+        }
+        AgentsCommand::Get { id } => {
+            let agent = client.v1_agent(&AgentId(id)).await?;
+            let latest = match &agent.latest_run_id {
+                Some(run) => Some(client.v1_run(&agent.id, run).await?),
+                None => None,
+            };
+            if json {
+                print_json(
+                    out,
+                    &serde_json::json!({ "agent": agent, "latestRun": latest }),
+                );
+            } else {
+                out.stdout(&agent_details_v1(&agent, latest.as_ref()));
+            }
+        }
+        AgentsCommand::Conversation { id } => {
+            let id = AgentId(id);
+            let mut runs = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = client
+                    .v1_runs(&id, Some(MAX_PAGE), cursor.as_deref())
+                    .await?;
+                runs.extend(page.items);
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            // Lists leave results out; oldest first, as a conversation reads.
+            let mut read = Vec::new();
+            for run in runs.iter().rev() {
+                read.push(client.v1_run(&id, &run.id).await?);
+            }
+            if json {
+                print_json(out, &serde_json::json!({ "id": id, "runs": read }));
+            } else {
+                let mut text = String::new();
+                for run in &read {
+                    let took = run
+                        .duration_ms
+                        .map(|ms| {
+                            let seconds = std::time::Duration::from_secs(ms / 1000);
+                            format!(", {}", humantime::format_duration(seconds))
+                        })
+                        .unwrap_or_default();
+                    let result = run.result.as_deref().unwrap_or("(no result yet)");
+                    let _ = writeln!(
+                        text,
+                        "[{}] {}{took}\n{}\n",
+                        run.id,
+                        run.status,
+                        result.trim_end()
+                    );
+                }
+                out.stdout(&text);
+            }
+        }
+        AgentsCommand::Stop { id } => {
+            let agent = client.v1_agent(&AgentId(id)).await?;
+            let Some(run) = agent.latest_run_id.clone() else {
+                out.stdout(&format!("{} has no run to stop\n", agent.id));
+                return Ok(());
+            };
+            match client.v1_cancel_run(&agent.id, &run).await {
+                Ok(cancelled) => {
+                    if json {
+                        print_json(out, &serde_json::json!({ "id": cancelled }));
+                    } else {
+                        out.stdout(&format!("cancelled run {cancelled} of {}\n", agent.id));
+                    }
+                }
+                Err(error) if error.conflict_code() == Some("run_not_cancellable") => {
+                    out.stdout(&format!(
+                        "{} is not running: its run {run} has ended\n",
+                        agent.id
+                    ));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        AgentsCommand::Delete { id } => {
+            let deleted = client.v1_delete(&AgentId(id)).await?;
+            if json {
+                print_json(out, &serde_json::json!({ "id": deleted }));
+            } else {
+                out.stdout(&format!("deleted {deleted}\n"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn me_text(me: &crate::cursor::model::Me) -> String {
+    format!(
+        "key:     {}\nuser:    {}\ncreated: {}\n",
+        me.api_key_name,
+        me.user_email.as_deref().unwrap_or("-"),
+        me.created_at.as_deref().unwrap_or("-")
+    )
+}
+
+fn agent_details_v1(agent: &v1::Agent, latest: Option<&v1::Run>) -> String {
+    let field = |name: &str, value: Option<&str>| format!("{name:<9} {}\n", value.unwrap_or("-"));
+    let repo = agent.repos.first();
+    let branch = latest
+        .and_then(|r| r.git.as_ref())
+        .and_then(|g| g.branches.first());
+    let status = latest.map(|r| r.status.to_string());
+    [
+        field("id:", Some(agent.id.0.as_str())),
+        field("status:", agent.status.as_deref()),
+        field("name:", agent.name.as_deref()),
+        field("repo:", repo.map(|r| r.url.as_str())),
+        field("ref:", repo.and_then(|r| r.starting_ref.as_deref())),
+        field(
+            "run:",
+            agent.latest_run_id.as_ref().map(|r: &RunId| r.0.as_str()),
+        ),
+        field("run is:", status.as_deref()),
+        field("branch:", branch.and_then(|b| b.branch.as_deref())),
+        field("pr:", branch.and_then(|b| b.pr_url.as_deref())),
+        field("url:", agent.url.as_deref()),
+        field("created:", agent.created_at.as_deref()),
+        field("result:", latest.and_then(|r| r.result.as_deref())),
     ]
     .concat()
 }

@@ -137,32 +137,29 @@ pub enum Command {
     },
     /// Print the JSON Schema of the workflow format.
     Schema,
-    /// Show what the API knows of the key (`GET /v0/me`).
+    /// Show what the API knows of the key: its name, user and creation date.
     Me {
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        api: api::ApiArgs,
     },
-    /// List the models the API recommends (`GET /v0/models`).
+    /// List the models the API offers for `model:`.
     Models {
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        api: api::ApiArgs,
     },
-    /// List the GitHub repositories the key can reach (`GET /v0/repositories`; 1/min, 30/h).
+    /// List the GitHub repositories the key can reach (the API allows 1 call a minute, 30 an
+    /// hour).
     Repos {
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        api: api::ApiArgs,
     },
     /// Inspect and manage agents directly.
     Agents {
         /// What to do.
         #[command(subcommand)]
         command: api::AgentsCommand,
-        /// Print the API's JSON.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        api: api::ApiArgs,
     },
     /// Run a local simulator of the Cursor API (for trying workflows without a key).
     Sim(sim::SimArgs),
@@ -217,11 +214,11 @@ pub fn run(cli: Cli) -> Exit {
             ));
             Exit::Success
         }
-        Command::Me { json } => block_on(api::run(&out, api::ApiCommand::Me, json)),
-        Command::Models { json } => block_on(api::run(&out, api::ApiCommand::Models, json)),
-        Command::Repos { json } => block_on(api::run(&out, api::ApiCommand::Repos, json)),
-        Command::Agents { command, json } => {
-            block_on(api::run(&out, api::ApiCommand::Agents(command), json))
+        Command::Me { api } => block_on(api::run(&out, api::ApiCommand::Me, api)),
+        Command::Models { api } => block_on(api::run(&out, api::ApiCommand::Models, api)),
+        Command::Repos { api } => block_on(api::run(&out, api::ApiCommand::Repos, api)),
+        Command::Agents { command, api } => {
+            block_on(api::run(&out, api::ApiCommand::Agents(command), api))
         }
         Command::Sim(args) => block_on(sim::run(&out, args)),
         Command::Apply(args) => block_on(apply::run(&out, &cli.global.state, args)),
