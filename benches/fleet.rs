@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use orchestrate::cursor::AgentId;
 use orchestrate::cursor::{ApiKey, Client, ClientConfig, QuotaConfig};
 use orchestrate::exec::{
-    AgentView, Backend, ExecConfig, Execution, LaunchSpec, PollConfig, Statuses, V0,
+    AgentView, Backend, ExecConfig, Execution, LaunchSpec, PollConfig, Statuses, V0, V1,
 };
 use orchestrate::plan::{Options, Plan};
 use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
@@ -119,17 +119,29 @@ async fn run_with<B: Backend>(
     (halt, execution.records())
 }
 
+/// What runs the fleet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// orchestrate on v0: list pages for statuses.
+    V0,
+    /// orchestrate on v1: run streams for statuses.
+    V1,
+    /// v0, one `GET` per agent per interval.
+    Naive,
+}
+
 struct Figures {
     wall: Duration,
     succeeded: usize,
     calls: u64,
     lists: u64,
     singles: u64,
+    streams: u64,
     violations: u64,
     store: Duration,
 }
 
-async fn fleet(concurrency: u32, naive: bool) -> Figures {
+async fn fleet(concurrency: u32, runner: Runner, calls_per_minute: u32) -> Figures {
     // Speed 60: a simulated minute of work is one real second.
     let sim_config = SimConfig {
         speed: 60.0,
@@ -142,7 +154,9 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
         .unwrap();
     let mut config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
     config.quotas = QuotaConfig::default()
-        .with_overrides("calls=12000/min,calls_burst=100,launches=100/s,launches_burst=5")
+        .with_overrides(&format!(
+            "calls={calls_per_minute}/min,calls_burst=100,launches=100/s,launches_burst=5"
+        ))
         .unwrap();
     let client = Client::new(config).unwrap();
 
@@ -151,8 +165,9 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
+    let version = if runner == Runner::V1 { "v1" } else { "v0" };
     let yaml = format!(
-        "version: 1\nname: fleet\napi:\n  version: v0\nconcurrency: {concurrency}\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"
+        "version: 1\nname: fleet\napi:\n  version: {version}\nconcurrency: {concurrency}\nfleets:\n  all:\n{repos}tasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"
     );
     let workflow = spec::parse(&SourceFile::new("fleet.yaml", yaml)).unwrap();
     let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());
@@ -192,29 +207,30 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
         webhook: None,
     };
     let start = Instant::now();
-    let (halt, succeeded) = if naive {
-        run_with(
-            Arc::new(Naive {
+    let (halt, succeeded) = match runner {
+        Runner::Naive => {
+            let naive = Naive {
                 inner: V0::new(client.clone()),
                 client,
-            }),
-            plan.clone(),
-            run,
-            records,
-            &store,
-            exec_config,
-        )
-        .await
-    } else {
-        run_with(
-            Arc::new(V0::new(client)),
-            plan.clone(),
-            run,
-            records,
-            &store,
-            exec_config,
-        )
-        .await
+            };
+            run_with(
+                Arc::new(naive),
+                plan.clone(),
+                run,
+                records,
+                &store,
+                exec_config,
+            )
+            .await
+        }
+        Runner::V0 => {
+            let backend = Arc::new(V0::new(client));
+            run_with(backend, plan.clone(), run, records, &store, exec_config).await
+        }
+        Runner::V1 => {
+            let backend = Arc::new(V1::new(client));
+            run_with(backend, plan.clone(), run, records, &store, exec_config).await
+        }
     };
     let wall = start.elapsed();
     assert!(halt.is_none());
@@ -228,8 +244,13 @@ async fn fleet(concurrency: u32, naive: bool) -> Figures {
         wall,
         succeeded,
         calls: stats.calls.values().sum(),
-        lists: calls("GET /v0/agents"),
-        singles: calls("GET /v0/agents/{id}") + calls("GET /v0/agents/{id}/conversation"),
+        lists: calls("GET /v0/agents") + calls("GET /v1/agents"),
+        singles: calls("GET /v0/agents/{id}")
+            + calls("GET /v0/agents/{id}/conversation")
+            + calls("GET /v1/agents/{id}")
+            + calls("GET /v1/agents/{id}/runs/{run}")
+            + calls("GET /v1/agents/{id}/runs"),
+        streams: calls("GET /v1/agents/{id}/runs/{run}/stream"),
         violations: stats.total_quota_violations(),
         store: store.busy().await,
     };
@@ -246,7 +267,7 @@ fn main() {
         println!("1,000-agent fleet, one follow-up each, launches 100/s, agents 1 s + 1 s:");
         let mut compared = Vec::new();
         for (concurrency, bound, binds) in [(100, 20.0, "slots"), (400, 12.0, "launch quota")] {
-            let f = fleet(concurrency, false).await;
+            let f = fleet(concurrency, Runner::V0, 12_000).await;
             let agents = AGENTS as f64;
             println!("  {concurrency} at once (bound {bound:.0} s, set by the {binds}):");
             println!("    succeeded:        {} of {AGENTS}", f.succeeded);
@@ -263,8 +284,31 @@ fn main() {
             println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
             compared.push(f);
         }
+        // v1 makes more calls per agent (a stream per prompt, a usage read): with the same
+        // 200 calls/s the calls quota binds; with it lifted, the slots and launches do.
+        println!("API v1, the same fleet (statuses from run streams):");
+        for (concurrency, per_minute) in [(100, 12_000), (400, 12_000), (100, 60_000), (400, 60_000)] {
+            let f = fleet(concurrency, Runner::V1, per_minute).await;
+            let prompts = 2.0 * AGENTS as f64;
+            let (work, binds) = if concurrency == 100 { (20.0, "slots") } else { (12.0, "launch quota") };
+            let quota = f.calls as f64 / (f64::from(per_minute) / 60.0);
+            let (bound, binds) = if quota > work { (quota, "calls quota") } else { (work, binds) };
+            println!("  {concurrency} at once, calls {per_minute}/min (bound {bound:.1} s, set by the {binds}):");
+            println!("    succeeded:        {} of {AGENTS}", f.succeeded);
+            println!("    wall time:        {:.2} s, {:.3}x the bound", f.wall.as_secs_f64(), f.wall.as_secs_f64() / bound);
+            println!(
+                "    API calls:        {} = {:.2} per prompt ({} streams, {} reads, {} list pages; usage 1 per agent)",
+                f.calls,
+                f.calls as f64 / prompts,
+                f.streams,
+                f.singles,
+                f.lists
+            );
+            println!("    quota violations: {}", f.violations);
+            println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
+        }
         // The same fleet (100 at once) read the naive way, in the same process and run.
-        let naive = fleet(100, true).await;
+        let naive = fleet(100, Runner::Naive, 12_000).await;
         let batched = &compared[0];
         println!("  naive polling (one GET per agent per interval), 100 at once:");
         println!("    wall time:        {:.2} s ({:.2}x orchestrate's {:.2} s)", naive.wall.as_secs_f64(), naive.wall.as_secs_f64() / batched.wall.as_secs_f64(), batched.wall.as_secs_f64());

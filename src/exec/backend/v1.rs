@@ -25,8 +25,10 @@ use crate::cursor::model::v1::{
 use crate::cursor::model::{AgentStatus, Prompt, Secret};
 use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
 
-/// Most run streams open at once; runs beyond are read with `GET`.
-pub const MAX_STREAMS: usize = 64;
+/// Most run streams open at once; runs beyond are read with `GET` at each poll. Generous:
+/// an open stream costs a connection (or an HTTP/2 stream) and no calls, a `GET` costs a call
+/// per poll; the concurrency cap keeps the number of running agents near this at most.
+pub const MAX_STREAMS: usize = 512;
 /// A stream silent this long (the API sends heartbeats) is taken as broken.
 const SILENCE: Duration = Duration::from_secs(60);
 /// The first wait before reconnecting a broken stream; doubled up to [`MAX_RECONNECT`].
@@ -502,6 +504,7 @@ impl Backend for V1 {
     async fn follow_up(&self, id: &AgentId, text: &str) -> Result<(), ApiError> {
         let run = self.client.v1_create_run(id, Prompt::text(text)).await?;
         self.follow(id, run.id);
+        self.watch(id);
         Ok(())
     }
 
