@@ -121,7 +121,8 @@ async fn the_key_is_in_no_output_log_or_state_file() {
         .env("CURSOR_API_BASE_URL", sim.url())
         .args(["agents", "list", "--json", "--limit", "1"]);
     let listed: serde_json::Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
-    let id = listed["agents"][0]["id"].as_str().unwrap().to_owned();
+    // On v1 (the default) a list is `{items, nextCursor}`.
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
     for action in ["get", "conversation", "stop", "delete"] {
         let mut command = crate::support::command();
         command
