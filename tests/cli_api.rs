@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use orchestrate::cursor::model::v1;
 use orchestrate::cursor::model::{LaunchRequest, Prompt, Source};
 use orchestrate::cursor::{ApiKey, Client, ClientConfig};
 use orchestrate::sim::SimConfig;
 
+use crate::client_v1::create;
 use crate::support::{orchestrate, text};
 
 /// Recognisable, so a test can prove it appears nowhere.
@@ -111,27 +111,7 @@ async fn api_commands_follow_the_api_version() {
     .await;
     let url = sim.url();
     let client = Client::new(ClientConfig::new(&url, ApiKey::new(CANARY_KEY)).unwrap()).unwrap();
-    let create = |text: &str| v1::CreateAgentRequest {
-        prompt: Prompt::text(text),
-        model: None,
-        name: Some("cli test".into()),
-        repos: vec![v1::RepoSpec {
-            url: "https://github.com/acme/api".into(),
-            starting_ref: None,
-            pr_url: None,
-        }],
-        work_on_current_branch: None,
-        auto_create_pr: Some(true),
-        skip_reviewer_request: None,
-        env_vars: None,
-        mcp_servers: None,
-        mode: None,
-        agent_id: None,
-    };
-    let done = client
-        .v1_create_agent(&create("Add a README"))
-        .await
-        .unwrap();
+    let done = client.v1_create_agent(&create("api", None)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let done = done.agent.id.0;
     let outputs = run_all(
@@ -157,7 +137,11 @@ async fn api_commands_follow_the_api_version() {
         outputs[3]
     );
     assert!(outputs[4].contains("run is:   FINISHED"), "{}", outputs[4]);
-    assert!(outputs[5].contains("Done: Add a README"), "{}", outputs[5]);
+    assert!(
+        outputs[5].contains("Done: Bump the dependencies of api"),
+        "{}",
+        outputs[5]
+    );
     assert!(outputs[6].contains("is not running"), "{}", outputs[6]);
     assert_eq!(outputs[7], format!("deleted {done}\n"));
     let stats = sim.stats();
@@ -167,10 +151,7 @@ async fn api_commands_follow_the_api_version() {
         stats.calls
     );
     // `--api v1` says the same as the environment; a running agent's run is cancelled.
-    let busy = client
-        .v1_create_agent(&create("Take your time"))
-        .await
-        .unwrap();
+    let busy = client.v1_create_agent(&create("web", None)).await.unwrap();
     let busy = busy.agent.id.0;
     let stopped = run_all(
         &url,

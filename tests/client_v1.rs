@@ -10,7 +10,8 @@ use orchestrate::sim::{DEFAULT_KEY, SimConfig};
 
 use crate::client::{client_for, fast_sim};
 
-fn create(repo: &str, agent_id: Option<AgentId>) -> CreateAgentRequest {
+/// A create request for `acme/{repo}`, with a pull request at the end.
+pub(crate) fn create(repo: &str, agent_id: Option<AgentId>) -> CreateAgentRequest {
     CreateAgentRequest {
         prompt: Prompt::text(format!("Bump the dependencies of {repo}")),
         model: None,

@@ -129,6 +129,9 @@ pub async fn run(out: &Output, command: ApiCommand, args: ApiArgs) -> Exit {
         Err(exit) => return exit,
     };
     let json = args.json;
+    if matches!(command, ApiCommand::Repos) && client.quotas().next_repositories_call().is_some() {
+        out.status("waiting for the repositories quota (1 call per minute, 30 per hour)...");
+    }
     let done = match version {
         ApiVersion::V0 => execute(out, &client, command, json).await,
         ApiVersion::V1 => execute_v1(out, &client, command, json).await,
@@ -180,11 +183,6 @@ async fn execute(
             }
         }
         ApiCommand::Repos => {
-            if client.quotas().next_repositories_call().is_some() {
-                out.status(
-                    "waiting for the repositories quota (1 call per minute, 30 per hour)...",
-                );
-            }
             let repositories = client.repositories().await?;
             if json {
                 print_json(out, &repositories);
@@ -355,11 +353,6 @@ async fn execute_v1(
             }
         }
         ApiCommand::Repos => {
-            if client.quotas().next_repositories_call().is_some() {
-                out.status(
-                    "waiting for the repositories quota (1 call per minute, 30 per hour)...",
-                );
-            }
             let repositories = client.v1_repositories().await?;
             if json {
                 print_json(out, &serde_json::json!({ "items": repositories }));
