@@ -15,6 +15,9 @@ use tracing::debug;
 use super::backend::{AgentView, Backend};
 use crate::cursor::{AgentId, ApiError};
 
+/// The longest wait after a backend's news before the sweep that reads it.
+const NEWS_GATHER: Duration = Duration::from_millis(50);
+
 /// A status as read, and when.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -131,7 +134,14 @@ impl Poller {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(jittered) => {}
                 () = self.wake.notified() => {}
-                () = news.notified() => {}
+                // News comes one run at a time: a short wait gathers what comes with it, so
+                // that one sweep (and one group commit of the store) serves them all.
+                () = news.notified() => {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(config.min.min(NEWS_GATHER)) => {}
+                    }
+                }
             }
         }
     }

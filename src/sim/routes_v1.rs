@@ -297,9 +297,10 @@ async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)
     }
 }
 
-/// How often an open run stream looks for news, and how long it may stay silent, in real
-/// time.
-const STREAM_TICK: Duration = Duration::from_millis(5);
+/// The longest an open run stream sleeps before it looks again (a cancel comes at any time),
+/// and how long it may stay silent, in real time. It otherwise sleeps until the run's next
+/// change: a thousand open streams cost little.
+const STREAM_TICK: Duration = Duration::from_millis(50);
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// `GET .../runs/{runId}/stream`: the run's status replayed first (no id), then its numbered
@@ -366,6 +367,10 @@ async fn stream(
         loop {
             let news = lock(&state).run_stream(&id, &run, SystemTime::now());
             let Ok(news) = news else { return };
+            let nap = news
+                .next_change
+                .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                .map_or(STREAM_TICK, |d| d.min(STREAM_TICK));
             let from = sent;
             for (n, kind, data) in news.events.iter().filter(|(n, _, _)| *n > from) {
                 sent = *n;
@@ -385,7 +390,7 @@ async fn stream(
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = out.closed() => return,
-                () = tokio::time::sleep(STREAM_TICK) => {}
+                () = tokio::time::sleep(nap) => {}
             }
         }
     });

@@ -381,6 +381,8 @@ pub struct RunStream {
     pub events: Vec<(u32, &'static str, serde_json::Value)>,
     /// When it ended, if it has.
     pub ended: Option<SystemTime>,
+    /// When its status changes next on its own (a cancel can come sooner).
+    pub next_change: Option<SystemTime>,
 }
 
 /// Counters tests read through `GET /__sim/stats`.
@@ -875,10 +877,14 @@ impl SimState {
             events.push((2, "result", data));
             events.push((3, "done", serde_json::json!({ "runId": run })));
         }
+        let next_change = [found.creating_until, found.busy_until]
+            .into_iter()
+            .find(|t| *t > now && found.cancelled.is_none());
         Ok(RunStream {
             status: view.status,
             events,
             ended,
+            next_change,
         })
     }
 
