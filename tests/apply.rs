@@ -1166,6 +1166,34 @@ async fn v1_statuses_come_from_run_streams_at_most_three_calls_per_prompt() {
     sim.shutdown().await;
 }
 
+/// Run streams that break after an event are reconnected from `Last-Event-ID`: the fleet
+/// finishes with every launch and follow-up made once and every result kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_run_streams_resume_and_nothing_is_lost() {
+    let sim = simulator(Target::V1, (20, 40), "stream_drop=0.5,seed=11").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo_root().join("examples/workflows/fleet-fanout.yaml");
+    let state = dir.path().join("state");
+    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats = sim.stats();
+    assert!(stats.faults["stream_drop"] > 0, "{:?}", stats.faults);
+    assert!(stats.stream_resumes > 0, "{stats:?}");
+    every_launch_once(&stats);
+    let status = status_json(&sim, &state).await;
+    assert!(
+        states(&status).values().all(|s| s == "succeeded"),
+        "{status}"
+    );
+    for instance in status["instances"].as_array().unwrap() {
+        assert!(
+            instance["summary"].as_str().unwrap().starts_with("Done: "),
+            "{instance}"
+        );
+    }
+    sim.shutdown().await;
+}
+
 /// Where the API does not offer usage (403 `feature_unavailable`), the run succeeds without
 /// token counts and says so once, not once per agent and not never.
 #[tokio::test(flavor = "multi_thread")]

@@ -207,3 +207,84 @@ async fn v1_repositories_keep_the_same_quota() {
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     sim.shutdown().await;
 }
+
+/// A run's stream as the published file describes it: the status replayed first without an
+/// id, numbered events after it, a reconnect from `Last-Event-ID` that replays the status and
+/// continues after the id, `done` at the end, 400 for an id of another run, and 410
+/// `stream_expired` once the retention after the end has passed.
+#[tokio::test]
+async fn a_run_stream_replays_its_status_resumes_and_expires() {
+    use orchestrate::cursor::model::v1::RunEvent;
+    let sim = crate::support::simulator(SimConfig {
+        speed: 100.0,
+        creating: Duration::from_secs(5),
+        agent_duration: (Duration::from_secs(20), Duration::from_secs(20)),
+        stream_retention: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await;
+    let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
+    let created = client.v1_create_agent(&create("api", None)).await.unwrap();
+    let (id, run) = (created.agent.id, created.run.id);
+
+    let mut events = client.v1_stream(&id, &run, None).await.unwrap();
+    assert_eq!(
+        events.retention_seconds,
+        Some(1),
+        "30 simulated seconds at 100x"
+    );
+    let (first_id, first) = events.next().await.unwrap().unwrap();
+    assert_eq!(
+        (first_id, first),
+        (None, RunEvent::Status(AgentStatus::Creating))
+    );
+    let (running_id, running) = events.next().await.unwrap().unwrap();
+    assert_eq!(running, RunEvent::Status(AgentStatus::Running));
+    let running_id = running_id.expect("numbered");
+    drop(events);
+
+    // Reconnected after RUNNING: the status again, then only what came after.
+    let mut resumed = client
+        .v1_stream(&id, &run, Some(&running_id))
+        .await
+        .unwrap();
+    let (replay_id, replay) = resumed.next().await.unwrap().unwrap();
+    assert_eq!(replay_id, None);
+    assert!(matches!(replay, RunEvent::Status(_)), "{replay:?}");
+    let (_, result) = resumed.next().await.unwrap().unwrap();
+    let RunEvent::Result(result) = result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(result.status, AgentStatus::Finished);
+    assert!(
+        result
+            .text
+            .unwrap()
+            .starts_with("Done: Bump the dependencies of api")
+    );
+    assert!(result.duration_ms.unwrap() > 0);
+    assert_eq!(
+        result.git.unwrap().branches[0].repo_url,
+        "github.com/acme/api"
+    );
+    assert_eq!(resumed.next().await.unwrap().unwrap().1, RunEvent::Done);
+    assert!(resumed.next().await.is_none(), "the stream ends after done");
+
+    let other = client
+        .v1_stream(&id, &run, Some("run-other:1"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&other, ApiError::BadRequest { code: Some(code), .. } if code == "invalid_last_event_id"),
+        "{other:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = client.v1_stream(&id, &run, None).await.err().unwrap();
+    assert!(
+        expired.to_string().contains("no longer kept"),
+        "410 stream_expired: {expired:?}"
+    );
+    assert_eq!(sim.stats().errors["stream_expired"], 1);
+    sim.shutdown().await;
+}

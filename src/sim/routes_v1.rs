@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -378,6 +379,13 @@ async fn stream(
                 lock(&state).stats.stream_events += 1;
                 let numbered = event(kind, data).id(format!("{run}:{n}"));
                 if out.send(numbered).await.is_err() || *kind == "done" {
+                    return;
+                }
+                // A stream that breaks mid-run: the client reconnects from its last id.
+                let mut s = lock(&state);
+                let drop_chance = s.config.faults.stream_drop;
+                if drop_chance > 0.0 && s.rng.random_bool(drop_chance) {
+                    *s.stats.faults.entry("stream_drop".into()).or_default() += 1;
                     return;
                 }
             }
