@@ -253,16 +253,15 @@ impl V1 {
         }
         if reading && !told.ended && !told.unusable {
             // Until the stream's first event, the run is as the launch answered: starting.
-            return Ok(AgentView {
-                id: id.clone(),
-                status: told.status.unwrap_or(AgentStatus::Creating),
-                branch: None,
-                pr_url: None,
-                summary: None,
+            let status = told.status.unwrap_or(AgentStatus::Creating);
+            return Ok(view(
+                id,
+                &Run {
+                    status,
+                    ..Run::of(run)
+                },
                 url,
-                duration: None,
-                branches: Vec::new(),
-            });
+            ));
         }
         self.read(id, &run).await
     }
