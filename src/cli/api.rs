@@ -209,18 +209,13 @@ async fn agents(
 ) -> Result<(), ApiError> {
     match command {
         AgentsCommand::List { limit, cursor, all } => {
-            let mut agents = Vec::new();
-            let mut cursor = cursor;
-            loop {
+            let (agents, cursor) = pages(cursor, all, |cursor| async move {
                 let page = client
                     .list_agents(Some(limit.min(MAX_PAGE)), cursor.as_deref())
                     .await?;
-                agents.extend(page.agents);
-                cursor = page.next_cursor;
-                if !all || cursor.is_none() {
-                    break;
-                }
-            }
+                Ok((page.agents, page.next_cursor))
+            })
+            .await?;
             if json {
                 print_json(
                     out,
@@ -378,18 +373,13 @@ async fn agents_v1(
 ) -> Result<(), ApiError> {
     match command {
         AgentsCommand::List { limit, cursor, all } => {
-            let mut agents = Vec::new();
-            let mut cursor = cursor;
-            loop {
+            let (agents, cursor) = pages(cursor, all, |cursor| async move {
                 let page = client
                     .v1_agents(Some(limit.min(MAX_PAGE)), cursor.as_deref(), true)
                     .await?;
-                agents.extend(page.items);
-                cursor = page.next_cursor;
-                if !all || cursor.is_none() {
-                    break;
-                }
-            }
+                Ok((page.items, page.next_cursor))
+            })
+            .await?;
             if json {
                 print_json(
                     out,
@@ -431,18 +421,16 @@ async fn agents_v1(
         }
         AgentsCommand::Conversation { id } => {
             let id = AgentId(id);
-            let mut runs = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = client
-                    .v1_runs(&id, Some(MAX_PAGE), cursor.as_deref())
-                    .await?;
-                runs.extend(page.items);
-                cursor = page.next_cursor;
-                if cursor.is_none() {
-                    break;
+            let (runs, _) = pages(None, true, |cursor| {
+                let id = &id;
+                async move {
+                    let page = client
+                        .v1_runs(id, Some(MAX_PAGE), cursor.as_deref())
+                        .await?;
+                    Ok((page.items, page.next_cursor))
                 }
-            }
+            })
+            .await?;
             // Lists leave results out; oldest first, as a conversation reads.
             let mut read = Vec::new();
             for run in runs.iter().rev() {
@@ -505,6 +493,28 @@ async fn agents_v1(
         }
     }
     Ok(())
+}
+
+/// The items of one page from after `cursor`, or of every page with `all`; and the cursor of
+/// the next page, if any is left.
+async fn pages<T, F, Fut>(
+    mut cursor: Option<String>,
+    all: bool,
+    mut fetch: F,
+) -> Result<(Vec<T>, Option<String>), ApiError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), ApiError>>,
+{
+    let mut items = Vec::new();
+    loop {
+        let (page, next) = fetch(cursor).await?;
+        items.extend(page);
+        cursor = next;
+        if !all || cursor.is_none() {
+            return Ok((items, cursor));
+        }
+    }
 }
 
 fn me_text(me: &crate::cursor::model::Me) -> String {
