@@ -346,6 +346,12 @@ impl<'a> Checker<'a> {
             Some("the key has no value; give it one or remove the key".to_owned())
         } else if expected.contains(&Kind::List) && found == Kind::String {
             Some("write a list, for example `[a, b]`, or one item per line after `- `".to_owned())
+        } else if expected.contains(&Kind::List) && found == Kind::Mapping {
+            Some(if display(path).ends_with("mcp_servers`") {
+                "write each server as a list item with its name inside, as the API takes them: `- name: vulndb` and, below it, `url: ...` or `command: ...`".to_owned()
+            } else {
+                "write each entry as a list item, one per line after `- `".to_owned()
+            })
         } else {
             None
         };
