@@ -141,6 +141,27 @@ struct Figures {
     store: Duration,
 }
 
+impl Figures {
+    /// How many succeeded and how long it took against `bound` seconds.
+    fn print_outcome(&self, bound: f64) {
+        let wall = self.wall.as_secs_f64();
+        println!("    succeeded:        {} of {AGENTS}", self.succeeded);
+        println!(
+            "    wall time:        {wall:.2} s, {:.3}x the bound",
+            wall / bound
+        );
+    }
+
+    /// Quota violations and store time.
+    fn print_costs(&self) {
+        println!("    quota violations: {}", self.violations);
+        println!(
+            "    store time:       {:.3} s in writes and flushes",
+            self.store.as_secs_f64()
+        );
+    }
+}
+
 async fn fleet(concurrency: u32, runner: Runner, calls_per_minute: u32) -> Figures {
     // Speed 60: a simulated minute of work is one real second.
     let sim_config = SimConfig {
@@ -270,8 +291,7 @@ fn main() {
             let f = fleet(concurrency, Runner::V0, 12_000).await;
             let agents = AGENTS as f64;
             println!("  {concurrency} at once (bound {bound:.0} s, set by the {binds}):");
-            println!("    succeeded:        {} of {AGENTS}", f.succeeded);
-            println!("    wall time:        {:.2} s, {:.3}x the bound", f.wall.as_secs_f64(), f.wall.as_secs_f64() / bound);
+            f.print_outcome(bound);
             println!(
                 "    API calls:        {} = {:.2} per agent (launch 1, follow-up 1, status reads {:.3}: {} list pages, {} single reads)",
                 f.calls,
@@ -280,8 +300,7 @@ fn main() {
                 f.lists,
                 f.singles
             );
-            println!("    quota violations: {}", f.violations);
-            println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
+            f.print_costs();
             compared.push(f);
         }
         // v1 makes more calls per agent (a stream per prompt, a usage read): with the same
@@ -294,8 +313,7 @@ fn main() {
             let quota = f.calls as f64 / (f64::from(per_minute) / 60.0);
             let (bound, binds) = if quota > work { (quota, "calls quota") } else { (work, binds) };
             println!("  {concurrency} at once, calls {per_minute}/min (bound {bound:.1} s, set by the {binds}):");
-            println!("    succeeded:        {} of {AGENTS}", f.succeeded);
-            println!("    wall time:        {:.2} s, {:.3}x the bound", f.wall.as_secs_f64(), f.wall.as_secs_f64() / bound);
+            f.print_outcome(bound);
             println!(
                 "    API calls:        {} = {:.2} per prompt ({} streams, {} reads, {} list pages; usage 1 per agent)",
                 f.calls,
@@ -304,8 +322,7 @@ fn main() {
                 f.singles,
                 f.lists
             );
-            println!("    quota violations: {}", f.violations);
-            println!("    store time:       {:.3} s in writes and flushes", f.store.as_secs_f64());
+            f.print_costs();
         }
         // The same fleet (100 at once) read the naive way, in the same process and run.
         let naive = fleet(100, Runner::Naive, 12_000).await;
