@@ -15,7 +15,8 @@ use super::model::{
     Models, Prompt, Repositories,
 };
 use super::{
-    ApiError, ApiKey, AuthScheme, CallKind, ClientConfig, ConfigError, Quotas, RetryPolicy,
+    ApiError, ApiKey, AuthScheme, CallKind, ClientConfig, ConfigError, Outcome, Permit, Quotas,
+    RetryPolicy, rate_headers,
 };
 
 /// Sent with every request, so the API's operators can tell orchestrate's traffic apart.
@@ -70,6 +71,7 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| ConfigError::Http(e.to_string()))?;
+        let quotas = config.quotas.hardened(is_loopback(&config.base_url));
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -78,7 +80,7 @@ impl Client {
                 auth: config.auth,
                 request_timeout: config.request_timeout,
                 repositories_timeout: config.repositories_timeout,
-                quotas: Quotas::new(config.quotas, last_repositories_call),
+                quotas: Quotas::new(quotas, last_repositories_call),
                 retry: config.retry,
             }),
         })
@@ -107,7 +109,7 @@ impl Client {
         if let Some(cursor) = cursor {
             query.push(("cursor", cursor.to_owned()));
         }
-        self.get("v0/agents", &query, CallKind::Other).await
+        self.get("v0/agents", &query, CallKind::Read).await
     }
 
     /// `GET /v0/agents/{id}`.
@@ -115,7 +117,7 @@ impl Client {
         self.get(
             &format!("v0/agents/{}", segment(&id.0)),
             &[],
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
@@ -125,7 +127,7 @@ impl Client {
         self.get(
             &format!("v0/agents/{}/conversation", segment(&id.0)),
             &[],
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
@@ -152,7 +154,7 @@ impl Client {
             path: &format!("v0/agents/{}/followup", segment(&id.0)),
             query: &[],
             body: Some(&FollowUpRequest { prompt }),
-            kind: CallKind::Other,
+            kind: CallKind::Change,
             idempotent: false,
         })
         .await
@@ -165,7 +167,7 @@ impl Client {
             path: &format!("v0/agents/{}/stop", segment(&id.0)),
             query: &[],
             body: None,
-            kind: CallKind::Other,
+            kind: CallKind::Change,
             idempotent: true,
         })
         .await
@@ -178,7 +180,7 @@ impl Client {
             path: &format!("v0/agents/{}", segment(&id.0)),
             query: &[],
             body: None,
-            kind: CallKind::Other,
+            kind: CallKind::Change,
             idempotent: true,
         })
         .await
@@ -186,12 +188,12 @@ impl Client {
 
     /// `GET /v0/me`.
     pub async fn me(&self) -> Result<Me, ApiError> {
-        self.get("v0/me", &[], CallKind::Other).await
+        self.get("v0/me", &[], CallKind::Read).await
     }
 
     /// `GET /v0/models`.
     pub async fn models(&self) -> Result<Models, ApiError> {
-        self.get("v0/models", &[], CallKind::Other).await
+        self.get("v0/models", &[], CallKind::Read).await
     }
 
     /// `GET /v0/repositories`, within its 1 per minute and 30 per hour limits (this waits).
@@ -225,13 +227,16 @@ impl Client {
         call: Call<'_, B>,
     ) -> Result<T, ApiError> {
         let inner = &self.inner;
-        let start = Instant::now();
+        // Time spent on the call itself, not waiting for quotas: a tight quota is not a
+        // failing API, and must not use up the retries' time.
+        let mut spent = Duration::ZERO;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            inner.quotas.acquire(call.kind).await;
+            let permit = inner.quotas.acquire(call.kind).await;
             let sent = Instant::now();
-            let result = self.send_once(&call).await;
+            let result = self.send_once(&call, permit).await;
+            spent += sent.elapsed();
             let elapsed_ms = sent.elapsed().as_millis();
             let error = match result {
                 Ok(value) => {
@@ -242,12 +247,13 @@ impl Client {
             };
             let may_retry =
                 error.is_retryable() && (call.idempotent || error.surely_not_processed());
+            // A 429 is waited out by the hold it put on its quota, which every call shares.
+            let retry_after = match error {
+                ApiError::RateLimited { .. } => Some(Duration::ZERO),
+                _ => error.retry_after(),
+            };
             let delay = may_retry
-                .then(|| {
-                    inner
-                        .retry
-                        .delay(attempt, start.elapsed(), error.retry_after())
-                })
+                .then(|| inner.retry.delay(attempt, spent, retry_after))
                 .flatten();
             let Some(delay) = delay else {
                 debug!(method = %call.method, path = call.path, attempt, elapsed_ms, %error, "failed");
@@ -262,12 +268,14 @@ impl Client {
                 "retrying"
             );
             tokio::time::sleep(delay).await;
+            spent += delay;
         }
     }
 
     async fn send_once<B: Serialize, T: DeserializeOwned>(
         &self,
         call: &Call<'_, B>,
+        permit: Permit<'_>,
     ) -> Result<T, ApiError> {
         let inner = &self.inner;
         let timeout = match call.kind {
@@ -283,20 +291,30 @@ impl Client {
         if let Some(body) = call.body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(network_error)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers()).or_else(|| {
-            (status == StatusCode::TOO_MANY_REQUESTS)
-                .then(|| rate_limit_reset(response.headers()))
-                .flatten()
-        });
-        if remaining(response.headers()) == Some(0) {
-            if let Some(reset) = rate_limit_reset(response.headers()) {
-                inner.quotas.server_window_spent(reset);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let error = network_error(error);
+                if error.surely_not_processed() {
+                    permit.settle(Outcome::NotSent);
+                }
+                return Err(error);
             }
-        }
+        };
+        let status = response.status();
+        let headers = rate_headers(response.headers());
+        permit.settle(if status == StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Throttled(headers)
+        } else {
+            Outcome::Counted(headers)
+        });
         let body = response.bytes().await.map_err(network_error)?;
         if !status.is_success() {
+            let retry_after = headers.retry_after.or_else(|| {
+                (status == StatusCode::TOO_MANY_REQUESTS)
+                    .then_some(headers.reset)
+                    .flatten()
+            });
             return Err(ApiError::from_status(
                 status.as_u16(),
                 retry_after,
@@ -332,9 +350,20 @@ impl Client {
         })
     }
 
-    /// Waits for the quota of a call of `kind`.
-    pub(super) async fn acquire(&self, kind: CallKind) {
-        self.inner.quotas.acquire(kind).await;
+    /// Waits for the quota of a call of `kind`; the permit is settled with its answer.
+    pub(super) async fn acquire(&self, kind: CallKind) -> Permit<'_> {
+        self.inner.quotas.acquire(kind).await
+    }
+}
+
+/// Whether `url` is on this machine (the simulator): only there may the documented
+/// repositories limit be loosened.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
     }
 }
 
@@ -355,49 +384,4 @@ pub(super) fn network_error(error: reqwest::Error) -> ApiError {
         sent: !error.is_connect(),
         message,
     }
-}
-
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-/// `X-RateLimit-Remaining`.
-fn remaining(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get("x-ratelimit-remaining")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// `X-RateLimit-Reset` as a wait from now: seconds from now, or a Unix time in seconds (the
-/// header is written both ways in the wild; a value past 2001 can only be a time).
-fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value: f64 = headers
-        .get("x-ratelimit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if !value.is_finite() || value < 0.0 {
-        return None;
-    }
-    if value > 1_000_000_000.0 {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(value);
-        return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
-    }
-    Some(Duration::from_secs_f64(value))
 }

@@ -1,6 +1,7 @@
 //! The Cursor Cloud Agents API (v0, v1, and the LiteLLM Agent Platform's `cursor` runtime):
 //! its JSON shapes, a typed client with quotas and retries.
 
+mod budget;
 mod client;
 mod config;
 mod error;
@@ -12,12 +13,15 @@ mod sse;
 mod v1;
 pub mod webhook;
 
+pub use budget::{Outcome, Priority, RateHeaders};
 pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
 pub use error::ApiError;
 pub use model::{AgentId, AgentStatus};
 pub use platform::EventStream;
-pub use quota::{CallKind, QuotaConfig, Quotas, Rate, RateError, Rates};
+pub use quota::{
+    CallKind, Pace, Permit, QuotaConfig, Quotas, Rate, RateError, Rates, rate_headers,
+};
 pub use retry::RetryPolicy;
 pub use sse::RawEvent;
 pub use v1::RunEvents;

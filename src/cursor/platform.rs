@@ -45,7 +45,7 @@ impl Client {
             path: &format!("v1/sessions/{}/events", segment(&id.0)),
             query: &[],
             body: Some(events),
-            kind: CallKind::Other,
+            kind: CallKind::Change,
             idempotent,
         })
         .await
@@ -61,7 +61,7 @@ impl Client {
         self.get(
             &format!("v1/sessions/{}/events", segment(&id.0)),
             &query,
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }

@@ -1,12 +1,14 @@
-//! Client-side rate limits, so orchestrate never exceeds a quota of the API.
+//! Rate limits, so orchestrate goes as fast as the API allows and never faster.
 //!
-//! One governor limiter for all calls, one for launches, and for `GET /v0/repositories`
-//! (documented limit: 1 per minute and 30 per hour per user) one limiter per window. The
-//! repositories limiters allow no burst: a GCRA limiter of 30 per hour with a burst of 30
-//! would let 60 calls through in one rolling hour. Each is taken in turn, the one with the
-//! longest interval last, and the call follows at once; so calls are at least that interval
-//! apart and every window holds. The last call time is exposed so that a store can persist it
-//! and a later process can start where this one left off.
+//! Three layers, each taken in turn before a call:
+//! - configured ceilings (`ORCHESTRATE_QUOTAS`): governor limiters, none by default;
+//! - for `GET /v0/repositories` (documented: 1 per minute and 30 per hour per user), one
+//!   limiter per window, without burst (a GCRA limiter of 30 per hour with a burst of 30
+//!   would let 60 calls through in one rolling hour), serialised so that calls are at least
+//!   the longest interval apart; the last call time is exposed so that a store can persist
+//!   it and a later process starts where this one left off;
+//! - the budget learned from the server ([`super::budget`]): a 429 holds every call of its
+//!   scope, launches and follow-ups go before reads when it is tight.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -14,6 +16,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+
+use super::budget::{Budget, MAX_HOLD, Outcome, Priority, RateHeaders, Ticket, WINDOW, Wait};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -93,33 +99,39 @@ impl FromStr for Rates {
     }
 }
 
-/// The quotas a client keeps to.
+/// The quotas a client keeps to: ceilings of its own, and the documented hard limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaConfig {
-    /// Every call.
-    pub calls: Rate,
-    /// Calls that may come at once after a quiet spell.
+    /// A ceiling on every call; none by default (the server's limit is learned).
+    pub calls: Option<Rate>,
+    /// Calls that may come at once under the ceiling.
     pub calls_burst: u32,
-    /// Launches (`POST /v0/agents`).
-    pub launches: Rate,
-    /// Launches that may come at once.
+    /// A ceiling on launches; none by default (the API publishes no launch limit).
+    pub launches: Option<Rate>,
+    /// Launches that may come at once under the ceiling.
     pub launches_burst: u32,
     /// `GET /v0/repositories`, each window kept separately.
     pub repositories: Vec<Rate>,
 }
 
+/// The documented limit of the repositories endpoint: 1 per minute and 30 per hour.
+pub fn documented_repositories() -> Vec<Rate> {
+    vec![
+        Rate::new(1, Duration::from_secs(60)),
+        Rate::new(30, Duration::from_secs(3600)),
+    ]
+}
+
 impl Default for QuotaConfig {
-    /// Conservative: the API publishes no number but the repositories one.
+    /// No ceiling but the documented repositories limit: the concurrency cap and
+    /// `--max-agents` bound the cost, the server's answers the pace.
     fn default() -> Self {
         Self {
-            calls: Rate::new(120, Duration::from_secs(60)),
+            calls: None,
             calls_burst: 10,
-            launches: Rate::new(30, Duration::from_secs(60)),
+            launches: None,
             launches_burst: 5,
-            repositories: vec![
-                Rate::new(1, Duration::from_secs(60)),
-                Rate::new(30, Duration::from_secs(3600)),
-            ],
+            repositories: documented_repositories(),
         }
     }
 }
@@ -132,22 +144,15 @@ impl QuotaConfig {
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}`: expected KEY=RATE"))?;
             let rate = |v: &str| v.parse::<Rate>().map_err(|e| e.to_string());
+            let count = |v: &str| v.parse().map_err(|_| format!("`{v}` is not a count"));
             match key.trim() {
-                "calls" => self.calls = rate(value)?,
-                "launches" => self.launches = rate(value)?,
+                "calls" => self.calls = Some(rate(value)?),
+                "launches" => self.launches = Some(rate(value)?),
                 "repositories" => {
                     self.repositories = value.parse::<Rates>().map_err(|e| e.to_string())?.0;
                 }
-                "calls_burst" => {
-                    self.calls_burst = value
-                        .parse()
-                        .map_err(|_| format!("`{value}` is not a count"))?;
-                }
-                "launches_burst" => {
-                    self.launches_burst = value
-                        .parse()
-                        .map_err(|_| format!("`{value}` is not a count"))?;
-                }
+                "calls_burst" => self.calls_burst = count(value)?,
+                "launches_burst" => self.launches_burst = count(value)?,
                 other => {
                     return Err(format!(
                         "unknown quota `{other}`: calls, launches, repositories, calls_burst, launches_burst"
@@ -156,6 +161,20 @@ impl QuotaConfig {
             }
         }
         Ok(self)
+    }
+
+    /// The documented repositories limit stays hard against a remote API: a configured one
+    /// only adds windows to it. An API on loopback (the simulator) may be given any.
+    #[must_use]
+    pub fn hardened(mut self, loopback: bool) -> Self {
+        if !loopback {
+            for rate in documented_repositories() {
+                if !self.repositories.contains(&rate) {
+                    self.repositories.push(rate);
+                }
+            }
+        }
+        self
     }
 
     /// The shortest interval between two repositories calls that keeps every window, with
@@ -197,31 +216,43 @@ fn repositories_limiters<C: Clock + Clone>(rates: &[Rate], clock: &C) -> Vec<Lim
         .collect()
 }
 
-/// The longest a server's rate-limit reset is believed: the documented windows are a minute.
-const MAX_SERVER_WAIT: Duration = Duration::from_secs(120);
-
-/// Which quotas a call counts against.
+/// Which quotas a call counts against, and how urgent it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
-    /// Counts against the overall quota only.
-    Other,
+    /// A status read or listing.
+    Read,
     /// A launch.
     Launch,
-    /// `GET /v0/repositories`.
+    /// Any other change: a follow-up, stop, delete.
+    Change,
+    /// `GET /v0/repositories`: its own documented limit, and its own 429s.
     Repositories,
+}
+
+impl CallKind {
+    fn priority(self) -> Priority {
+        match self {
+            Self::Launch | Self::Change => Priority::Mutation,
+            Self::Read | Self::Repositories => Priority::Read,
+        }
+    }
 }
 
 /// The live quotas of one client.
 pub struct Quotas {
     config: QuotaConfig,
-    calls: Limiter,
-    launches: Limiter,
+    calls: Option<Limiter>,
+    launches: Option<Limiter>,
     repositories: Vec<Limiter>,
     /// Serialises repositories calls, and holds the earliest time the next one may start.
     repositories_gate: tokio::sync::Mutex<Option<Instant>>,
     last_repositories_call: Mutex<Option<SystemTime>>,
-    /// The server said (`X-RateLimit-Remaining: 0`) that no call is left before this time.
-    server_window: Mutex<Option<Instant>>,
+    /// A 429 of the repositories endpoint: its next call waits until then.
+    repositories_hold: Mutex<Option<Instant>>,
+    /// The budget of every call but the repositories endpoint's own limit.
+    budget: Mutex<Budget>,
+    /// Told whenever a place may have come free.
+    changed: Notify,
     waited_micros: AtomicU64,
 }
 
@@ -231,6 +262,62 @@ impl fmt::Debug for Quotas {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// The server's pace, once learned: the steady interval of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Calls this client may make in one window.
+    pub allowance: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Pace {
+    /// The interval of one call at the allowed rate.
+    pub fn interval(self) -> Duration {
+        self.window / self.allowance.max(1)
+    }
+}
+
+/// A place taken for one call: settle it with the answer. Dropped unsettled (the call was
+/// abandoned or failed after sending), it counts as answered, the safe assumption.
+#[must_use]
+pub struct Permit<'a> {
+    quotas: &'a Quotas,
+    kind: CallKind,
+    ticket: Option<Ticket>,
+}
+
+impl Permit<'_> {
+    /// Gives the place back with what the answer said: a 429, its headers, or nothing sent.
+    pub fn settle(mut self, outcome: Outcome) {
+        if let Some(ticket) = self.ticket.take() {
+            self.quotas.settle(self.kind, ticket, outcome);
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.quotas
+                .settle(self.kind, ticket, Outcome::Counted(RateHeaders::default()));
+        }
+    }
+}
+
+/// Counts a waiting launch or follow-up while it waits, however the wait ends.
+struct MutationWaiting<'a>(&'a Mutex<Budget>);
+
+impl Drop for MutationWaiting<'_> {
+    fn drop(&mut self) {
+        lock(self.0).mutation_done_waiting();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().expect("not poisoned")
 }
 
 impl Quotas {
@@ -246,12 +333,18 @@ impl Quotas {
                 .map(|left| Instant::now() + left)
         });
         Self {
-            calls: limiter(config.calls, config.calls_burst, &clock),
-            launches: limiter(config.launches, config.launches_burst, &clock),
+            calls: config
+                .calls
+                .map(|rate| limiter(rate, config.calls_burst, &clock)),
+            launches: config
+                .launches
+                .map(|rate| limiter(rate, config.launches_burst, &clock)),
             repositories: repositories_limiters(&config.repositories, &clock),
             repositories_gate: tokio::sync::Mutex::new(not_before),
             last_repositories_call: Mutex::new(last_repositories_call),
-            server_window: Mutex::new(None),
+            repositories_hold: Mutex::new(None),
+            budget: Mutex::new(Budget::new()),
+            changed: Notify::new(),
             waited_micros: AtomicU64::new(0),
             config,
         }
@@ -262,50 +355,116 @@ impl Quotas {
         &self.config
     }
 
-    /// Waits until a call of `kind` is within every quota, and counts it.
-    pub async fn acquire(&self, kind: CallKind) {
+    /// Waits until a call of `kind` is within every quota, and takes its place.
+    pub async fn acquire(&self, kind: CallKind) -> Permit<'_> {
         let start = Instant::now();
-        match kind {
-            CallKind::Other => {}
-            CallKind::Launch => self.launches.until_ready().await,
-            CallKind::Repositories => {
-                let mut not_before = self.repositories_gate.lock().await;
-                if let Some(at) = not_before.take() {
-                    tokio::time::sleep_until(at.into()).await;
-                }
-                for limiter in &self.repositories {
-                    limiter.until_ready().await;
-                }
-                *self.last_repositories_call.lock().expect("not poisoned") =
-                    Some(SystemTime::now());
+        if let (CallKind::Launch, Some(launches)) = (kind, &self.launches) {
+            launches.until_ready().await;
+        }
+        // The repositories gate is held until the call goes, so that no wait after its
+        // limiters lets two calls through closer than their interval.
+        let gate = if kind == CallKind::Repositories {
+            let mut not_before = self.repositories_gate.lock().await;
+            if let Some(at) = not_before.take() {
+                tokio::time::sleep_until(at.into()).await;
             }
+            let held = *lock(&self.repositories_hold);
+            if let Some(until) = held.filter(|until| *until > Instant::now()) {
+                tokio::time::sleep_until(until.into()).await;
+            }
+            for limiter in &self.repositories {
+                limiter.until_ready().await;
+            }
+            Some(not_before)
+        } else {
+            None
+        };
+        if let Some(calls) = &self.calls {
+            calls.until_ready().await;
         }
-        self.calls.until_ready().await;
-        let hold = *self.server_window.lock().expect("not poisoned");
-        if let Some(until) = hold.filter(|until| *until > Instant::now()) {
-            tokio::time::sleep_until(until.into()).await;
+        let ticket = self.take(kind.priority()).await;
+        if gate.is_some() {
+            *lock(&self.last_repositories_call) = Some(SystemTime::now());
         }
+        drop(gate);
         let waited = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.waited_micros.fetch_add(waited, Ordering::Relaxed);
+        Permit {
+            quotas: self,
+            kind,
+            ticket: Some(ticket),
+        }
     }
 
-    /// Learns from the server's `X-RateLimit-*` headers that its window is spent for `wait`:
-    /// calls hold until then rather than collect 429s.
-    pub fn server_window_spent(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_SERVER_WAIT);
-        let mut window = self.server_window.lock().expect("not poisoned");
-        *window = Some(window.map_or(until, |at| at.max(until)));
+    async fn take(&self, priority: Priority) -> Ticket {
+        let mut waiting = None;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = {
+                let mut budget = lock(&self.budget);
+                match budget.try_take(priority, Instant::now()) {
+                    Ok(ticket) => return ticket,
+                    Err(wait) => {
+                        if priority == Priority::Mutation && waiting.is_none() {
+                            budget.mutation_waits();
+                            waiting = Some(MutationWaiting(&self.budget));
+                        }
+                        wait
+                    }
+                }
+            };
+            match wait {
+                Wait::Until(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = changed => {}
+                    }
+                }
+                Wait::Answer => changed.await,
+            }
+        }
+    }
+
+    fn settle(&self, kind: CallKind, ticket: Ticket, outcome: Outcome) {
+        let now = Instant::now();
+        if let (CallKind::Repositories, Outcome::Throttled(headers)) = (kind, outcome) {
+            // The endpoint's own limit: the hold is its own, and the budget learns nothing.
+            if let Some(wait) = headers.retry_after.or(headers.reset) {
+                let until = now + wait.min(MAX_HOLD);
+                let mut hold = lock(&self.repositories_hold);
+                *hold = Some(hold.map_or(until, |at| at.max(until)));
+            }
+            lock(&self.budget).settle(ticket, Outcome::Counted(RateHeaders::default()), now);
+        } else {
+            lock(&self.budget).settle(ticket, outcome, now);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The pace the server allows, once a 429 or a header has said.
+    pub fn pace(&self) -> Option<Pace> {
+        lock(&self.budget).allowance().map(|allowance| Pace {
+            allowance,
+            window: WINDOW,
+        })
+    }
+
+    /// 429 answers this client has had (the repositories endpoint's included).
+    pub fn throttled(&self) -> u64 {
+        lock(&self.budget).throttled()
     }
 
     /// Records that a repositories call was answered now: the next process waits from here,
     /// the latest moment the server may have counted the call.
     pub fn repositories_answered(&self) {
-        *self.last_repositories_call.lock().expect("not poisoned") = Some(SystemTime::now());
+        *lock(&self.last_repositories_call) = Some(SystemTime::now());
     }
 
     /// When `GET /v0/repositories` was last called (by this process, or the one before).
     pub fn last_repositories_call(&self) -> Option<SystemTime> {
-        *self.last_repositories_call.lock().expect("not poisoned")
+        *lock(&self.last_repositories_call)
     }
 
     /// The earliest time the repositories endpoint may be called again.
@@ -320,8 +479,43 @@ impl Quotas {
     }
 }
 
+/// What the rate-limit headers of an answer say: `Retry-After` (seconds or an HTTP date),
+/// `X-RateLimit-Limit`, `-Remaining`, and `-Reset` (seconds from now, or a Unix time: the
+/// header is written both ways in the wild, and a value past 2001 can only be a time).
+pub fn rate_headers(headers: &reqwest::header::HeaderMap) -> RateHeaders {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    let number = |name: &str| text(name)?.parse::<u32>().ok();
+    let retry_after = text("retry-after").and_then(|value| {
+        if let Ok(seconds) = value.parse::<f64>() {
+            return (seconds.is_finite() && seconds >= 0.0)
+                .then(|| Duration::from_secs_f64(seconds));
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    });
+    let reset = text("x-ratelimit-reset")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|value| {
+            if value > 1_000_000_000.0 {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(value);
+                at.duration_since(SystemTime::now()).unwrap_or_default()
+            } else {
+                Duration::from_secs_f64(value)
+            }
+        });
+    RateHeaders {
+        limit: number("x-ratelimit-limit"),
+        remaining: number("x-ratelimit-remaining"),
+        reset,
+        retry_after,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use governor::clock::FakeRelativeClock;
 
     use super::*;
@@ -343,7 +537,7 @@ mod tests {
         let config = QuotaConfig::default()
             .with_overrides("calls=10/s,repositories=2/min+60/h")
             .unwrap();
-        assert_eq!(config.calls, Rate::new(10, Duration::from_secs(1)));
+        assert_eq!(config.calls, Some(Rate::new(10, Duration::from_secs(1))));
         assert_eq!(
             config.repositories_interval(),
             Duration::from_secs(61),
@@ -402,7 +596,10 @@ mod tests {
             .unwrap();
         let quotas = Quotas::new(config, Some(SystemTime::now()));
         let start = Instant::now();
-        quotas.acquire(CallKind::Repositories).await;
+        quotas
+            .acquire(CallKind::Repositories)
+            .await
+            .settle(Outcome::NotSent);
         assert!(
             start.elapsed() >= Duration::from_millis(1900),
             "{:?}",
@@ -411,5 +608,119 @@ mod tests {
         assert!(
             quotas.last_repositories_call().unwrap() >= SystemTime::now() - Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn the_documented_repositories_limit_is_not_loosened_against_a_remote_api() {
+        let loose = QuotaConfig::default()
+            .with_overrides("repositories=1000/s")
+            .unwrap();
+        assert_eq!(
+            loose.clone().hardened(false).repositories_interval(),
+            Duration::from_secs(121),
+            "30 per hour, whatever is configured"
+        );
+        assert!(loose.hardened(true).repositories_interval() < Duration::from_secs(2));
+        let stricter = QuotaConfig::default()
+            .with_overrides("repositories=1/5min")
+            .unwrap()
+            .hardened(false);
+        assert_eq!(stricter.repositories_interval(), Duration::from_secs(301));
+    }
+
+    fn throttled(limit: u32, retry_after: Duration) -> Outcome {
+        Outcome::Throttled(RateHeaders {
+            limit: Some(limit),
+            remaining: Some(0),
+            reset: Some(retry_after),
+            retry_after: Some(retry_after),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_429_holds_every_call_of_its_scope() {
+        let quotas = Quotas::new(QuotaConfig::default(), None);
+        let hold = Duration::from_millis(300);
+        quotas
+            .acquire(CallKind::Read)
+            .await
+            .settle(throttled(1000, hold));
+        let start = Instant::now();
+        for kind in [CallKind::Launch, CallKind::Read, CallKind::Change] {
+            quotas.acquire(kind).await.settle(Outcome::NotSent);
+            assert!(
+                start.elapsed() >= hold.saturating_sub(Duration::from_millis(5)),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(quotas.throttled(), 1);
+        assert_eq!(
+            quotas.pace().map(|p| p.allowance),
+            Some(1000),
+            "the limit it named"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repositories_429_holds_that_endpoint_only_and_never_loosens_it() {
+        let config = QuotaConfig::default()
+            .with_overrides("repositories=1/10ms")
+            .unwrap();
+        let quotas = Quotas::new(config, None);
+        let hold = Duration::from_millis(300);
+        quotas
+            .acquire(CallKind::Repositories)
+            .await
+            .settle(throttled(1_000_000, hold));
+        let start = Instant::now();
+        quotas
+            .acquire(CallKind::Read)
+            .await
+            .settle(Outcome::NotSent);
+        assert!(start.elapsed() < hold / 2, "reads do not wait");
+        assert_eq!(quotas.pace(), None, "the general budget learned nothing");
+        quotas
+            .acquire(CallKind::Repositories)
+            .await
+            .settle(Outcome::NotSent);
+        assert!(start.elapsed() >= hold.saturating_sub(Duration::from_millis(5)));
+        assert_eq!(
+            quotas.config().repositories_interval(),
+            Duration::from_millis(1010)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_launch_goes_before_waiting_reads() {
+        let quotas = Arc::new(Quotas::new(QuotaConfig::default(), None));
+        // The server allows 2 a window and has taken 1: one place is left.
+        quotas
+            .acquire(CallKind::Read)
+            .await
+            .settle(Outcome::Counted(RateHeaders::default()));
+        quotas
+            .acquire(CallKind::Read)
+            .await
+            .settle(throttled(2, Duration::from_millis(100)));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for kind in [CallKind::Read, CallKind::Launch] {
+            let (quotas, order) = (quotas.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = quotas.acquire(kind).await;
+                lock(&order).push(kind);
+                std::mem::forget(permit);
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            *lock(&order),
+            [CallKind::Launch],
+            "the read waits for the window"
+        );
+        for task in tasks {
+            task.abort();
+        }
     }
 }

@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::Method;
 
 use super::client::network_error;
-use super::{ApiError, CallKind, Client};
+use super::{ApiError, CallKind, Client, Outcome, rate_headers};
 
 /// One event as sent: its type (`event:`), its id (`id:`, absent on some), its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +41,34 @@ impl Client {
         path: &str,
         last_event_id: Option<&str>,
     ) -> Result<Opened, ApiError> {
-        self.acquire(CallKind::Other).await;
+        let permit = self.acquire(CallKind::Read).await;
         let mut request = self
             .request(Method::GET, path)?
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(last) = last_event_id {
             request = request.header("Last-Event-ID", last);
         }
-        let response = request.send().await.map_err(network_error)?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let error = network_error(error);
+                if error.surely_not_processed() {
+                    permit.settle(Outcome::NotSent);
+                }
+                return Err(error);
+            }
+        };
         let status = response.status();
+        let headers = rate_headers(response.headers());
+        permit.settle(if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Throttled(headers)
+        } else {
+            Outcome::Counted(headers)
+        });
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(ApiError::from_status(status.as_u16(), None, &body));
+            let retry_after = headers.retry_after.or(headers.reset);
+            return Err(ApiError::from_status(status.as_u16(), retry_after, &body));
         }
         let retention_seconds = response
             .headers()

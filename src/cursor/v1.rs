@@ -78,7 +78,7 @@ impl Client {
         let mut query = page_query(limit, cursor);
         // The API's default is true; said either way, so the answer does not hang on it.
         query.push(("includeArchived", include_archived.to_string()));
-        self.get("v1/agents", &query, CallKind::Other).await
+        self.get("v1/agents", &query, CallKind::Read).await
     }
 
     /// `GET /v1/agents/{id}`.
@@ -86,7 +86,7 @@ impl Client {
         self.get(
             &format!("v1/agents/{}", segment(&id.0)),
             &[],
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
@@ -100,7 +100,7 @@ impl Client {
                 path: &format!("v1/agents/{}/runs", segment(&id.0)),
                 query: &[],
                 body: Some(&CreateRunRequest { prompt }),
-                kind: CallKind::Other,
+                kind: CallKind::Change,
                 idempotent: false,
             })
             .await?;
@@ -117,7 +117,7 @@ impl Client {
         self.get(
             &format!("v1/agents/{}/runs", segment(&id.0)),
             &page_query(limit, cursor),
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
@@ -125,7 +125,7 @@ impl Client {
     /// `GET /v1/agents/{id}/runs/{runId}`: the bare run, with its result once ended.
     pub async fn v1_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
         let path = format!("v1/agents/{}/runs/{}", segment(&id.0), segment(&run.0));
-        self.get(&path, &[], CallKind::Other).await
+        self.get(&path, &[], CallKind::Read).await
     }
 
     /// `GET /v1/agents/{id}/runs/{runId}/stream`: the run's events, from after
@@ -184,7 +184,7 @@ impl Client {
                 path: &format!("v1/agents/{}", segment(&id.0)),
                 query: &[],
                 body: None,
-                kind: CallKind::Other,
+                kind: CallKind::Change,
                 idempotent: true,
             })
             .await?;
@@ -196,7 +196,7 @@ impl Client {
         self.get(
             &format!("v1/agents/{}/usage", segment(&id.0)),
             &[],
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
@@ -207,7 +207,7 @@ impl Client {
             .get(
                 &format!("v1/agents/{}/artifacts", segment(&id.0)),
                 &[],
-                CallKind::Other,
+                CallKind::Read,
             )
             .await?;
         Ok(page.items)
@@ -222,19 +222,19 @@ impl Client {
         self.get(
             &format!("v1/agents/{}/artifacts/download", segment(&id.0)),
             &[("path", path.to_owned())],
-            CallKind::Other,
+            CallKind::Read,
         )
         .await
     }
 
     /// `GET /v1/me`.
     pub async fn v1_me(&self) -> Result<Me, ApiError> {
-        self.get("v1/me", &[], CallKind::Other).await
+        self.get("v1/me", &[], CallKind::Read).await
     }
 
     /// `GET /v1/models`.
     pub async fn v1_models(&self) -> Result<Vec<ModelItem>, ApiError> {
-        let page: Page<ModelItem> = self.get("v1/models", &[], CallKind::Other).await?;
+        let page: Page<ModelItem> = self.get("v1/models", &[], CallKind::Read).await?;
         Ok(page.items)
     }
 
@@ -254,7 +254,7 @@ impl Client {
             path,
             query: &[],
             body: None,
-            kind: CallKind::Other,
+            kind: CallKind::Change,
             idempotent: true,
         })
         .await

@@ -3,6 +3,7 @@
 
 mod backend;
 mod cancel;
+mod pace;
 mod poller;
 mod run;
 mod webhook;

@@ -1,18 +1,19 @@
-//! One loop reads the statuses of every agent being waited on, and tells each waiter.
+//! One loop reads the statuses of the agents being waited on, and tells each waiter.
 //!
-//! The interval adapts: it starts short, grows while nothing changes, falls back when
-//! something does, and is jittered so that many runs do not poll in step.
+//! Each agent is due a read when [`super::pace`] says (by its age, the durations this run has
+//! seen, and the server's budget); a sweep reads the agents due, and those nearly due with
+//! them, in one call where the backend can. A webhook or a run stream's news reads them all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::backend::{AgentView, Backend};
+use super::pace::{self, Bounds, Durations, Prompt};
 use crate::cursor::{AgentId, ApiError};
 
 /// The longest wait after a backend's news before the sweep that reads it.
@@ -27,10 +28,10 @@ pub struct Snapshot {
     pub at: SystemTime,
 }
 
-/// How often to poll.
+/// How often an agent may be read.
 #[derive(Debug, Clone, Copy)]
 pub struct PollConfig {
-    /// The shortest interval.
+    /// The shortest interval between two reads of one agent.
     pub min: Duration,
     /// The longest.
     pub max: Duration,
@@ -38,8 +39,15 @@ pub struct PollConfig {
 
 struct Watched {
     sender: watch::Sender<Option<Snapshot>>,
-    since: SystemTime,
-    last: Option<crate::cursor::AgentStatus>,
+    /// When it was launched: a listing is read back to there.
+    launched: SystemTime,
+    /// When its current prompt was sent.
+    prompt: Instant,
+    /// When this process began waiting on it.
+    taken_up: Instant,
+    read: Option<Instant>,
+    /// The age of its prompt when it was last seen working.
+    working: Option<Duration>,
 }
 
 /// The shared poller.
@@ -65,17 +73,34 @@ impl Poller {
         poller
     }
 
-    /// Watches `id` (launched around `since`); the receiver sees each new snapshot.
-    pub fn watch(&self, id: &AgentId, since: SystemTime) -> watch::Receiver<Option<Snapshot>> {
+    /// Watches `id` (launched around `launched`, its current prompt sent at `prompt`); the
+    /// receiver sees each new snapshot.
+    pub fn watch(
+        &self,
+        id: &AgentId,
+        launched: SystemTime,
+        prompt: SystemTime,
+    ) -> watch::Receiver<Option<Snapshot>> {
+        let age = SystemTime::now().duration_since(prompt).unwrap_or_default();
+        let prompt = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let mut watched = self.watched.lock().expect("not poisoned");
         let entry = watched.entry(id.clone()).or_insert_with(|| Watched {
             sender: watch::channel(None).0,
-            since,
-            last: None,
+            launched,
+            prompt,
+            taken_up: Instant::now(),
+            read: None,
+            working: None,
         });
+        if prompt > entry.prompt + Duration::from_millis(1) {
+            // A follow-up: a new prompt, paced from its own start.
+            entry.prompt = prompt;
+            entry.read = None;
+            entry.working = None;
+        }
         let receiver = entry.sender.subscribe();
         drop(watched);
-        // Only an idle poller needs waking: a busy one reads the new agent at its next sweep,
+        // Only an idle poller needs waking: a busy one reads the new agent when it is due,
         // and waking it for every launch would multiply the sweeps.
         self.idle.notify_one();
         receiver
@@ -97,46 +122,43 @@ impl Poller {
     }
 
     async fn run<B: Backend>(&self, backend: Arc<B>, config: PollConfig, stop: CancellationToken) {
-        let mut interval = config.min;
+        let mut durations = Durations::default();
+        let mut everyone = true;
         // A backend that hears of changes (v1 run streams) ends the wait as a webhook does.
         let news = backend.news().unwrap_or_default();
         loop {
-            let (ids, oldest) = {
-                let watched = self.watched.lock().expect("not poisoned");
-                let ids: Vec<AgentId> = watched.keys().cloned().collect();
-                let oldest = watched
-                    .values()
-                    .map(|w| w.since)
-                    .min()
-                    .unwrap_or_else(SystemTime::now);
-                (ids, oldest)
+            let bounds = Bounds {
+                min: config.min,
+                max: config.max,
+                budget: backend.pace().map(crate::cursor::Pace::interval),
             };
-            if ids.is_empty() {
+            let (ids, oldest, wait) = self.due(&durations, bounds, everyone);
+            everyone = false;
+            if !ids.is_empty() {
+                match backend.statuses(&ids, oldest).await {
+                    Ok(statuses) => self.publish(statuses, &mut durations),
+                    Err(error) => debug!(%error, "reading statuses failed; trying again"),
+                }
+                // Read or not, each is due again only after its interval: a failing API is
+                // not asked in a loop.
+                self.mark_read(&ids);
+                continue;
+            }
+            let Some(wait) = wait else {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = self.idle.notified() => continue,
                 }
-            }
-            let changed = match backend.statuses(&ids, oldest).await {
-                Ok(statuses) => self.publish(statuses),
-                Err(error) => {
-                    debug!(%error, "polling failed; trying again");
-                    false
-                }
             };
-            interval = if changed {
-                config.min
-            } else {
-                interval.mul_f64(1.5).min(config.max)
-            };
-            let jittered = interval.mul_f64(rand::rng().random_range(0.8..1.2));
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(jittered) => {}
-                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = self.idle.notified() => {}
+                () = self.wake.notified() => everyone = true,
                 // News comes one run at a time: a short wait gathers what comes with it, so
                 // that one sweep (and one group commit of the store) serves them all.
                 () = news.notified() => {
+                    everyone = true;
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(config.min.min(NEWS_GATHER)) => {}
@@ -146,20 +168,70 @@ impl Poller {
         }
     }
 
-    /// Sends each snapshot to its waiter; whether any status changed.
-    fn publish(&self, statuses: super::backend::Statuses) -> bool {
+    /// The agents to read now (all of them after news), the launch of the oldest, and how long
+    /// until the next is due when none is.
+    fn due(
+        &self,
+        durations: &Durations,
+        bounds: Bounds,
+        everyone: bool,
+    ) -> (Vec<AgentId>, SystemTime, Option<Duration>) {
+        let now = Instant::now();
+        let watched = self.watched.lock().expect("not poisoned");
+        let mut next: Option<Duration> = None;
+        let mut ids = Vec::new();
+        let mut oldest = SystemTime::now();
+        // Those nearly due go with the ones due: on a listing they cost nothing more.
+        let slack = bounds.min / 2;
+        for (id, entry) in watched.iter() {
+            // A resumed agent is paced from when this process took it up: how long it has
+            // left is as unknown as a new one's.
+            let prompt = Prompt {
+                age: now.duration_since(entry.prompt.max(entry.taken_up)),
+                read_ago: entry.read.map(|at| now.duration_since(at)),
+            };
+            let due = pace::due_in(prompt, durations, bounds);
+            if everyone || due <= slack {
+                ids.push(id.clone());
+                oldest = oldest.min(entry.launched);
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        (ids, oldest, next)
+    }
+
+    fn mark_read(&self, ids: &[AgentId]) {
+        let now = Instant::now();
+        let mut watched = self.watched.lock().expect("not poisoned");
+        for id in ids {
+            if let Some(entry) = watched.get_mut(id) {
+                entry.read = Some(now);
+            }
+        }
+    }
+
+    /// Sends each snapshot to its waiter, and learns the durations of the prompts it ends.
+    fn publish(&self, statuses: super::backend::Statuses, durations: &mut Durations) {
         let at = SystemTime::now();
-        let mut changed = false;
+        let now = Instant::now();
         let mut watched = self.watched.lock().expect("not poisoned");
         for (id, agent) in statuses {
             let Some(entry) = watched.get_mut(&id) else {
                 continue;
             };
-            let status = agent.as_ref().ok().map(|a| a.status.clone());
-            changed |= status != entry.last;
-            entry.last = status;
+            let age = now.duration_since(entry.prompt);
+            match agent.as_ref().ok().map(|a| &a.status) {
+                Some(status) if status.is_terminal() => {
+                    if let Some(working) = entry.working.take() {
+                        durations.record(working, age);
+                    }
+                }
+                Some(_) => entry.working = Some(age),
+                None => {}
+            }
+            entry.read = Some(now);
             entry.sender.send_replace(Some(Snapshot { agent, at }));
         }
-        changed
     }
 }

@@ -69,8 +69,10 @@ pub struct ExecConfig {
 impl Default for ExecConfig {
     fn default() -> Self {
         Self {
+            // The floor and ceiling of each agent's read interval: in between, reads are
+            // paced by the agent's age and the durations seen (see `exec::pace`).
             poll: PollConfig {
-                min: Duration::from_secs(10),
+                min: Duration::from_millis(250),
                 max: Duration::from_secs(60),
             },
             relaunch_backoff: Duration::from_secs(30),
@@ -750,11 +752,15 @@ impl<B: Backend> Execution<B> {
             .started_at
             .or(record.launch.as_ref().map(|l| l.at))
             .unwrap_or_else(Timestamp::now);
-        let mut receiver = self.poller.watch(&id, started.time());
+        let sent_at = record.follow_up_sent_at.map(Timestamp::time);
+        let mut receiver = self.poller.watch(
+            &id,
+            started.time(),
+            sent_at.unwrap_or_else(|| started.time()),
+        );
         let deadline = instance
             .timeout
             .map(|t| tokio::time::Instant::now() + t.saturating_sub(started.elapsed()));
-        let sent_at = record.follow_up_sent_at.map(Timestamp::time);
         let mut seen_working = false;
         let mut unknown: Option<(String, u32)> = None;
         loop {

@@ -185,11 +185,14 @@ impl Simulator {
 
     /// Its counters now.
     pub fn stats(&self) -> Stats {
-        self.state
+        let state = self
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .stats
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Stats {
+            peak_working: state.peak_working(),
+            ..state.stats.clone()
+        }
     }
 
     /// The launches it received, through either API, in order (secrets masked).
@@ -217,6 +220,15 @@ impl Simulator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .config
             .faults = faults;
+    }
+
+    /// Changes the quota on all calls from now on (a server whose limit changes mid-run).
+    pub fn set_calls_quota(&self, quota: Option<Rate>) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .config
+            .calls_quota = quota;
     }
 
     /// Stops it and waits until it has.

@@ -140,7 +140,7 @@ fn authorized(headers: &HeaderMap, key: &str) -> bool {
 enum Fate {
     Answer,
     Burst,
-    Quota(Duration),
+    Quota { wait: Duration, limit: u32 },
     ServerError(u16),
     Drop,
 }
@@ -194,9 +194,19 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             };
             *s.stats.faults.entry("429".into()).or_default() += 1;
             Fate::Burst
-        } else if let Err(wait) = s.admit(repositories, now) {
-            *s.stats.quota_violations.entry(name.clone()).or_default() += 1;
-            Fate::Quota(wait)
+        } else if let Err(refusal) = s.admit(repositories, now) {
+            // Past the documented repositories limit is a client's fault; past the general
+            // quota is how a client learns it.
+            let counter = if refusal.documented {
+                &mut s.stats.quota_violations
+            } else {
+                &mut s.stats.throttled
+            };
+            *counter.entry(name.clone()).or_default() += 1;
+            Fate::Quota {
+                wait: refusal.wait,
+                limit: refusal.limit,
+            }
         } else if repositories
             && faults.repositories_error > 0.0
             && s.rng.random_bool(faults.repositories_error)
@@ -215,8 +225,12 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     };
     match fate {
         Fate::Answer => next.run(request).await,
-        Fate::Burst => rate_limited(Duration::from_secs(1), "Too many requests (injected burst)"),
-        Fate::Quota(wait) => rate_limited(wait, "Rate limit exceeded"),
+        Fate::Burst => rate_limited(
+            Duration::from_secs(1),
+            BURST_LIMIT,
+            "Too many requests (injected burst)",
+        ),
+        Fate::Quota { wait, limit } => rate_limited(wait, limit, "Rate limit exceeded"),
         Fate::ServerError(status) => error(
             StatusCode::from_u16(status).expect("a valid status"),
             "internal_error",
@@ -232,8 +246,12 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     }
 }
 
+/// The limit an injected 429 burst names: a refusal below it, as when another client spends
+/// the team's quota.
+const BURST_LIMIT: u32 = 100_000;
+
 /// A 429 with `Retry-After` and the `X-RateLimit-*` headers v1 documents.
-fn rate_limited(wait: Duration, message: &str) -> Response {
+fn rate_limited(wait: Duration, limit: u32, message: &str) -> Response {
     let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
     let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
@@ -242,6 +260,7 @@ fn rate_limited(wait: Duration, message: &str) -> Response {
     );
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, seconds.into());
+    headers.insert("x-ratelimit-limit", limit.into());
     headers.insert("x-ratelimit-remaining", 0.into());
     headers.insert("x-ratelimit-reset", seconds.into());
     response

@@ -396,8 +396,13 @@ pub struct Stats {
     pub launches: BTreeMap<String, u64>,
     /// Follow-ups accepted per agent.
     pub follow_ups: BTreeMap<String, u64>,
-    /// Requests refused because they exceeded a documented quota, per route.
+    /// Requests refused because they exceeded a documented quota (the repositories
+    /// endpoint's), per route: a client that keeps to the documentation has none.
     pub quota_violations: BTreeMap<String, u64>,
+    /// Requests refused (429) by the general calls quota, per route: how a client learns it.
+    pub throttled: BTreeMap<String, u64>,
+    /// The most agents working at once (a run started and not yet ended).
+    pub peak_working: u64,
     /// Faults injected, per kind.
     pub faults: BTreeMap<String, u64>,
     /// Agents created.
@@ -413,9 +418,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Requests refused for exceeding a quota, over every route.
+    /// Requests refused for exceeding a documented quota, over every route.
     pub fn total_quota_violations(&self) -> u64 {
         self.quota_violations.values().sum()
+    }
+
+    /// Requests the general calls quota refused, over every route.
+    pub fn total_throttled(&self) -> u64 {
+        self.throttled.values().sum()
     }
 }
 
@@ -423,6 +433,17 @@ impl Stats {
 #[derive(Debug, Default)]
 struct Windows {
     calls: VecDeque<SystemTime>,
+}
+
+/// Why the gate refused a call for its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaRefusal {
+    /// Until a call would be admitted.
+    pub wait: Duration,
+    /// The calls the refusing quota allows per window (`X-RateLimit-Limit`).
+    pub limit: u32,
+    /// Whether it is the documented repositories limit.
+    pub documented: bool,
 }
 
 impl Windows {
@@ -575,15 +596,50 @@ impl SimState {
     }
 
     /// Admits a call to the overall quota and, for the repositories endpoint, its own.
-    pub fn admit(&mut self, repositories: bool, now: SystemTime) -> Result<(), Duration> {
+    pub fn admit(&mut self, repositories: bool, now: SystemTime) -> Result<(), QuotaRefusal> {
         if repositories {
             let rates = self.config.repositories_quota.clone();
-            self.repositories_calls.admit(&rates, now)?;
+            self.repositories_calls
+                .admit(&rates, now)
+                .map_err(|wait| QuotaRefusal {
+                    wait,
+                    limit: rates.iter().map(|r| r.count).min().unwrap_or(1),
+                    documented: true,
+                })?;
         }
         if let Some(rate) = self.config.calls_quota {
-            self.all_calls.admit(&[rate], now)?;
+            self.all_calls
+                .admit(&[rate], now)
+                .map_err(|wait| QuotaRefusal {
+                    wait,
+                    limit: rate.count,
+                    documented: false,
+                })?;
         }
         Ok(())
+    }
+
+    /// The most agents that worked at once so far.
+    pub fn peak_working(&self) -> u64 {
+        let mut edges: Vec<(SystemTime, i64)> = self
+            .agents
+            .values()
+            .flat_map(|agent| &agent.runs)
+            .flat_map(|run| {
+                [
+                    (run.started, 1),
+                    (run.cancelled.unwrap_or(run.busy_until), -1),
+                ]
+            })
+            .collect();
+        // An end and a start at the same instant: the end first.
+        edges.sort();
+        let (mut working, mut peak) = (0i64, 0i64);
+        for (_, step) in edges {
+            working += step;
+            peak = peak.max(working);
+        }
+        u64::try_from(peak).unwrap_or(0)
     }
 
     /// Counts a v1 refusal by its code.

@@ -182,6 +182,11 @@ pub trait Backend: Send + Sync + 'static {
     fn news(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// The pace the API's budget allows, once the server has said: reads keep to it.
+    fn pace(&self) -> Option<crate::cursor::Pace> {
+        None
+    }
 }
 
 /// The backend a run uses, chosen at run time.
@@ -220,6 +225,14 @@ macro_rules! forward {
 }
 
 impl Backend for AnyBackend {
+    fn pace(&self) -> Option<crate::cursor::Pace> {
+        match self {
+            AnyBackend::V0(b) => b.pace(),
+            AnyBackend::V1(b) => b.pace(),
+            AnyBackend::Platform(b) => b.pace(),
+        }
+    }
+
     fn news(&self) -> Option<Arc<tokio::sync::Notify>> {
         match self {
             AnyBackend::V0(b) => b.news(),

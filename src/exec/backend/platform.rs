@@ -271,6 +271,10 @@ async fn read_stream(client: Client, id: AgentId, session: Arc<Session>) {
 }
 
 impl Backend for Platform {
+    fn pace(&self) -> Option<crate::cursor::Pace> {
+        self.client.quotas().pace()
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         let request = CreateSession {
             runtime: RUNTIME,

@@ -53,6 +53,10 @@ impl V0 {
 }
 
 impl Backend for V0 {
+    fn pace(&self) -> Option<crate::cursor::Pace> {
+        self.client.quotas().pace()
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         let request = LaunchRequest {
             prompt: Prompt::text(&spec.prompt),

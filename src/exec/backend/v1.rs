@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -367,7 +368,14 @@ fn view(id: &AgentId, run: &Run, url: Option<String>) -> AgentView {
     }
 }
 
+/// Status reads of one sweep in flight at once.
+const READS_AT_ONCE: usize = 16;
+
 impl Backend for V1 {
+    fn pace(&self) -> Option<crate::cursor::Pace> {
+        self.client.quotas().pace()
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         let options = &spec.options;
         // `apply` checked the references before launching anything; one unset since is
@@ -485,9 +493,15 @@ impl Backend for V1 {
             })
             .await?;
         }
+        // Several at once: a read that is retried does not hold up the others.
+        let reads: Vec<_> = ids
+            .iter()
+            .map(|id| Box::pin(async move { (id, self.status(id).await) }))
+            .collect();
+        let mut reads = futures_util::stream::iter(reads).buffer_unordered(READS_AT_ONCE);
         let mut statuses = Statuses::new();
-        for id in ids {
-            match self.status(id).await {
+        while let Some((id, read)) = reads.next().await {
+            match read {
                 Ok(view) => statuses.insert(id.clone(), Ok(view)),
                 Err(error @ ApiError::NotFound { .. }) => statuses.insert(id.clone(), Err(error)),
                 Err(error) => return Err(error),
