@@ -11,7 +11,8 @@
 //! - 1,000 agents with one follow-up each, agents 1 s + 1 s, on v0 and v1, 100 and 400 at once.
 //!
 //! The bound of each is a greedy schedule ([`bound`]): every launch and follow-up as soon as a
-//! slot and the server's quota allow, and one status read (a list page) each time agents end.
+//! slot and the server's quota allow, and the fewest calls that see the agents end: on v0 one
+//! list page each time agents end; on v1 a stream per prompt and a usage read per agent.
 //! The naive per-agent poller runs the first fleets again as the comparison.
 
 // Counts shown as ratios to people: precision far beyond what is printed.
@@ -58,9 +59,12 @@ impl Scenario {
     }
 }
 
-/// The greedy bound: launches and follow-ups go as soon as a slot and the quota allow; each
-/// time agents end, one call (a list page) reads them all. Returns seconds.
-fn bound(scenario: &Scenario) -> f64 {
+/// The greedy bound: launches and follow-ups go as soon as a slot and the quota allow. On v0
+/// one call (a list page) reads all the agents that ended; on v1 each prompt costs its create
+/// and its stream, and each agent that ends its usage read. Returns seconds.
+fn bound(scenario: &Scenario, runner: Runner) -> f64 {
+    let v1 = runner == Runner::V1;
+    let per_prompt = if v1 { 2 } else { 1 };
     let mut calls: Vec<f64> = Vec::new();
     // The earliest time from `t` at which one more call keeps the quota.
     let room = |calls: &[f64], t: f64| -> f64 {
@@ -93,8 +97,10 @@ fn bound(scenario: &Scenario) -> f64 {
     let mut t = 0.0;
     loop {
         while pending > 0 && running.len() < scenario.concurrency as usize {
-            t = room(&calls, t);
-            calls.push(t);
+            for _ in 0..per_prompt {
+                t = room(&calls, t);
+                calls.push(t);
+            }
             running.push((t + scenario.work, scenario.follow_ups));
             pending -= 1;
         }
@@ -102,16 +108,24 @@ fn bound(scenario: &Scenario) -> f64 {
             return t;
         }
         let next = running.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
-        t = room(&calls, next.max(t));
-        calls.push(t);
+        t = next.max(t);
+        if !v1 {
+            t = room(&calls, t);
+            calls.push(t);
+        }
         let mut still = Vec::new();
         for (ends, left) in running {
             if ends > t {
                 still.push((ends, left));
             } else if left > 0 {
+                for _ in 0..per_prompt {
+                    t = room(&calls, t);
+                    calls.push(t);
+                }
+                still.push((t + scenario.work, left - 1));
+            } else if v1 {
                 t = room(&calls, t);
                 calls.push(t);
-                still.push((t + scenario.work, left - 1));
             }
         }
         running = still;
@@ -405,8 +419,8 @@ async fn fleet(scenario: &Scenario, runner: Runner) -> Figures {
 }
 
 /// One row: the scenario's bound, wall time and costs.
-fn report(name: &str, scenario: &Scenario, f: &Figures) {
-    let bound = bound(scenario);
+fn report(name: &str, scenario: &Scenario, runner: Runner, f: &Figures) {
+    let bound = bound(scenario, runner);
     println!("  {name} (bound {bound:.1} s):");
     f.print_outcome(bound);
     println!(
@@ -437,7 +451,11 @@ fn main() {
         follow_ups: 0,
         quota: vec![(0.0, Some(30))],
     };
-    assert!((bound(&by_hand) - 67.5).abs() < 1e-6, "{}", bound(&by_hand));
+    assert!(
+        (bound(&by_hand, Runner::V0) - 67.5).abs() < 1e-6,
+        "{}",
+        bound(&by_hand, Runner::V0)
+    );
     runtime.block_on(async {
         println!(
             "Default settings; agents work a fixed time; the server's quota over a sliding minute."
@@ -481,21 +499,17 @@ fn main() {
             if !wanted(name) {
                 continue;
             }
-            report(
-                &format!("{name}, v0"),
-                scenario,
-                &fleet(scenario, Runner::V0).await,
-            );
-            report(
-                &format!("{name}, v1"),
-                scenario,
-                &fleet(scenario, Runner::V1).await,
-            );
+            for (runner, api) in [(Runner::V0, "v0"), (Runner::V1, "v1")] {
+                let figures = fleet(scenario, runner).await;
+                report(&format!("{name}, {api}"), scenario, runner, &figures);
+            }
             if *naive {
+                let figures = fleet(scenario, Runner::Naive).await;
                 report(
                     &format!("{name}, naive poller"),
                     scenario,
-                    &fleet(scenario, Runner::Naive).await,
+                    Runner::V0,
+                    &figures,
                 );
             }
         }
@@ -511,18 +525,22 @@ fn main() {
             for concurrency in [100, 400] {
                 let scenario = thousand(concurrency);
                 for (runner, api) in [(Runner::V0, "v0"), (Runner::V1, "v1")] {
+                    let figures = fleet(&scenario, runner).await;
                     report(
                         &format!("{name}, {concurrency} at once, {api}"),
                         &scenario,
-                        &fleet(&scenario, runner).await,
+                        runner,
+                        &figures,
                     );
                 }
             }
             let scenario = thousand(100);
+            let figures = fleet(&scenario, Runner::Naive).await;
             report(
                 &format!("{name}, 100 at once, naive poller"),
                 &scenario,
-                &fleet(&scenario, Runner::Naive).await,
+                Runner::V0,
+                &figures,
             );
         }
         if let Some(rss) = peak_rss_mib() {

@@ -478,3 +478,38 @@ async fn webhooks_are_signed_and_duplicates_share_their_id() {
     assert_eq!(sim.launches()[0].body["webhook"]["secret"], "***");
     sim.shutdown().await;
 }
+
+/// Against a server quota of 10 calls a minute and default client settings, a burst of 16
+/// calls costs one 429: the ten the server takes go at once, one probe finds the limit, and
+/// the rest hold for the window instead of running into it.
+#[tokio::test]
+async fn a_server_quota_costs_one_429_and_its_learned_limit_is_honoured() {
+    let sim = crate::support::simulator(SimConfig {
+        calls_quota: Some("10/min".parse().unwrap()),
+        ..fast_sim()
+    })
+    .await;
+    let config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
+    let client = Client::new(config).unwrap();
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(2), client.me())
+                    .await
+                    .map(Result::unwrap)
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for call in calls {
+        answered += usize::from(call.await.unwrap());
+    }
+    let stats = sim.stats();
+    assert_eq!(answered, 10, "the server's ten, and no more in its window");
+    assert_eq!(stats.total_throttled(), 1, "{:?}", stats.throttled);
+    assert_eq!(stats.calls.values().sum::<u64>(), 11);
+    assert_eq!(client.quotas().pace().map(|p| p.allowance), Some(10));
+    sim.shutdown().await;
+}

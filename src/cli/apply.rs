@@ -59,7 +59,8 @@ pub struct ApplyArgs {
     /// Refresh the repository list of discover fleets even if the cache is young.
     #[arg(long)]
     pub refresh_repos: bool,
-    /// Shortest interval between two status reads (it grows while nothing changes).
+    /// Shortest interval between two status reads of one agent (default 250ms; reads are
+    /// paced by its age and the durations seen).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
     pub poll_interval: Option<Duration>,
     /// First wait before relaunching a failed attempt (it doubles each time).

@@ -113,7 +113,7 @@ pub enum Command {
         /// Launch without asking.
         #[arg(long, short = 'y')]
         yes: bool,
-        /// Shortest interval between two status reads.
+        /// Shortest interval between two status reads of one agent.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         poll_interval: Option<std::time::Duration>,
     },
