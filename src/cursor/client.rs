@@ -16,7 +16,7 @@ use super::model::{
 };
 use super::{
     ApiError, ApiKey, AuthScheme, CallKind, ClientConfig, ConfigError, Outcome, Permit, Quotas,
-    RetryPolicy, rate_headers,
+    RateHeaders, RetryPolicy, rate_headers,
 };
 
 /// Sent with every request, so the API's operators can tell orchestrate's traffic apart.
@@ -291,33 +291,13 @@ impl Client {
         if let Some(body) = call.body {
             request = request.json(body);
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                let error = network_error(error);
-                if error.surely_not_processed() {
-                    permit.settle(Outcome::NotSent);
-                }
-                return Err(error);
-            }
-        };
+        let (response, headers) = send(request, permit).await?;
         let status = response.status();
-        let headers = rate_headers(response.headers());
-        permit.settle(if status == StatusCode::TOO_MANY_REQUESTS {
-            Outcome::Throttled(headers)
-        } else {
-            Outcome::Counted(headers)
-        });
         let body = response.bytes().await.map_err(network_error)?;
         if !status.is_success() {
-            let retry_after = headers.retry_after.or_else(|| {
-                (status == StatusCode::TOO_MANY_REQUESTS)
-                    .then_some(headers.reset)
-                    .flatten()
-            });
             return Err(ApiError::from_status(
                 status.as_u16(),
-                retry_after,
+                retry_after(status, headers),
                 &String::from_utf8_lossy(&body),
             ));
         }
@@ -365,6 +345,40 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Domain(name)) => name == "localhost",
         None => false,
     }
+}
+
+/// Sends `request` on the place `permit` holds, and settles it with what the answer says of
+/// the rate: a 429, the `X-RateLimit-*` headers, or that nothing reached the server.
+pub(super) async fn send(
+    request: reqwest::RequestBuilder,
+    permit: Permit<'_>,
+) -> Result<(reqwest::Response, RateHeaders), ApiError> {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            let error = network_error(error);
+            if error.surely_not_processed() {
+                permit.settle(Outcome::NotSent);
+            }
+            return Err(error);
+        }
+    };
+    let headers = rate_headers(response.headers());
+    permit.settle(if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        Outcome::Throttled(headers)
+    } else {
+        Outcome::Counted(headers)
+    });
+    Ok((response, headers))
+}
+
+/// How long a refused call should wait: `Retry-After`, or for a 429 the window's reset.
+pub(super) fn retry_after(status: StatusCode, headers: RateHeaders) -> Option<Duration> {
+    headers.retry_after.or_else(|| {
+        (status == StatusCode::TOO_MANY_REQUESTS)
+            .then_some(headers.reset)
+            .flatten()
+    })
 }
 
 /// An agent id as one path segment, whatever it holds.

@@ -7,8 +7,8 @@ use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::Method;
 
-use super::client::network_error;
-use super::{ApiError, CallKind, Client, Outcome, rate_headers};
+use super::client::{network_error, retry_after, send};
+use super::{ApiError, CallKind, Client};
 
 /// One event as sent: its type (`event:`), its id (`id:`, absent on some), its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,27 +48,15 @@ impl Client {
         if let Some(last) = last_event_id {
             request = request.header("Last-Event-ID", last);
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                let error = network_error(error);
-                if error.surely_not_processed() {
-                    permit.settle(Outcome::NotSent);
-                }
-                return Err(error);
-            }
-        };
+        let (response, headers) = send(request, permit).await?;
         let status = response.status();
-        let headers = rate_headers(response.headers());
-        permit.settle(if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Outcome::Throttled(headers)
-        } else {
-            Outcome::Counted(headers)
-        });
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            let retry_after = headers.retry_after.or(headers.reset);
-            return Err(ApiError::from_status(status.as_u16(), retry_after, &body));
+            return Err(ApiError::from_status(
+                status.as_u16(),
+                retry_after(status, headers),
+                &body,
+            ));
         }
         let retention_seconds = response
             .headers()
