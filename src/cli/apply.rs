@@ -678,11 +678,6 @@ async fn connect(
         if let Api::Platform(_) = api {
             config.auth = AuthScheme::Bearer;
         }
-        // Agents work 60 times faster: so may the calls (the simulator itself sets no limit).
-        config.quotas = config
-            .quotas
-            .with_overrides("calls=7200/min,calls_burst=60,launches=1800/min")
-            .expect("valid quotas");
         let client = Client::new(config).map_err(|_| Exit::ApiUnusable)?;
         return Ok((client, Some(simulator)));
     }

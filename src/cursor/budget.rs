@@ -7,8 +7,8 @@
 //! the account is never below the server's, whether its window slides or resets) and:
 //!
 //! - before any limit is known, lets calls go at once up to the most the server has taken
-//!   in one window, and beyond that a few at a time (probes: one for each eight calls the
-//!   server has taken, at least one): the pace doubles every few round trips, and when the
+//!   in one window, and beyond that a few at a time (probes: one for each sixteen calls the
+//!   server has taken, at least one): the pace doubles every dozen round trips, and when the
 //!   server's limit is reached, few calls are in flight past it;
 //! - on a 429, holds every call of the scope until `Retry-After` (or the reset) and keeps
 //!   to the limit it names from then on. A refusal below that limit (another client spent
@@ -40,7 +40,7 @@ const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 const START: u32 = 10;
 
 /// Probes in flight at once: one for each this many calls the server has taken in a window.
-const PROBE_SHARE: u32 = 8;
+const PROBE_SHARE: u32 = 16;
 
 /// Which calls go first when the budget is tight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
