@@ -16,6 +16,8 @@
 //!   reset whoever spent it. A server that names no limit gets AIMD: the first 429 makes
 //!   what it took in the window the allowance, each later one halves it, and each quiet
 //!   window adds a tenth (at least one call);
+//! - after a hold, sends one call alone until one is answered, since the limit may have
+//!   changed while it waited;
 //! - when the allowance is nearly spent, keeps what is left for the launches and follow-ups
 //!   that wait, before status reads.
 //!
@@ -120,6 +122,9 @@ pub struct Budget {
     in_flight: u32,
     probing: u32,
     hold_until: Option<Instant>,
+    /// After a hold, one call goes alone until one is answered: the limit may have changed
+    /// while the client waited, and a burst sent into a new limit would collect a 429 each.
+    feeling: bool,
     waiting_mutations: u32,
     throttled: u64,
 }
@@ -139,6 +144,7 @@ impl Budget {
             in_flight: 0,
             probing: 0,
             hold_until: None,
+            feeling: false,
             waiting_mutations: 0,
             throttled: 0,
         }
@@ -184,6 +190,9 @@ impl Budget {
             return Err(Wait::Until(until));
         }
         self.hold_until = None;
+        if self.feeling && self.in_flight > 0 {
+            return Err(Wait::Answer);
+        }
         self.prune(now);
         self.grow(now);
         let used = self.in_flight + self.counted_len();
@@ -223,6 +232,7 @@ impl Budget {
         match outcome {
             Outcome::NotSent => {}
             Outcome::Counted(headers) => {
+                self.feeling = false;
                 self.counted.push_back(now);
                 let counted = self.counted_len();
                 if let Limit::Unknown { proven } = &mut self.limit {
@@ -288,6 +298,7 @@ impl Budget {
 
     fn hold(&mut self, until: Instant) {
         self.hold_until = Some(self.hold_until.map_or(until, |at| at.max(until)));
+        self.feeling = true;
     }
 
     /// After each window without a 429, a tenth more (at least one call), up to the named
@@ -456,6 +467,25 @@ mod tests {
         );
         budget.settle(refused, too_many(None, 1), t);
         assert_eq!(budget.allowance(), Some(22), "halved");
+    }
+
+    #[test]
+    fn after_a_hold_one_call_goes_alone_until_it_is_answered() {
+        let start = Instant::now();
+        let mut budget = Budget::new();
+        calls(&mut budget, 30, start);
+        let refused = budget.try_take(Priority::Read, start).unwrap();
+        budget.settle(refused, too_many(Some(100), 5), start);
+        let after = start + Duration::from_secs(5);
+        let first = budget.try_take(Priority::Read, after).unwrap();
+        assert_eq!(
+            budget.try_take(Priority::Read, after),
+            Err(Wait::Answer),
+            "the limit may have changed: no burst into it"
+        );
+        budget.settle(first, ok(), after);
+        assert!(budget.try_take(Priority::Read, after).is_ok());
+        assert!(budget.try_take(Priority::Read, after).is_ok());
     }
 
     #[test]
