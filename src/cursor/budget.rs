@@ -68,6 +68,8 @@ pub enum Wait {
 #[must_use]
 pub struct Ticket {
     probe: bool,
+    /// Taken alone after a hold: its answer says whether the rest may follow.
+    alone: bool,
 }
 
 /// What the rate-limit headers of one answer said.
@@ -204,9 +206,13 @@ impl Budget {
             Limit::Unknown { proven } => proven,
             Limit::Learned { allowance, .. } => allowance,
         };
+        let alone = self.feeling;
         if used + reserved < capacity {
             self.in_flight += 1;
-            return Ok(Ticket { probe: false });
+            return Ok(Ticket {
+                probe: false,
+                alone,
+            });
         }
         if matches!(self.limit, Limit::Unknown { .. })
             && self.probing < (capacity / PROBE_SHARE).max(1)
@@ -214,7 +220,7 @@ impl Budget {
         {
             self.probing += 1;
             self.in_flight += 1;
-            return Ok(Ticket { probe: true });
+            return Ok(Ticket { probe: true, alone });
         }
         Err(self
             .counted
@@ -232,7 +238,11 @@ impl Budget {
         match outcome {
             Outcome::NotSent => {}
             Outcome::Counted(headers) => {
-                self.feeling = false;
+                // Only the call sent after the hold speaks for the limit now; one sent before
+                // it and answered during it says nothing new.
+                if ticket.alone {
+                    self.feeling = false;
+                }
                 self.counted.push_back(now);
                 let counted = self.counted_len();
                 if let Limit::Unknown { proven } = &mut self.limit {
@@ -485,6 +495,21 @@ mod tests {
         );
         budget.settle(first, ok(), after);
         assert!(budget.try_take(Priority::Read, after).is_ok());
+        assert!(budget.try_take(Priority::Read, after).is_ok());
+    }
+
+    #[test]
+    fn an_answer_to_a_call_sent_before_the_hold_does_not_end_it() {
+        let start = Instant::now();
+        let mut budget = Budget::new();
+        let before = budget.try_take(Priority::Read, start).unwrap();
+        let refused = budget.try_take(Priority::Read, start).unwrap();
+        budget.settle(refused, too_many(Some(100), 1), start);
+        let after = start + Duration::from_secs(1);
+        budget.settle(before, ok(), after);
+        let first = budget.try_take(Priority::Read, after).unwrap();
+        assert_eq!(budget.try_take(Priority::Read, after), Err(Wait::Answer));
+        budget.settle(first, ok(), after);
         assert!(budget.try_take(Priority::Read, after).is_ok());
     }
 
