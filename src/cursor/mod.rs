@@ -13,7 +13,7 @@ mod sse;
 mod v1;
 pub mod webhook;
 
-pub use budget::{Outcome, Priority, RateHeaders};
+pub use budget::{Outcome, RateHeaders};
 pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
 pub use error::ApiError;
