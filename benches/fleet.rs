@@ -43,6 +43,8 @@ struct Scenario {
     follow_ups: usize,
     /// The server's calls per minute from each second on (`None`: no limit).
     quota: Vec<(f64, Option<u32>)>,
+    /// The limit the server named to an earlier run, as the state remembers it.
+    remembered: Option<u32>,
 }
 
 impl Scenario {
@@ -308,6 +310,9 @@ async fn fleet(scenario: &Scenario, runner: Runner) -> Figures {
     // orchestrate's defaults: no client quota but the documented ones.
     let config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
     let client = Client::new(config).unwrap();
+    if let Some(limit) = scenario.remembered {
+        client.quotas().remember_limit(limit);
+    }
 
     let repos: String = (0..scenario.agents)
         .map(|n| format!("    - https://github.com/acme/svc-{n:04}"))
@@ -450,6 +455,7 @@ fn main() {
         work: 2.5,
         follow_ups: 0,
         quota: vec![(0.0, Some(30))],
+        remembered: None,
     };
     assert!(
         (bound(&by_hand, Runner::V0) - 67.5).abs() < 1e-6,
@@ -469,6 +475,7 @@ fn main() {
                     work: 2.5,
                     follow_ups: 0,
                     quota: vec![(0.0, None)],
+                    remembered: None,
                 },
                 true,
             ),
@@ -480,8 +487,21 @@ fn main() {
                     work: 2.5,
                     follow_ups: 0,
                     quota: vec![(0.0, Some(30))],
+                    remembered: None,
                 },
                 true,
+            ),
+            (
+                "quota, a later run: the same, remembering the limit the server named to the first",
+                Scenario {
+                    agents: 50,
+                    concurrency: 10,
+                    work: 2.5,
+                    follow_ups: 0,
+                    quota: vec![(0.0, Some(30))],
+                    remembered: Some(30),
+                },
+                false,
             ),
             (
                 "halving: 40 agents, 10 at once, 2.5 s each, server quota 30/min, 15/min from 20 s",
@@ -491,6 +511,7 @@ fn main() {
                     work: 2.5,
                     follow_ups: 0,
                     quota: vec![(0.0, Some(30)), (20.0, Some(15))],
+                    remembered: None,
                 },
                 false,
             ),
@@ -519,6 +540,7 @@ fn main() {
             work: 1.0,
             follow_ups: 1,
             quota: vec![(0.0, None)],
+            remembered: None,
         };
         let name = "fleet: 1,000 agents, one follow-up each, 1 s + 1 s, no server limit";
         if wanted(name) {

@@ -139,6 +139,17 @@ pub(crate) async fn simulator_with(
     faults: &str,
     change: impl FnOnce(&mut SimConfig),
 ) -> Sim {
+    simulator_at(api, work, faults, change, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`simulator_with`] at `address`.
+pub(crate) async fn simulator_at(
+    api: Target,
+    work: (u64, u64),
+    faults: &str,
+    change: impl FnOnce(&mut SimConfig),
+    address: std::net::SocketAddr,
+) -> Sim {
     let mut config = SimConfig {
         speed: 1000.0,
         creating: Duration::from_secs(5),
@@ -149,7 +160,7 @@ pub(crate) async fn simulator_with(
         ..SimConfig::default()
     };
     change(&mut config);
-    let sim = crate::support::simulator(config).await;
+    let sim = crate::support::simulator_at(config, address).await;
     Sim { sim, api }
 }
 
@@ -718,6 +729,60 @@ async fn ctrl_c_stops_launching_and_says_how_to_resume(api: Target) {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(sim.stats().agents, 7);
     every_launch_once(&sim.stats());
+    sim.shutdown().await;
+}
+
+/// A calls quota the server named to one run paces the next run against the same API from
+/// its first call, instead of costing another 429 to find.
+#[tokio::test]
+async fn a_limit_named_to_one_run_paces_the_next_from_its_first_call() {
+    let four_a_minute = |c: &mut SimConfig| c.calls_quota = Some("4/min".parse().unwrap());
+    let sim = simulator_with(Target::V0, (5000, 5000), "", four_a_minute).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = repo_root().join("examples/workflows/pipeline.yaml");
+    let first = spawn_apply(&sim, &state, &file);
+    for _ in 0..500 {
+        if sim.stats().total_throttled() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        sim.stats().total_throttled(),
+        1,
+        "the first run learns the limit"
+    );
+    Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap().status)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    let address = sim.addr();
+    sim.shutdown().await;
+
+    // A fresh server where the first was: its window is empty, its limit the same.
+    let sim = simulator_at(Target::V0, (5000, 5000), "", four_a_minute, address).await;
+    let mut second = orchestrate(&sim, &state);
+    second
+        .args(["apply", "--run", "second", "--yes"])
+        .arg(&file)
+        .args(FAST)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut second = second.spawn().unwrap();
+    wait_for_agents(&sim, 3).await;
+    // Unpaced, reads every 15 ms would have met the limit within a few dozen milliseconds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = sim.stats();
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(stats.agents, 3, "the first wave went at once");
+    assert_eq!(stats.total_throttled(), 0, "{:?}", stats.throttled);
+    assert!(stats.calls.values().sum::<u64>() <= 4, "{:?}", stats.calls);
     sim.shutdown().await;
 }
 

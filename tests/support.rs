@@ -161,13 +161,16 @@ impl Drop for StrictSim {
 
 /// A simulator on a free loopback port, checking every exchange against the published API.
 pub async fn simulator(config: SimConfig) -> StrictSim {
+    simulator_at(config, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`simulator`] at `address`: a server that starts afresh where another one was.
+pub async fn simulator_at(config: SimConfig, address: std::net::SocketAddr) -> StrictSim {
     let config = SimConfig {
         contract: contract(),
         ..config
     };
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = Simulator::start(config, address).await.unwrap();
     StrictSim {
         sim: Some(sim),
         expected: std::sync::Mutex::default(),

@@ -23,8 +23,8 @@ use crate::sim::{SimConfig, Simulator};
 use crate::spec::{self, Api, ApiVersion, Loaded, SourceFile};
 use crate::state::Snapshot as LiveSnapshot;
 use crate::state::{
-    Event, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle, Timestamp,
-    Write, remove_snapshot, webhook_secret, write_snapshot,
+    Event, InstanceRecord, InstanceState, LearnedLimit, RunRecord, RunState, Store, StoreHandle,
+    Timestamp, Write, remove_snapshot, webhook_secret, write_snapshot,
 };
 
 /// `orchestrate apply` options.
@@ -617,6 +617,13 @@ impl Applier {
         if let Some(at) = self.client.quotas().last_repositories_call() {
             writes.push(Write::LastRepositoriesCall(at.into()));
         }
+        if let Some(calls_per_minute) = self.client.quotas().named_limit() {
+            writes.push(Write::LearnedLimit(LearnedLimit {
+                api: self.client.base_url().to_string(),
+                calls_per_minute,
+                at: Timestamp::now(),
+            }));
+        }
         if let Err(error) = store.write(writes).await {
             out.error(&error.to_string());
         }
@@ -710,12 +717,17 @@ async fn connect(
             return Err(Exit::ApiUnusable);
         }
     };
-    Client::resuming(config, last_call)
-        .map(|c| (c, None))
-        .map_err(|e| {
-            out.error(&e.to_string());
-            Exit::ApiUnusable
-        })
+    let client = Client::resuming(config, last_call).map_err(|e| {
+        out.error(&e.to_string());
+        Exit::ApiUnusable
+    })?;
+    let learned = store.read(Store::learned_limit).await.ok().flatten();
+    if let Some(limit) =
+        learned.and_then(|l| l.for_api(client.base_url().as_str(), Timestamp::now()))
+    {
+        client.quotas().remember_limit(limit);
+    }
+    Ok((client, None))
 }
 
 fn exec_config(args: &ApplyArgs) -> ExecConfig {

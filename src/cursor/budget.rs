@@ -6,18 +6,20 @@
 //! last window (by the time each was *answered*, never earlier than the server saw it, so
 //! the account is never below the server's, whether its window slides or resets) and:
 //!
-//! - before any limit is known, lets calls go at once up to the most the server has taken
-//!   in one window, and beyond that a few at a time (probes: one for each sixteen calls the
-//!   server has taken, at least one): the pace doubles every dozen round trips, and when the
-//!   server's limit is reached, few calls are in flight past it;
+//! - lets calls go at once up to the most the server has taken in one window, and beyond
+//!   that a few at a time (probes: one for each sixteen calls the server has taken, at least
+//!   one): the pace doubles every dozen round trips, and when the server's limit is reached,
+//!   few calls are in flight past it;
 //! - on a 429, holds every call of the scope until `Retry-After` (or the reset) and keeps
 //!   to the limit it names from then on. A refusal below that limit (another client spent
 //!   the rest of a shared quota) is waited out by the hold: the window is spent until the
 //!   reset whoever spent it. A server that names no limit gets AIMD: the first 429 makes
 //!   what it took in the window the allowance, each later one halves it, and each quiet
 //!   window adds a tenth (at least one call);
-//! - after a hold, sends one call alone until one is answered, since the limit may have
-//!   changed while it waited;
+//! - after a hold, forgets what the server had taken, since its limit may have changed
+//!   while the client waited: beyond the calls already in the window, calls go as probes
+//!   again, so that a lower limit costs one 429 (one for each sixteen calls in the window,
+//!   from 32 on) and not one for every call sent at once;
 //! - when the allowance is nearly spent, keeps what is left for the launches and follow-ups
 //!   that wait, before status reads.
 //!
@@ -68,8 +70,6 @@ pub enum Wait {
 #[must_use]
 pub struct Ticket {
     probe: bool,
-    /// Taken alone after a hold: its answer says whether the rest may follow.
-    alone: bool,
 }
 
 /// What the rate-limit headers of one answer said.
@@ -99,11 +99,8 @@ pub enum Outcome {
 /// What the budget knows of the server's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    /// Nothing said yet: `proven` calls in one window were taken.
-    Unknown {
-        /// The most calls the server took in one window.
-        proven: u32,
-    },
+    /// Nothing said yet.
+    Unknown,
     /// A 429 (or a header) said.
     Learned {
         /// Calls this client may have in one window now.
@@ -119,14 +116,16 @@ pub enum Limit {
 #[derive(Debug, Clone)]
 pub struct Budget {
     limit: Limit,
+    /// The most calls the server took in one window since the last hold: as many may go at
+    /// once, and beyond that only probes.
+    proven: u32,
     /// Answer times of the counted calls still in the window, oldest first.
     counted: VecDeque<Instant>,
     in_flight: u32,
     probing: u32,
     hold_until: Option<Instant>,
-    /// After a hold, one call goes alone until one is answered: the limit may have changed
-    /// while the client waited, and a burst sent into a new limit would collect a 429 each.
-    feeling: bool,
+    /// Whether the server named the limit to this process (not only to an earlier one).
+    named_here: bool,
     waiting_mutations: u32,
     throttled: u64,
 }
@@ -141,29 +140,44 @@ impl Budget {
     /// A budget that knows nothing of the server yet.
     pub fn new() -> Self {
         Self {
-            limit: Limit::Unknown { proven: START },
+            limit: Limit::Unknown,
+            proven: START,
             counted: VecDeque::new(),
             in_flight: 0,
             probing: 0,
             hold_until: None,
-            feeling: false,
+            named_here: false,
             waiting_mutations: 0,
             throttled: 0,
         }
     }
 
-    /// What is known of the limit.
-    #[cfg(test)]
-    pub fn limit(&self) -> Limit {
-        self.limit
-    }
-
     /// The calls this client may have in one window, once the server has said.
     pub fn allowance(&self) -> Option<u32> {
         match self.limit {
-            Limit::Unknown { .. } => None,
+            Limit::Unknown => None,
             Limit::Learned { allowance, .. } => Some(allowance),
         }
+    }
+
+    /// The limit the server named to this process, if it named one.
+    pub fn named_limit(&self) -> Option<u32> {
+        match self.limit {
+            Limit::Learned { ceiling, .. } if self.named_here => ceiling,
+            _ => None,
+        }
+    }
+
+    /// Starts from a limit the server named to an earlier process, as if it had just named
+    /// it: kept to from the first call, and as many calls may go at once.
+    pub fn remember(&mut self, limit: u32, now: Instant) {
+        let limit = limit.max(1);
+        self.limit = Limit::Learned {
+            allowance: limit,
+            ceiling: Some(limit),
+            since: now,
+        };
+        self.proven = limit;
     }
 
     /// 429 answers seen.
@@ -192,9 +206,6 @@ impl Budget {
             return Err(Wait::Until(until));
         }
         self.hold_until = None;
-        if self.feeling && self.in_flight > 0 {
-            return Err(Wait::Answer);
-        }
         self.prune(now);
         self.grow(now);
         let used = self.in_flight + self.counted_len();
@@ -202,25 +213,21 @@ impl Budget {
             Priority::Mutation => 0,
             Priority::Read => self.waiting_mutations,
         };
-        let capacity = match self.limit {
-            Limit::Unknown { proven } => proven,
-            Limit::Learned { allowance, .. } => allowance,
-        };
-        let alone = self.feeling;
-        if used + reserved < capacity {
+        // The server's limit, when known, is never passed; what it has taken (since the
+        // last hold) may go at once; between the two, probes.
+        let ceiling = self.allowance().unwrap_or(u32::MAX);
+        let at_once = self.proven.min(ceiling);
+        if used + reserved < at_once {
             self.in_flight += 1;
-            return Ok(Ticket {
-                probe: false,
-                alone,
-            });
+            return Ok(Ticket { probe: false });
         }
-        if matches!(self.limit, Limit::Unknown { .. })
-            && self.probing < (capacity / PROBE_SHARE).max(1)
+        if used + reserved < ceiling
+            && self.probing < (at_once / PROBE_SHARE).max(1)
             && reserved == 0
         {
             self.probing += 1;
             self.in_flight += 1;
-            return Ok(Ticket { probe: true, alone });
+            return Ok(Ticket { probe: true });
         }
         Err(self
             .counted
@@ -238,16 +245,8 @@ impl Budget {
         match outcome {
             Outcome::NotSent => {}
             Outcome::Counted(headers) => {
-                // Only the call sent after the hold speaks for the limit now; one sent before
-                // it and answered during it says nothing new.
-                if ticket.alone {
-                    self.feeling = false;
-                }
                 self.counted.push_back(now);
-                let counted = self.counted_len();
-                if let Limit::Unknown { proven } = &mut self.limit {
-                    *proven = (*proven).max(counted);
-                }
+                self.proven = self.proven.max(self.counted_len());
                 self.observe(headers, now);
             }
             Outcome::Throttled(headers) => {
@@ -260,14 +259,17 @@ impl Budget {
                 self.limit = match (headers.limit, self.limit) {
                     // The server named its limit: the account keeps to it, and a refusal
                     // below it (another client spent the rest) is waited out by the hold.
-                    (Some(limit), _) => Limit::Learned {
-                        allowance: limit.max(1),
-                        ceiling: Some(limit.max(1)),
-                        since: now,
-                    },
+                    (Some(limit), _) => {
+                        self.named_here = true;
+                        Limit::Learned {
+                            allowance: limit.max(1),
+                            ceiling: Some(limit.max(1)),
+                            since: now,
+                        }
+                    }
                     // It named none: at first, what it took in the window is its limit;
                     // then each 429 halves the allowance, and quiet windows grow it back.
-                    (None, Limit::Unknown { .. }) => Limit::Learned {
+                    (None, Limit::Unknown) => Limit::Learned {
                         allowance: (self.counted_len() + self.in_flight).max(1),
                         ceiling: None,
                         since: now,
@@ -298,6 +300,9 @@ impl Budget {
                 ceiling: Some(limit),
                 since: now,
             };
+            // The server said how many it takes: no need to probe up to it.
+            self.proven = self.proven.max(allowance);
+            self.named_here = true;
         }
         if headers.remaining == Some(0) {
             if let Some(reset) = headers.reset {
@@ -308,7 +313,7 @@ impl Budget {
 
     fn hold(&mut self, until: Instant) {
         self.hold_until = Some(self.hold_until.map_or(until, |at| at.max(until)));
-        self.feeling = true;
+        self.proven = 0;
     }
 
     /// After each window without a 429, a tenth more (at least one call), up to the named
@@ -387,8 +392,8 @@ mod tests {
         for ticket in first {
             budget.settle(ticket, ok(), now);
         }
-        // Eleven were taken in the window: eleven may now go at once (one is counted).
-        assert_eq!(budget.limit(), Limit::Unknown { proven: 11 });
+        // Eleven were taken in the window: eleven may go at once in the next.
+        assert_eq!(budget.proven, 11);
     }
 
     #[test]
@@ -418,6 +423,7 @@ mod tests {
             "the learned limit of 30 per window is honoured"
         );
         assert_eq!(budget.allowance(), Some(30));
+        assert_eq!(budget.named_limit(), Some(30));
     }
 
     #[test]
@@ -479,38 +485,66 @@ mod tests {
         assert_eq!(budget.allowance(), Some(22), "halved");
     }
 
-    #[test]
-    fn after_a_hold_one_call_goes_alone_until_it_is_answered() {
-        let start = Instant::now();
-        let mut budget = Budget::new();
-        calls(&mut budget, 30, start);
-        let refused = budget.try_take(Priority::Read, start).unwrap();
-        budget.settle(refused, too_many(Some(100), 5), start);
-        let after = start + Duration::from_secs(5);
-        let first = budget.try_take(Priority::Read, after).unwrap();
-        assert_eq!(
-            budget.try_take(Priority::Read, after),
-            Err(Wait::Answer),
-            "the limit may have changed: no burst into it"
-        );
-        budget.settle(first, ok(), after);
-        assert!(budget.try_take(Priority::Read, after).is_ok());
-        assert!(budget.try_take(Priority::Read, after).is_ok());
+    /// Takes every place the budget gives at `now`.
+    fn burst(budget: &mut Budget, now: Instant) -> Vec<Ticket> {
+        std::iter::from_fn(|| budget.try_take(Priority::Read, now).ok()).collect()
     }
 
     #[test]
-    fn an_answer_to_a_call_sent_before_the_hold_does_not_end_it() {
+    fn a_limit_lowered_during_a_hold_costs_one_429() {
         let start = Instant::now();
         let mut budget = Budget::new();
-        let before = budget.try_take(Priority::Read, start).unwrap();
+        calls(&mut budget, 20, start);
         let refused = budget.try_take(Priority::Read, start).unwrap();
-        budget.settle(refused, too_many(Some(100), 1), start);
+        budget.settle(refused, too_many(Some(100), 5), start);
+        // While the client waited, the server's limit fell to 22 calls a minute.
+        let after = start + Duration::from_secs(5);
+        for answered in 21..=22 {
+            let sent = burst(&mut budget, after);
+            assert_eq!(
+                sent.len(),
+                1,
+                "beyond the window's calls, one probe at a time"
+            );
+            budget.settle(sent[0], ok(), after);
+            assert_eq!(budget.counted_len(), answered);
+        }
+        let sent = burst(&mut budget, after);
+        assert_eq!(sent.len(), 1, "no burst into the new limit");
+        budget.settle(sent[0], too_many(Some(22), 55), after);
+        assert_eq!(
+            budget.throttled(),
+            2,
+            "one for the first limit, one for the new"
+        );
+        assert_eq!(budget.allowance(), Some(22));
+    }
+
+    #[test]
+    fn after_a_hold_the_pace_grows_back_with_the_calls_answered() {
+        let start = Instant::now();
+        let mut budget = Budget::new();
+        let refused = budget.try_take(Priority::Read, start).unwrap();
+        budget.settle(refused, too_many(Some(1000), 1), start);
         let after = start + Duration::from_secs(1);
-        budget.settle(before, ok(), after);
-        let first = budget.try_take(Priority::Read, after).unwrap();
-        assert_eq!(budget.try_take(Priority::Read, after), Err(Wait::Answer));
-        budget.settle(first, ok(), after);
-        assert!(budget.try_take(Priority::Read, after).is_ok());
+        // An answer to a call sent before the hold counts like any other.
+        let mut widths = Vec::new();
+        while budget.counted_len() < 100 {
+            let sent = burst(&mut budget, after);
+            widths.push(sent.len());
+            for ticket in sent {
+                budget.settle(ticket, ok(), after);
+            }
+        }
+        assert_eq!(
+            widths[..3],
+            [1, 1, 1],
+            "slow at first: the limit may have fallen"
+        );
+        // Probes grow by a sixteenth of what the window holds: from 32 on, the pace doubles
+        // about every dozen rounds.
+        assert_eq!(widths[31..33], [1, 2], "{widths:?}");
+        assert!(widths.len() < 60, "{widths:?}");
     }
 
     #[test]
@@ -546,6 +580,27 @@ mod tests {
         assert_eq!(budget.allowance(), Some(500));
         assert_eq!(budget.held_until(now), Some(now + Duration::from_secs(3)));
         assert_eq!(budget.throttled(), 0);
+    }
+
+    #[test]
+    fn a_remembered_limit_is_kept_from_the_first_call() {
+        let now = Instant::now();
+        let mut budget = Budget::new();
+        budget.remember(4, now);
+        let sent = burst(&mut budget, now);
+        assert_eq!(sent.len(), 4, "the four at once, no probe past them");
+        assert_eq!(
+            budget.named_limit(),
+            None,
+            "only a limit named again is worth remembering anew"
+        );
+        for ticket in sent {
+            budget.settle(ticket, ok(), now);
+        }
+        assert_eq!(
+            budget.try_take(Priority::Mutation, now),
+            Err(Wait::Until(now + WINDOW))
+        );
     }
 
     #[test]

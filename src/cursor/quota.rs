@@ -451,6 +451,17 @@ impl Quotas {
         })
     }
 
+    /// The calls per minute the server named, once it has: worth remembering for the next
+    /// run against the same API.
+    pub fn named_limit(&self) -> Option<u32> {
+        lock(&self.budget).named_limit()
+    }
+
+    /// Starts from the calls per minute the server named to an earlier run.
+    pub fn remember_limit(&self, limit: u32) {
+        lock(&self.budget).remember(limit, Instant::now());
+    }
+
     /// 429 answers this client has had (the repositories endpoint's included).
     pub fn throttled(&self) -> u64 {
         lock(&self.budget).throttled()

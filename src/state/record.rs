@@ -409,6 +409,30 @@ impl Event {
     }
 }
 
+/// A calls-per-minute limit an API named in a 429, remembered so that the next run against
+/// it keeps to the limit from its first call instead of finding it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedLimit {
+    /// The API root it was learned from: another API (a proxy, another region) has its own.
+    pub api: String,
+    /// Calls per minute.
+    pub calls_per_minute: u32,
+    /// When it was learned.
+    pub at: Timestamp,
+}
+
+impl LearnedLimit {
+    /// How long a learned limit is believed: team limits change with plans, and a limit that
+    /// rose is never named again by a 429.
+    pub const BELIEVED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    /// The limit, if it was learned from `api` recently enough to start from.
+    pub fn for_api(&self, api: &str, now: Timestamp) -> Option<u32> {
+        let age = std::time::Duration::from_millis(now.0.saturating_sub(self.at.0));
+        (self.api == api && age < Self::BELIEVED).then_some(self.calls_per_minute)
+    }
+}
+
 /// The cached repository list of the API key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryCache {
@@ -416,4 +440,23 @@ pub struct RepositoryCache {
     pub fetched_at: Timestamp,
     /// `https://github.com/owner/name` of each repository.
     pub repositories: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learned_limit_is_believed_for_its_api_for_a_day() {
+        let limit = LearnedLimit {
+            api: "https://api.cursor.com/".into(),
+            calls_per_minute: 30,
+            at: Timestamp(1_000),
+        };
+        let hour = Timestamp(1_000 + 3_600_000);
+        assert_eq!(limit.for_api("https://api.cursor.com/", hour), Some(30));
+        assert_eq!(limit.for_api("http://proxy:4000/cursor", hour), None);
+        let later = Timestamp(1_000 + 25 * 3_600_000);
+        assert_eq!(limit.for_api("https://api.cursor.com/", later), None);
+    }
 }

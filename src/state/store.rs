@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
 
-use super::record::{Event, InstanceRecord, RECORD_VERSION, RepositoryCache, RunRecord, Timestamp};
+use super::record::{
+    Event, InstanceRecord, LearnedLimit, RECORD_VERSION, RepositoryCache, RunRecord, Timestamp,
+};
 
 /// Why the state cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ pub enum Write {
     Repositories(RepositoryCache),
     /// Remember when `GET /v0/repositories` was last called.
     LastRepositoriesCall(Timestamp),
+    /// Remember the calls quota an API named.
+    LearnedLimit(LearnedLimit),
     /// Remove an instance (a simulated run that starts over).
     RemoveInstance(String, String),
     /// Remove a run with its instances and its log.
@@ -111,6 +115,7 @@ impl std::fmt::Debug for Store {
 }
 
 const LAST_REPOSITORIES_CALL: &[u8] = b"last_repositories_call";
+const LEARNED_LIMIT: &[u8] = b"learned_limit";
 const REPOSITORIES: &[u8] = b"repositories";
 
 fn instance_key(run: &str, instance: &str) -> Vec<u8> {
@@ -292,6 +297,14 @@ impl Store {
         }
     }
 
+    /// The calls quota an API last named, by any process on this state.
+    pub fn learned_limit(&self) -> Result<Option<LearnedLimit>, StateError> {
+        match self.cache.get(LEARNED_LIMIT).map_err(|e| self.io(e))? {
+            Some(bytes) => self.decode(LEARNED_LIMIT, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Applies writes atomically, then flushes them to disk before returning.
     pub fn write(&mut self, writes: &[Write]) -> Result<(), StateError> {
         let start = Instant::now();
@@ -343,6 +356,9 @@ impl Store {
                                     LAST_REPOSITORIES_CALL,
                                     Self::encode(&LastCall { at: *at }),
                                 )?;
+                            }
+                            Write::LearnedLimit(limit) => {
+                                cache.insert(LEARNED_LIMIT, Self::encode(limit))?;
                             }
                             Write::Event(..) => {}
                         }
@@ -420,6 +436,13 @@ mod tests {
                 .write(&[Write::LastRepositoriesCall(Timestamp(42))])
                 .unwrap();
             assert_eq!(store.last_repositories_call().unwrap(), Some(Timestamp(42)));
+            let limit = LearnedLimit {
+                api: "https://api.cursor.com/".into(),
+                calls_per_minute: 30,
+                at: Timestamp(43),
+            };
+            store.write(&[Write::LearnedLimit(limit.clone())]).unwrap();
+            assert_eq!(store.learned_limit().unwrap(), Some(limit));
         }
         let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(store.run("w/default").unwrap().unwrap().key, "default");
