@@ -192,3 +192,42 @@ async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
     assert_eq!(secrets.len(), 1);
     sim.shutdown().await;
 }
+
+/// Webhook flags that cannot be honoured are refused before anything is written: the state
+/// holds no run afterwards, so nothing is left `running` with pending instances.
+#[test]
+fn refused_webhook_flags_leave_nothing_in_the_state() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    let cases = [
+        ("v1", "127.0.0.1:0", "webhooks exist only on API v0"),
+        ("v0", in_use.as_str(), "cannot listen for webhooks on"),
+    ];
+    for (version, listen, says) in cases {
+        let state = crate::support::fresh_state();
+        let output = crate::support::orchestrate()
+            .env("ORCHESTRATE_STATE", &state)
+            .env("CURSOR_API_VERSION", version)
+            .args(["apply", "examples/workflows/single-repo.yaml", "--simulate"])
+            .args(["--webhook-listen", listen])
+            .args(["--webhook-url", "http://127.0.0.1:9/hook"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{version}");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{}",
+            text(&output.stderr)
+        );
+        let runs = crate::support::orchestrate()
+            .env("ORCHESTRATE_STATE", &state)
+            .args(["runs", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&runs.stdout).trim(),
+            "[]",
+            "{version}: a run was left behind"
+        );
+    }
+}

@@ -129,6 +129,8 @@ struct Applier {
     client: Client,
     simulator: Option<Simulator>,
     retry_failed: bool,
+    /// `--webhook-listen`, bound.
+    webhook_socket: Option<tokio::net::TcpListener>,
 }
 
 /// What the diff needs of each recorded instance; `retry_failed` asks to relaunch the failed.
@@ -220,6 +222,22 @@ impl Applier {
                 return Err(Exit::Invalid);
             }
         }
+        // Everything the flags ask is checked and bound before the first write, so that a
+        // refused apply leaves nothing in the state.
+        if args.webhook_url.is_some() && first.api != Api::Cursor(ApiVersion::V0) {
+            out.error(&format!(
+                "webhooks exist only on API v0 (v1 and the Agent Platform have none); this run uses {}: drop --webhook-url, or set CURSOR_API_VERSION=v0",
+                first.api
+            ));
+            return Err(Exit::Invalid);
+        }
+        let webhook_socket = match args.webhook_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+                out.error(&format!("cannot listen for webhooks on {addr}: {error}"));
+                Exit::Invalid
+            })?),
+            None => None,
+        };
         let (client, simulator) = connect(out, args, store, &first.api).await?;
         let discovered = discover::resolve(out, workflow, store, &client, args.refresh_repos)
             .await
@@ -272,6 +290,7 @@ impl Applier {
             client,
             simulator,
             retry_failed,
+            webhook_socket,
         })
     }
 
@@ -418,6 +437,25 @@ impl Applier {
                 format!("{launch} launch, {relaunch} relaunch, {resume} continue, {keep} keep"),
             ),
         ));
+        // The first writes: the webhook secret of the run, then the run.
+        let webhook = match &args.webhook_url {
+            Some(url) => {
+                match webhook_secret(store.dir(), &run_id, crate::cursor::webhook::new_secret) {
+                    Ok(secret) => Some(Webhook {
+                        url: url.to_string(),
+                        secret: Some(Secret::new(secret)),
+                    }),
+                    Err(error) => {
+                        out.error(&format!(
+                            "cannot keep the webhook secret in {}: {error}",
+                            store.dir().display()
+                        ));
+                        return Exit::Invalid;
+                    }
+                }
+            }
+            None => None,
+        };
         if let Err(error) = store.write(writes).await {
             out.error(&error.to_string());
             return Exit::Invalid;
@@ -434,29 +472,8 @@ impl Applier {
         let events = live.clone();
         let report = Arc::new(move |progress: Progress| events.event(&describe(&progress)));
         let mut config = exec_config(args);
-        if args.webhook_url.is_some() && plan.api != Api::Cursor(ApiVersion::V0) {
-            out.error(&format!(
-                "webhooks exist only on API v0 (v1 and the Agent Platform have none); this run uses {}: drop --webhook-url, or set CURSOR_API_VERSION=v0",
-                plan.api
-            ));
-            return Exit::Invalid;
-        }
-        if let Some(url) = &args.webhook_url {
-            let secret =
-                match webhook_secret(store.dir(), &run_id, crate::cursor::webhook::new_secret) {
-                    Ok(secret) => secret,
-                    Err(error) => {
-                        out.error(&format!(
-                            "cannot keep the webhook secret in {}: {error}",
-                            store.dir().display()
-                        ));
-                        return Exit::Invalid;
-                    }
-                };
-            config.webhook = Some(Webhook {
-                url: url.to_string(),
-                secret: Some(Secret::new(secret)),
-            });
+        if let Some(webhook) = webhook {
+            config.webhook = Some(webhook);
             if args.poll_interval.is_none() {
                 config.poll = PollConfig {
                     min: Duration::from_secs(60),
@@ -475,25 +492,25 @@ impl Applier {
             interrupt,
             report,
         );
-        let _listener = match (args.webhook_listen, &args.webhook_url, &config.webhook) {
-            (Some(addr), Some(url), Some(webhook)) => {
+        let _listener = match (self.webhook_socket, &config.webhook) {
+            (Some(socket), Some(webhook)) => {
                 let secret = webhook
                     .secret
                     .as_ref()
-                    .expect("set above")
+                    .expect("a secret of our own")
                     .expose()
                     .to_owned();
-                match WebhookListener::start(addr, url.path(), secret, execution.poller()).await {
+                let path = args.webhook_url.as_ref().map_or("/", |url| url.path());
+                match WebhookListener::serve(socket, path, secret, execution.poller()) {
                     Ok(listener) => {
                         out.status(&format!(
-                            "receiving webhooks on {} at {}",
-                            listener.addr(),
-                            url.path()
+                            "receiving webhooks on {} at {path}",
+                            listener.addr()
                         ));
                         Some(listener)
                     }
                     Err(error) => {
-                        out.error(&format!("cannot listen for webhooks on {addr}: {error}"));
+                        out.error(&format!("cannot listen for webhooks: {error}"));
                         return Exit::Invalid;
                     }
                 }

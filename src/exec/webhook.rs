@@ -67,6 +67,17 @@ impl WebhookListener {
         poller: Poller,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(listener, path, secret, poller)
+    }
+
+    /// [`Self::start`] on a socket bound beforehand (so that an address in use is found
+    /// before anything else is done).
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        path: &str,
+        secret: String,
+        poller: Poller,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let receiver = Arc::new(Receiver {
             secret,
