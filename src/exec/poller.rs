@@ -132,7 +132,11 @@ impl Poller {
                 max: config.max,
                 budget: backend.pace().map(crate::cursor::Pace::interval),
             };
-            let (ids, oldest, wait) = self.due(&durations, bounds, everyone);
+            let (mut ids, mut oldest, wait) = self.due(&durations, bounds, everyone);
+            // One page reads them all: whoever is due, everyone is read for the same call.
+            if !ids.is_empty() && !everyone && backend.reads_together() {
+                (ids, oldest, _) = self.due(&durations, bounds, true);
+            }
             everyone = false;
             if !ids.is_empty() {
                 match backend.statuses(&ids, oldest).await {
@@ -233,5 +237,103 @@ impl Poller {
             entry.read = Some(now);
             entry.sender.send_replace(Some(Snapshot { agent, at }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cursor::model::AgentStatus;
+    use crate::exec::backend::{LaunchSpec, Statuses};
+
+    /// Answers every read with a working agent, and records which agents each read asked for.
+    struct Scripted {
+        together: bool,
+        reads: Mutex<Vec<Vec<AgentId>>>,
+    }
+
+    fn working(id: &AgentId) -> AgentView {
+        AgentView {
+            id: id.clone(),
+            status: AgentStatus::Running,
+            branch: None,
+            pr_url: None,
+            summary: None,
+            url: None,
+            duration: None,
+            branches: Vec::new(),
+        }
+    }
+
+    impl Backend for Scripted {
+        async fn launch(&self, _: &LaunchSpec) -> Result<AgentView, ApiError> {
+            unreachable!("the poller only reads")
+        }
+        async fn find_launched(&self, _: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
+            unreachable!("the poller only reads")
+        }
+        async fn statuses(&self, ids: &[AgentId], _: SystemTime) -> Result<Statuses, ApiError> {
+            let mut sorted = ids.to_vec();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            self.reads.lock().unwrap().push(sorted);
+            Ok(ids.iter().map(|id| (id.clone(), Ok(working(id)))).collect())
+        }
+        async fn follow_up(&self, _: &AgentId, _: &str) -> Result<(), ApiError> {
+            unreachable!("the poller only reads")
+        }
+        async fn follow_up_received(&self, _: &AgentId, _: &str, _: u32) -> Result<bool, ApiError> {
+            unreachable!("the poller only reads")
+        }
+        async fn stop(&self, _: &AgentId) -> Result<(), ApiError> {
+            unreachable!("the poller only reads")
+        }
+        async fn tokens(&self, _: &AgentId) -> Result<Option<u64>, ApiError> {
+            Ok(None)
+        }
+        fn reads_together(&self) -> bool {
+            self.together
+        }
+    }
+
+    /// The reads made while an old agent and a young one are waited on for a while.
+    async fn reads(together: bool) -> Vec<Vec<AgentId>> {
+        let backend = Arc::new(Scripted {
+            together,
+            reads: Mutex::default(),
+        });
+        let stop = CancellationToken::new();
+        let config = PollConfig {
+            min: Duration::from_millis(20),
+            max: Duration::from_secs(60),
+        };
+        let poller = Poller::start(backend.clone(), config, stop.clone());
+        let (old, young) = (AgentId("old".into()), AgentId("young".into()));
+        let now = SystemTime::now();
+        let _old = poller.watch(&old, now, now - Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _young = poller.watch(&young, now, now);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stop.cancel();
+        backend.reads.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_read_that_is_due_takes_everyone_along_when_one_call_reads_them_all() {
+        let reads = reads(true).await;
+        let young_read = reads.iter().position(|r| r.len() == 2);
+        assert!(young_read.is_some(), "{reads:?}");
+        assert!(
+            reads[young_read.unwrap()..].iter().all(|r| r.len() == 2),
+            "once both are watched, every read reads both: {reads:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn otherwise_only_those_due_are_read() {
+        let reads = reads(false).await;
+        assert!(
+            reads.iter().any(|r| r.len() == 1 && r[0].0 == "young"),
+            "the young agent is read on its own, at its own pace: {reads:?}"
+        );
     }
 }

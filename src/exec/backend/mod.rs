@@ -187,6 +187,12 @@ pub trait Backend: Send + Sync + 'static {
     fn pace(&self) -> Option<crate::cursor::Pace> {
         None
     }
+
+    /// Whether reading every agent waited on costs no more calls than reading one (one list
+    /// page holds them all): then a read that is due takes them all along.
+    fn reads_together(&self) -> bool {
+        false
+    }
 }
 
 /// The backend a run uses, chosen at run time.
@@ -238,6 +244,14 @@ impl Backend for AnyBackend {
             AnyBackend::V0(b) => b.news(),
             AnyBackend::V1(b) => b.news(),
             AnyBackend::Platform(b) => b.news(),
+        }
+    }
+
+    fn reads_together(&self) -> bool {
+        match self {
+            AnyBackend::V0(b) => b.reads_together(),
+            AnyBackend::V1(b) => b.reads_together(),
+            AnyBackend::Platform(b) => b.reads_together(),
         }
     }
 

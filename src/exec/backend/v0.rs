@@ -57,6 +57,10 @@ impl Backend for V0 {
         self.client.quotas().pace()
     }
 
+    fn reads_together(&self) -> bool {
+        self.last_sweep_pages.load(Ordering::Relaxed) <= 1
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         let request = LaunchRequest {
             prompt: Prompt::text(&spec.prompt),
