@@ -2,7 +2,8 @@
 //!
 //! Each agent is due a read when [`super::pace`] says (by its age, the durations this run has
 //! seen, and the server's budget); a sweep reads the agents due, and those nearly due with
-//! them, in one call where the backend can. A webhook or a run stream's news reads them all.
+//! them, in one call where the backend can (and everyone, once reads are dear, when one call
+//! reads them all). A webhook or a run stream's news reads them all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,8 +134,10 @@ impl Poller {
                 budget: backend.pace().map(crate::cursor::Pace::interval),
             };
             let (mut ids, mut oldest, wait) = self.due(&durations, bounds, everyone);
-            // One page reads them all: whoever is due, everyone is read for the same call.
-            if !ids.is_empty() && !everyone && backend.reads_together() {
+            // When reads are dear and one page reads them all, whoever is due, everyone is
+            // read for the same call. (Not otherwise: reading young agents early then costs
+            // nothing, but it was measured to make the fleet bench's no-limit run 1.3x.)
+            if !ids.is_empty() && !everyone && bounds.budget.is_some() && backend.reads_together() {
                 (ids, oldest, _) = self.due(&durations, bounds, true);
             }
             everyone = false;
@@ -293,6 +296,13 @@ mod tests {
         fn reads_together(&self) -> bool {
             self.together
         }
+        fn pace(&self) -> Option<crate::cursor::Pace> {
+            // A server's limit named, with an interval shorter than the reads' own.
+            Some(crate::cursor::Pace {
+                allowance: 60_000,
+                window: Duration::from_secs(60),
+            })
+        }
     }
 
     /// The reads made while an old agent and a young one are waited on for a while.
@@ -318,7 +328,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_that_is_due_takes_everyone_along_when_one_call_reads_them_all() {
+    async fn when_reads_are_dear_a_read_that_is_due_takes_everyone_along() {
         let reads = reads(true).await;
         let young_read = reads.iter().position(|r| r.len() == 2);
         assert!(young_read.is_some(), "{reads:?}");
