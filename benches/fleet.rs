@@ -487,25 +487,14 @@ fn main() {
             ),
             (
                 "quota: 50 agents, 10 at once, 2.5 s each, server quota 30 calls/min",
-                Scenario {
-                    agents: 50,
-                    concurrency: 10,
-                    work: 2.5,
-                    follow_ups: 0,
-                    quota: vec![(0.0, Some(30))],
-                    remembered: None,
-                },
+                by_hand.clone(),
                 true,
             ),
             (
                 "quota, a later run: the same, remembering the limit the server named to the first",
                 Scenario {
-                    agents: 50,
-                    concurrency: 10,
-                    work: 2.5,
-                    follow_ups: 0,
-                    quota: vec![(0.0, Some(30))],
                     remembered: Some(30),
+                    ..by_hand.clone()
                 },
                 false,
             ),
