@@ -91,8 +91,12 @@ pub fn due_in(prompt: Prompt, durations: &Durations, bounds: Bounds) -> Duration
     let dear = bounds.budget.is_some();
     let floor = bounds.min.max(bounds.budget.unwrap_or_default());
     let expected = durations.expected(dear);
+    // Never read again within the floor of the last read, whatever else says it is due.
+    let since_read = prompt
+        .read_ago
+        .map_or(Duration::ZERO, |ago| floor.saturating_sub(ago));
     if let Some(expected) = expected.filter(|e| prompt.age < *e) {
-        return expected.saturating_sub(prompt.age);
+        return expected.saturating_sub(prompt.age).max(since_read);
     }
     let growth = if expected.is_some() {
         GROWTH
@@ -211,6 +215,26 @@ mod tests {
             dear,
         );
         assert_eq!(again, ms(1800), "never closer than the budget's interval");
+    }
+
+    #[test]
+    fn an_agent_just_read_is_not_due_again_within_the_floor() {
+        // Durations learnt from the very read that saw this one working put its expected
+        // end a hair later: it is still not read twice in a row.
+        let mut durations = Durations::default();
+        durations.record(ms(2400), ms(4001));
+        let dear = Bounds {
+            budget: Some(s(2)),
+            ..bounds()
+        };
+        let just_read = Prompt {
+            age: s(4),
+            read_ago: Some(Duration::ZERO),
+        };
+        assert_eq!(due_in(just_read, &durations, dear), s(2));
+        let mut quick = Durations::default();
+        quick.record(ms(4001), ms(4500));
+        assert_eq!(due_in(just_read, &quick, bounds()), ms(250));
     }
 
     #[test]
