@@ -23,6 +23,9 @@
 //! - when the allowance is nearly spent, keeps what is left for the launches and follow-ups
 //!   that wait, before status reads.
 //!
+//! A limit the server named to an earlier process can be given back ([`Budget::remember`]):
+//! the budget then keeps to it from the first call, as if it had just been named.
+//!
 //! Everything here is a plain function of the calls so far and `now`; the waiting is done
 //! by [`super::Quotas`].
 
