@@ -210,15 +210,15 @@ async fn run_with<B: Backend>(
     store: &StoreHandle,
     config: ExecConfig,
 ) -> (Option<orchestrate::exec::Halt>, Vec<InstanceRecord>) {
+    debug_assert_eq!(plan.run.as_str(), run);
     let execution = Execution::new(
         plan,
-        run,
         records,
         store.clone(),
         backend,
         config,
         CancellationToken::new(),
-        Arc::new(|_| {}),
+        Arc::new(|_: &orchestrate::exec::Progress| {}),
     );
     let halt = execution.execute().await;
     (halt, execution.records())

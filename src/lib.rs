@@ -1,5 +1,6 @@
 //! orchestrate: run fleets of Cursor Cloud Agents declaratively.
 
+pub mod apply;
 pub mod cli;
 pub mod contract;
 pub mod cursor;

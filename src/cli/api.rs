@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{Exit, Output};
+use super::{Error, Exit, Output};
 use crate::cursor::model::v1::{self, RunId};
 use crate::cursor::model::{Agent, AgentId};
 use crate::cursor::{ApiError, Client, ClientConfig, ConfigError, MAX_PAGE};
@@ -80,69 +80,44 @@ pub enum ApiCommand {
     Agents(AgentsCommand),
 }
 
-/// The client the environment describes, or the exit code after explaining what is missing.
-pub fn client_from_env(out: &Output) -> Result<Client, Exit> {
+/// The client the environment describes, or what is missing with how to set it.
+pub fn client_from_env() -> Result<Client, Error> {
     let config = ClientConfig::from_env().map_err(|error| {
-        out.error(&error.to_string());
-        if error == ConfigError::MissingKey {
-            out.status(
+        let missing = error == ConfigError::MissingKey;
+        let error = Error::Config(error);
+        if missing {
+            return error.hinted(
                 "hint: export CURSOR_API_KEY (from https://cursor.com/settings), or try the simulator:\n  \
                  orchestrate sim --addr 127.0.0.1:8787 &\n  \
                  CURSOR_API_BASE_URL=http://127.0.0.1:8787 CURSOR_API_KEY=sim-key orchestrate me",
             );
         }
-        Exit::ApiUnusable
+        error
     })?;
-    Client::new(config).map_err(|error| {
-        out.error(&error.to_string());
-        Exit::ApiUnusable
-    })
+    Ok(Client::new(config)?)
 }
 
 /// A client of the API a run's agents live in: the Cursor API, or its Agent Platform.
-pub fn client_for(out: &Output, api: &crate::spec::Api) -> Result<Client, Exit> {
+pub fn client_for(api: &crate::spec::Api) -> Result<Client, Error> {
     let crate::spec::Api::Platform(platform) = api else {
-        return client_from_env(out);
+        return client_from_env();
     };
-    ClientConfig::platform_from_env(&platform.url)
-        .and_then(Client::new)
-        .map_err(|error| {
-            out.error(&error.to_string());
-            Exit::ApiUnusable
-        })
-}
-
-/// The exit code for a failed call.
-pub fn exit_for(error: &ApiError) -> Exit {
-    match error {
-        ApiError::NotFound { .. } | ApiError::BadRequest { .. } => Exit::Invalid,
-        ApiError::Conflict { .. } => Exit::TaskFailed,
-        _ => Exit::ApiUnusable,
-    }
+    Ok(ClientConfig::platform_from_env(&platform.url).and_then(Client::new)?)
 }
 
 /// Runs an API command on the version `--api`, else `CURSOR_API_VERSION`, else v1 chooses.
-pub async fn run(out: &Output, command: ApiCommand, args: ApiArgs) -> Exit {
+pub async fn run(out: &Output, command: ApiCommand, args: ApiArgs) -> Result<Exit, Error> {
     let version = args.api.unwrap_or_default();
-    let client = match client_from_env(out) {
-        Ok(client) => client,
-        Err(exit) => return exit,
-    };
+    let client = client_from_env()?;
     let json = args.json;
     if matches!(command, ApiCommand::Repos) && client.quotas().next_repositories_call().is_some() {
         out.status("waiting for the repositories quota (1 call per minute, 30 per hour)...");
     }
-    let done = match version {
-        ApiVersion::V0 => execute(out, &client, command, json).await,
-        ApiVersion::V1 => execute_v1(out, &client, command, json).await,
-    };
-    match done {
-        Ok(()) => Exit::Success,
-        Err(error) => {
-            out.error(&error.to_string());
-            exit_for(&error)
-        }
+    match version {
+        ApiVersion::V0 => execute(out, &client, command, json).await?,
+        ApiVersion::V1 => execute_v1(out, &client, command, json).await?,
     }
+    Ok(Exit::Success)
 }
 
 fn print_json<T: Serialize>(out: &Output, value: &T) {

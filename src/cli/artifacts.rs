@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use super::api::{client_from_env, exit_for};
+use super::api::client_from_env;
 use super::runs::open_run;
-use super::{Exit, Output};
+use super::{Error, Exit, Output};
 use crate::cursor::AgentId;
 use crate::spec::{Api, ApiVersion};
 
@@ -16,51 +16,38 @@ pub async fn run(
     run: String,
     instance: String,
     out_dir: Option<PathBuf>,
-) -> Exit {
-    let (store, run) = match open_run(out, dir, Some(run)).await {
-        Ok(found) => found,
-        Err(exit) => return exit,
-    };
+) -> Result<Exit, Error> {
+    let (store, run) = open_run(dir, Some(run)).await?;
     if run.api != Api::Cursor(ApiVersion::V1) {
-        out.error(&format!(
+        return Err(Error::Usage(format!(
             "run {} used {}; only API v1 agents keep artifacts",
             run.id, run.api
-        ));
-        return Exit::Invalid;
+        )));
     }
     let id = run.id.clone();
-    let records = match store.read(move |s| s.instances(&id)).await {
-        Ok(records) => records,
-        Err(error) => {
-            out.error(&error.to_string());
-            return Exit::Invalid;
-        }
-    };
+    let records = store.read(move |s| s.instances(&id)).await?;
     drop(store);
     let Some(record) = records.iter().find(|r| r.key == instance) else {
         let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
-        out.error(&format!(
+        return Err(Error::Usage(format!(
             "run {} has no instance `{instance}`; it has: {}",
             run.id,
             keys.join(", ")
-        ));
-        return Exit::Invalid;
+        )));
     };
     let Some(agent) = record.agent_id.clone().map(AgentId) else {
-        out.error(&format!("{instance} has not launched an agent yet"));
-        return Exit::Invalid;
+        return Err(Error::Usage(format!(
+            "{instance} has not launched an agent yet"
+        )));
     };
-    let client = match client_from_env(out) {
-        Ok(client) => client,
-        Err(exit) => return exit,
-    };
-    let artifacts = match client.v1_artifacts(&agent).await {
-        Ok(artifacts) => artifacts,
-        Err(error) => {
-            out.error(&format!("cannot list the artifacts of {agent}: {error}"));
-            return exit_for(&error);
-        }
-    };
+    let client = client_from_env()?;
+    let artifacts = client
+        .v1_artifacts(&agent)
+        .await
+        .map_err(|error| Error::ApiCall {
+            what: format!("cannot list the artifacts of {agent}"),
+            error,
+        })?;
     let Some(out_dir) = out_dir else {
         let mut text = String::new();
         for artifact in &artifacts {
@@ -72,7 +59,7 @@ pub async fn run(
             "{} artifact(s) of {instance} (agent {agent}); download them with --out DIR",
             artifacts.len()
         ));
-        return Exit::Success;
+        return Ok(Exit::Success);
     };
     // Presigned links carry their own authorisation: the API key is not sent with them.
     let http = reqwest::Client::builder()
@@ -100,17 +87,11 @@ pub async fn run(
                 .map_err(|e| e.without_url().to_string())?;
             response.bytes().await.map_err(|e| e.to_string())
         };
-        let bytes = match fetched.await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                out.error(&format!("cannot download `{}`: {error}", artifact.path));
-                return Exit::ApiUnusable;
-            }
-        };
-        if let Err(error) = write_atomically(&target, &bytes) {
-            out.error(&format!("cannot write {}: {error}", target.display()));
-            return Exit::Invalid;
-        }
+        let bytes = fetched.await.map_err(|error| {
+            Error::Unusable(format!("cannot download `{}`: {error}", artifact.path))
+        })?;
+        write_atomically(&target, &bytes)
+            .map_err(|error| Error::Usage(format!("cannot write {}: {error}", target.display())))?;
         out.status(&format!("{} ({} bytes)", target.display(), bytes.len()));
     }
     out.status(&format!(
@@ -118,7 +99,7 @@ pub async fn run(
         artifacts.len(),
         out_dir.display()
     ));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// `path` under `dir`, unless it is absolute or climbs out with `..`.

@@ -3,7 +3,7 @@
 mod api;
 mod apply;
 mod artifacts;
-mod discover;
+mod error;
 mod output;
 mod plan;
 mod progress;
@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use error::Error;
 pub use output::{ColorChoice, Output};
 
 /// Run fleets of Cursor Cloud Agents declaratively.
@@ -113,9 +114,9 @@ pub enum Command {
         /// Launch without asking.
         #[arg(long, short = 'y')]
         yes: bool,
-        /// Shortest interval between two status reads of one agent.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        poll_interval: Option<std::time::Duration>,
+        /// How the executor paces itself.
+        #[command(flatten)]
+        tuning: apply::TuningArgs,
     },
     /// Report on a run: each instance's repository, state, branch, PR, summary, duration.
     Report {
@@ -197,82 +198,67 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// Runs the command `cli` describes.
+/// Runs the command `cli` describes; an error is printed here, and its exit code returned.
 pub fn run(cli: Cli) -> Exit {
     let out = Output::new(&cli.global);
     out.init_tracing();
-    match cli.command {
-        Command::Validate { files } => validate::run(&out, &files),
-        Command::Plan { file, format, run } => {
-            block_on(plan::run(&out, &cli.global.state, &file, format, run))
+    match execute(&out, cli) {
+        Ok(exit) => exit,
+        Err(error) => {
+            error.print(&out);
+            error.exit_code()
         }
+    }
+}
+
+fn execute(out: &Output, cli: Cli) -> Result<Exit, Error> {
+    let state = &cli.global.state;
+    match cli.command {
+        Command::Validate { files } => validate::run(out, &files),
+        Command::Plan { file, format, run } => block_on(plan::run(out, state, &file, format, run)),
         Command::Schema => {
             let schema = crate::spec::json_schema();
             out.stdout(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&schema).expect("plain JSON")
             ));
-            Exit::Success
+            Ok(Exit::Success)
         }
-        Command::Me { api } => block_on(api::run(&out, api::ApiCommand::Me, api)),
-        Command::Models { api } => block_on(api::run(&out, api::ApiCommand::Models, api)),
-        Command::Repos { api } => block_on(api::run(&out, api::ApiCommand::Repos, api)),
+        Command::Me { api } => block_on(api::run(out, api::ApiCommand::Me, api)),
+        Command::Models { api } => block_on(api::run(out, api::ApiCommand::Models, api)),
+        Command::Repos { api } => block_on(api::run(out, api::ApiCommand::Repos, api)),
         Command::Agents { command, api } => {
-            block_on(api::run(&out, api::ApiCommand::Agents(command), api))
+            block_on(api::run(out, api::ApiCommand::Agents(command), api))
         }
-        Command::Sim(args) => block_on(sim::run(&out, args)),
-        Command::Apply(args) => block_on(apply::run(&out, &cli.global.state, args)),
-        Command::Status { run, json } => block_on(runs::status(&out, &cli.global.state, run, json)),
+        Command::Sim(args) => block_on(sim::run(out, args)),
+        Command::Apply(args) => block_on(apply::run(out, state, args)),
+        Command::Status { run, json } => block_on(runs::status(out, state, run, json)),
         Command::Runs {
             command: None,
             json,
-        } => block_on(runs::runs(&out, &cli.global.state, json)),
+        } => block_on(runs::runs(out, state, json)),
         Command::Runs {
             command: Some(RunsCommand::Prune { older_than }),
             ..
-        } => block_on(runs::prune(&out, &cli.global.state, older_than)),
-        Command::Report { run, format } => {
-            block_on(runs::report(&out, &cli.global.state, run, format))
-        }
-        Command::Cancel { run } => block_on(runs::cancel(&out, &cli.global.state, run)),
+        } => block_on(runs::prune(out, state, older_than)),
+        Command::Report { run, format } => block_on(runs::report(out, state, run, format)),
+        Command::Cancel { run } => block_on(runs::cancel(out, state, run)),
         Command::Artifacts {
             run,
             instance,
             out: out_dir,
-        } => block_on(artifacts::run(
-            &out,
-            &cli.global.state,
-            run,
-            instance,
-            out_dir,
-        )),
+        } => block_on(artifacts::run(out, state, run, instance, out_dir)),
         Command::Retry {
             run,
             failed: _,
             yes,
-            poll_interval,
-        } => {
-            let args = apply::ApplyArgs {
-                file: std::path::PathBuf::new(),
-                run: None,
-                yes,
-                simulate: false,
-                max_concurrency: None,
-                max_agents: None,
-                webhook_listen: None,
-                webhook_url: None,
-                refresh_repos: false,
-                poll_interval,
-                retry_backoff: None,
-                follow_up_grace: None,
-            };
-            block_on(runs::retry(&out, &cli.global.state, run, args))
-        }
+            tuning,
+        } => block_on(runs::retry(out, state, run, tuning, yes)),
     }
 }
 
 /// Runs an async command on a runtime made for it.
-fn block_on(command: impl std::future::Future<Output = Exit>) -> Exit {
+fn block_on<T>(command: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

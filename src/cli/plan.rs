@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use super::apply::{now_or, recorded_map};
 use super::workflow::load_and_plan;
-use super::{Exit, Output, discover};
+use super::{Error, Exit, Output};
+use crate::apply::{discovered_from_cache, now_or, recorded_map};
 use crate::plan::{Format, Options, Plan};
 use crate::state::StoreHandle;
 
@@ -15,15 +15,12 @@ pub async fn run(
     file: &Path,
     format: Format,
     run_key: Option<String>,
-) -> Exit {
+) -> Result<Exit, Error> {
     let options = Options {
         run_key,
         ..Options::default()
     };
-    let (loaded, mut plan) = match load_and_plan(out, file, &options) {
-        Ok(planned) => planned,
-        Err(code) => return code,
-    };
+    let (loaded, mut plan) = load_and_plan(file, &options)?;
     if state_dir.join("db").exists() {
         match StoreHandle::open(state_dir) {
             Ok(store) => {
@@ -38,7 +35,7 @@ pub async fn run(
         }
     }
     out.stdout(&plan.render(format));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// The plan again, as `apply` would build it for the recorded run, with each action set.
@@ -56,7 +53,7 @@ async fn against_state(
     let options = Options {
         run_key: Some(run.key.clone()),
         now: now_or(Some(&run)),
-        discovered: discover::from_cache(workflow, store).await,
+        discovered: discovered_from_cache(workflow, store).await,
     };
     let mut diffed = Plan::build(workflow, &options).ok()?;
     diffed.diff(&recorded_map(&records, false));

@@ -8,6 +8,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Output;
+use tokio::sync::watch;
+
+use crate::state::Counts;
+#[cfg(test)]
 use crate::state::{InstanceRecord, InstanceState};
 
 /// The progress display of one apply.
@@ -49,12 +53,26 @@ impl LiveView {
         }
     }
 
-    /// Refreshes the live line from the records and the time waited on quotas.
-    pub fn update(&self, records: &[InstanceRecord], waited: Duration) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(records.iter().filter(|r| r.state.is_settled()).count() as u64);
-            bar.set_message(status_line(records, waited));
-        }
+    /// Keeps the live line current: on each change of `counts`, and every second for the
+    /// time `waited` on quotas. Abort the task it returns when the run ends.
+    pub fn follow(
+        &self,
+        mut counts: watch::Receiver<Counts>,
+        waited: impl Fn() -> Duration + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let bar = self.bar.clone();
+        tokio::spawn(async move {
+            let Some(bar) = bar else { return };
+            loop {
+                let now = *counts.borrow_and_update();
+                bar.set_position(now.settled() as u64);
+                bar.set_message(status_line(&now, waited()));
+                tokio::select! {
+                    changed = counts.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
     }
 
     /// Removes the live line.
@@ -66,15 +84,8 @@ impl LiveView {
 }
 
 /// `3 running, 1 following_up, 4 pending, 2 succeeded; 12s waited on quotas`.
-pub fn status_line(records: &[InstanceRecord], waited: Duration) -> String {
-    let mut parts = Vec::new();
-    for state in InstanceState::ALL {
-        let n = records.iter().filter(|r| r.state == state).count();
-        if n > 0 {
-            parts.push(format!("{n} {}", state.as_str()));
-        }
-    }
-    let line = parts.join(", ");
+pub fn status_line(counts: &Counts, waited: Duration) -> String {
+    let line = counts.to_string();
     if waited < Duration::from_secs(1) {
         return line;
     }
@@ -93,6 +104,7 @@ mod tests {
             .collect();
         records[0].state = InstanceState::Running;
         records[1].state = InstanceState::Succeeded;
+        let records = Counts::of(&records);
         assert_eq!(
             status_line(&records, Duration::ZERO),
             "2 pending, 1 running, 1 succeeded"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Exit, Output};
+use super::{Error, Exit, Output};
 use crate::contract::Contract;
 use crate::cursor::{Rate, Rates};
 use crate::sim::{DEFAULT_KEY, Faults, SimConfig, Simulator};
@@ -52,20 +52,15 @@ fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
 }
 
 /// Runs the simulator until Ctrl-C.
-pub async fn run(out: &Output, args: SimArgs) -> Exit {
+pub async fn run(out: &Output, args: SimArgs) -> Result<Exit, Error> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
-        out.error("--speed must be a positive number");
-        return Exit::Invalid;
+        return Err(Error::Usage("--speed must be a positive number".into()));
     }
     let contract = match &args.strict {
         None => None,
-        Some(dir) => match Contract::load_dir(dir) {
-            Ok(contract) => Some(std::sync::Arc::new(contract)),
-            Err(error) => {
-                out.error(&format!("--strict: {error}"));
-                return Exit::Invalid;
-            }
-        },
+        Some(dir) => Some(std::sync::Arc::new(
+            Contract::load_dir(dir).map_err(|error| Error::Usage(format!("--strict: {error}")))?,
+        )),
     };
     let strict = contract.is_some();
     let config = SimConfig {
@@ -79,13 +74,9 @@ pub async fn run(out: &Output, args: SimArgs) -> Exit {
         ..SimConfig::default()
     };
     let faults = config.faults.to_string();
-    let simulator = match Simulator::start(config, args.addr).await {
-        Ok(simulator) => simulator,
-        Err(error) => {
-            out.error(&format!("cannot listen on {}: {error}", args.addr));
-            return Exit::Invalid;
-        }
-    };
+    let simulator = Simulator::start(config, args.addr)
+        .await
+        .map_err(|error| Error::Usage(format!("cannot listen on {}: {error}", args.addr)))?;
     let checks = if strict {
         ", strict: every exchange checked against the published API"
     } else {
@@ -97,11 +88,9 @@ pub async fn run(out: &Output, args: SimArgs) -> Exit {
         url = simulator.url(),
         speed = args.speed,
     ));
-    match simulator.run_until_ctrl_c().await {
-        Ok(()) => Exit::Success,
-        Err(error) => {
-            out.error(&error.to_string());
-            Exit::ApiUnusable
-        }
-    }
+    simulator
+        .run_until_ctrl_c()
+        .await
+        .map_err(|error| Error::Unusable(error.to_string()))?;
+    Ok(Exit::Success)
 }

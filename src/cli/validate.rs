@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use super::workflow::load_and_plan;
-use super::{Exit, Output};
+use super::{Error, Exit, Output};
 use crate::plan::Options;
 
 /// Validates each file and plans it (a workflow that cannot be planned is not valid).
-pub fn run(out: &Output, files: &[PathBuf]) -> Exit {
-    let mut exit = Exit::Success;
+pub fn run(out: &Output, files: &[PathBuf]) -> Result<Exit, Error> {
+    let mut errors = Vec::new();
     for file in files {
-        match load_and_plan(out, file, &Options::default()) {
+        match load_and_plan(file, &Options::default()) {
             Ok((loaded, plan)) => {
                 let tasks = loaded.workflow.tasks.len();
                 let instances = plan.instances.len();
@@ -25,10 +25,15 @@ pub fn run(out: &Output, files: &[PathBuf]) -> Exit {
                     plural(instances),
                 ));
             }
-            Err(code) => exit = code,
+            // The valid ones are said first, then the problems of the others.
+            Err(error) => errors.push(error),
         }
     }
-    exit
+    match errors.len() {
+        0 => Ok(Exit::Success),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Many(errors)),
+    }
 }
 
 fn plural(n: usize) -> &'static str {

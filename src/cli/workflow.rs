@@ -2,17 +2,13 @@
 
 use std::path::Path;
 
-use super::{Exit, Output};
+use super::Error;
 use crate::plan::{Options, Plan, PlanError};
 use crate::spec::{self, Diagnostic, Loaded};
 
-/// Loads and plans `file`; on failure, every problem has been printed and the exit code is
-/// returned.
-pub fn load_and_plan(out: &Output, file: &Path, options: &Options) -> Result<(Loaded, Plan), Exit> {
-    let loaded = spec::load(file).map_err(|error| {
-        out.load_error(&error);
-        Exit::Invalid
-    })?;
+/// Loads and plans `file`; a plan's problems are located in the file.
+pub fn load_and_plan(file: &Path, options: &Options) -> Result<(Loaded, Plan), Error> {
+    let loaded = spec::load(file)?;
     match Plan::build(&loaded.workflow, options) {
         Ok(plan) => Ok((loaded, plan)),
         Err(errors) => {
@@ -20,12 +16,10 @@ pub fn load_and_plan(out: &Output, file: &Path, options: &Options) -> Result<(Lo
                 &options.run_key,
                 errors.iter().find(|e| matches!(e, PlanError::RunKey(_))),
             ) {
-                out.error(&format!("--run: {error}"));
-                return Err(Exit::Invalid);
+                return Err(Error::Usage(format!("--run: {error}")));
             }
             let diagnostics = errors.iter().map(|e| plan_diagnostic(&loaded, e)).collect();
-            out.invalid(&loaded.invalid(diagnostics));
-            Err(Exit::Invalid)
+            Err(Error::Invalid(loaded.invalid(diagnostics)))
         }
     }
 }

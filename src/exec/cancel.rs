@@ -1,8 +1,9 @@
 //! Cancelling a run: stop its agents, mark what was left.
 
 use super::backend::Backend;
+use super::event::{InstanceEvent, RunEvent};
 use crate::cursor::AgentId;
-use crate::state::{Event, InstanceState, RunState, StateError, StoreHandle, Timestamp, Write};
+use crate::state::{InstanceState, RunState, StateError, StoreHandle, Write};
 
 /// What a cancel did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,32 +38,28 @@ pub async fn cancel_run<B: Backend>(
                 }
                 done.stopped += 1;
             }
-            instance.state = InstanceState::Cancelled;
+            instance.settle(InstanceState::Cancelled);
         } else if matches!(instance.state, InstanceState::Pending) {
-            instance.state = InstanceState::Skipped;
+            instance.settle(InstanceState::Skipped);
             done.skipped += 1;
         } else {
             continue;
         }
-        instance.finished_at = Some(Timestamp::now());
-        writes.push(Write::Event(
-            run.to_owned(),
-            Event::instance(
-                &instance.key,
-                instance.state.as_str(),
-                "cancelled by the user",
-            ),
-        ));
+        let event = InstanceEvent::Settled {
+            state: instance.state,
+            detail: "cancelled by the user".to_owned(),
+        };
+        writes.push(Write::Event(run.to_owned(), event.log(&instance.key)));
         writes.push(Write::Instance(run.to_owned(), instance));
     }
     if let Some(mut record) = record {
         record.state = RunState::Cancelled;
-        record.finished_at = Some(Timestamp::now());
+        record.finished_at = Some(crate::state::Timestamp::now());
         writes.push(Write::Run(record));
-        writes.push(Write::Event(
-            run.to_owned(),
-            Event::run("cancelled", format!("{} agents stopped", done.stopped)),
-        ));
+        let event = RunEvent::Cancelled {
+            stopped: done.stopped,
+        };
+        writes.push(Write::Event(run.to_owned(), event.log()));
     }
     store.write(writes).await?;
     Ok(done)

@@ -1,17 +1,26 @@
 //! Executing plans: the agent backend, the shared poller, the scheduler and each instance's
-//! life.
+//! life. `README.md` beside this file draws the instance lifecycle and its crash invariants.
 
 mod backend;
 mod cancel;
+mod crash;
+mod event;
+mod execution;
+#[cfg(test)]
+mod fake;
+mod follow_up;
+mod launch;
 mod pace;
 mod poller;
-mod run;
+mod schedule;
+mod wait;
 mod webhook;
 
 pub use backend::{
     AgentView, AnyBackend, Backend, LaunchSpec, Platform, Statuses, V0, V1, agent_name,
 };
 pub use cancel::{Cancelled, cancel_run};
-pub use poller::{PollConfig, Poller, Snapshot};
-pub use run::{ExecConfig, Execution, Halt, Progress, Reporter};
+pub use event::{InstanceEvent, Progress, RunEvent};
+pub use execution::{ExecConfig, Execution, Halt, Reporter};
+pub use poller::{PollConfig, Poller, StatusRead};
 pub use webhook::{Deliveries, MAX_BODY, WebhookListener};

@@ -22,7 +22,7 @@ const NEWS_GATHER: Duration = Duration::from_millis(50);
 
 /// A status as read, and when.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct StatusRead {
     /// What the API said (or that the agent is gone).
     pub agent: Result<AgentView, ApiError>,
     /// When it was read.
@@ -39,7 +39,7 @@ pub struct PollConfig {
 }
 
 struct Watched {
-    sender: watch::Sender<Option<Snapshot>>,
+    sender: watch::Sender<Option<StatusRead>>,
     /// When it was launched: a listing is read back to there.
     launched: SystemTime,
     /// When its current prompt was sent.
@@ -81,7 +81,7 @@ impl Poller {
         id: &AgentId,
         launched: SystemTime,
         prompt: SystemTime,
-    ) -> watch::Receiver<Option<Snapshot>> {
+    ) -> watch::Receiver<Option<StatusRead>> {
         let age = SystemTime::now().duration_since(prompt).unwrap_or_default();
         let prompt = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let mut watched = self.watched.lock().expect("not poisoned");
@@ -239,7 +239,7 @@ impl Poller {
                 None => {}
             }
             entry.read = Some(now);
-            entry.sender.send_replace(Some(Snapshot { agent, at }));
+            entry.sender.send_replace(Some(StatusRead { agent, at }));
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{Action, Instance, Plan};
+use super::{Action, Instance, Plan, RelaunchReason};
 
 /// What the state says of an instance, as far as the diff is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +49,21 @@ impl Plan {
                 .needs
                 .iter()
                 .any(|&n| self.instances[n].action == Action::Relaunch);
-            let action = match recorded.get(instance.key.as_str()) {
-                None => Action::Launch,
-                Some(r) if r.spec_hash != instance.spec_hash() || r.relaunch_requested => {
-                    Action::Relaunch
+            let (action, relaunch) = match recorded.get(instance.key.as_str()) {
+                None => (Action::Launch, None),
+                Some(r) if r.spec_hash != instance.spec_hash() => {
+                    (Action::Relaunch, Some(RelaunchReason::SpecChanged))
                 }
-                Some(r) if need_relaunched && (r.succeeded || r.ended) => Action::Relaunch,
-                Some(r) if r.succeeded || r.ended => Action::Keep,
-                Some(_) => Action::Continue,
+                Some(r) if r.relaunch_requested => {
+                    (Action::Relaunch, Some(RelaunchReason::RetryRequested))
+                }
+                Some(r) if need_relaunched && (r.succeeded || r.ended) => {
+                    (Action::Relaunch, Some(RelaunchReason::NeedRelaunched))
+                }
+                Some(r) if r.succeeded || r.ended => (Action::Keep, None),
+                Some(_) => (Action::Continue, None),
             };
+            self.instances[index].relaunch = relaunch;
             self.instances[index].action = action;
         }
     }
@@ -94,10 +100,16 @@ mod tests {
             .collect()
     }
 
-    fn actions(plan: &Plan) -> Vec<(String, &'static str)> {
+    fn actions(plan: &Plan) -> Vec<(String, String)> {
         plan.instances
             .iter()
-            .map(|i| (i.key.to_string(), i.action.as_str()))
+            .map(|i| {
+                let action = match i.relaunch {
+                    Some(reason) => format!("relaunch: {reason}"),
+                    None => i.action.as_str().to_owned(),
+                };
+                (i.key.to_string(), action)
+            })
             .collect()
     }
 
@@ -111,6 +123,10 @@ mod tests {
 
         let mut edited = pipeline("bump harder");
         edited.diff(&recorded);
+        assert_eq!(
+            edited.instances[0].relaunch,
+            Some(RelaunchReason::SpecChanged)
+        );
         assert!(
             edited
                 .instances
@@ -131,11 +147,14 @@ mod tests {
         assert_eq!(
             actions(&again),
             [
-                ("bump[a/x]".into(), "relaunch"),
-                ("bump[a/y]".into(), "keep"),
-                ("fix[a/x]".into(), "relaunch"),
-                ("fix[a/y]".into(), "keep"),
-                ("notes[a/docs]".into(), "relaunch"),
+                ("bump[a/x]".into(), "relaunch: retry requested".into()),
+                ("bump[a/y]".into(), "keep".into()),
+                ("fix[a/x]".into(), "relaunch: a need was relaunched".into()),
+                ("fix[a/y]".into(), "keep".into()),
+                (
+                    "notes[a/docs]".into(),
+                    "relaunch: a need was relaunched".into()
+                ),
             ]
         );
     }

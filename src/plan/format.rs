@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Action, AgentOptions, Instance, Plan, Target};
+use super::{Action, AgentOptions, Instance, Plan, RelaunchReason, Target};
 
 /// How `plan` prints a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -90,12 +90,19 @@ impl Plan {
             Action::Continue => '>',
             Action::Keep => '=',
         };
-        let _ = writeln!(
-            out,
-            "  {sign} {} ({})",
-            instance.key,
-            instance.action.as_str()
-        );
+        match instance.relaunch {
+            Some(reason) => {
+                let _ = writeln!(out, "  {sign} {} (relaunch: {reason})", instance.key);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {sign} {} ({})",
+                    instance.key,
+                    instance.action.as_str()
+                );
+            }
+        }
         let repo = match (&instance.repo, &instance.discover) {
             (Some(repo), _) => repo.to_string(),
             (None, Some(d)) => format!(
@@ -168,7 +175,7 @@ impl Plan {
             let _ = writeln!(
                 out,
                 "      needs:   {shown} (if {})",
-                condition_name(instance)
+                instance.condition.as_str()
             );
         }
         let _ = writeln!(out, "      prompt:");
@@ -230,11 +237,12 @@ impl Plan {
                         .iter()
                         .map(|&n| self.instances[n].key.as_str())
                         .collect(),
-                    condition: condition_name(i),
+                    condition: i.condition.as_str(),
                     timeout_seconds: i.timeout.map(|t| t.as_secs()),
                     retries: i.retries,
                     wave: i.wave,
                     action: i.action,
+                    relaunch: i.relaunch,
                 })
                 .collect(),
             waves: self
@@ -290,14 +298,6 @@ impl Plan {
     }
 }
 
-fn condition_name(instance: &Instance) -> &'static str {
-    match instance.condition {
-        crate::spec::Condition::AllSucceeded => "all_succeeded",
-        crate::spec::Condition::AnySucceeded => "any_succeeded",
-        crate::spec::Condition::Always => "always",
-    }
-}
-
 /// A Graphviz string literal of `lines`, one per line of the label.
 fn quote(lines: &[&str]) -> String {
     let escaped: Vec<String> = lines
@@ -344,6 +344,8 @@ struct JsonInstance<'a> {
     retries: u32,
     wave: usize,
     action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relaunch: Option<RelaunchReason>,
 }
 
 #[derive(Serialize)]

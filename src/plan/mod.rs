@@ -55,6 +55,29 @@ impl Action {
     }
 }
 
+/// Why an instance that ran before is launched again; decided by the diff, shown by `plan`,
+/// logged by `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelaunchReason {
+    /// Its prompt, repository, branch, model or follow-ups changed.
+    SpecChanged,
+    /// `retry --failed` asked for it.
+    RetryRequested,
+    /// One of its needs is launched again, so its inputs will change.
+    NeedRelaunched,
+}
+
+impl std::fmt::Display for RelaunchReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelaunchReason::SpecChanged => "its spec changed",
+            RelaunchReason::RetryRequested => "retry requested",
+            RelaunchReason::NeedRelaunched => "a need was relaunched",
+        })
+    }
+}
+
 /// Pull request settings sent with a launch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Target {
@@ -160,6 +183,8 @@ pub struct Instance {
     pub wave: usize,
     /// What `apply` will do.
     pub action: Action,
+    /// Why, when it relaunches.
+    pub relaunch: Option<RelaunchReason>,
 }
 
 impl Instance {
@@ -464,6 +489,7 @@ impl Plan {
                     canaries: Vec::new(),
                     wave: 0,
                     action: Action::Launch,
+                    relaunch: None,
                 });
             }
             by_task.push(indexes);

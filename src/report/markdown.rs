@@ -34,16 +34,11 @@ fn cell(text: &str) -> String {
 pub fn render(report: &Report) -> String {
     let run = &report.run;
     let mut out = format!("## orchestrate: `{}` {}\n\n", run.id, run.state.as_str());
-    let counts: Vec<String> = report
-        .counts()
-        .iter()
-        .map(|(s, n)| format!("{n} {}", s.as_str()))
-        .collect();
     let _ = writeln!(
         out,
         "{} instances: {}. Started {}.\n",
         report.instances.len(),
-        counts.join(", "),
+        report.counts(),
         run.started_at.rfc3339()
     );
     out.push_str(

@@ -4,12 +4,12 @@
 mod github;
 mod junit;
 mod markdown;
-
-use serde_json::json;
+mod view;
 
 pub use github::{GithubActions, write_github_outputs};
+pub use view::{InstanceView, ListedRun, RunView};
 
-use crate::state::{InstanceRecord, InstanceState, RunRecord, Timestamp};
+use crate::state::{Counts, InstanceRecord, RunRecord};
 
 /// How `report` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,26 +36,14 @@ impl Report {
     pub fn render(&self, format: ReportFormat) -> String {
         match format {
             ReportFormat::Markdown => markdown::render(self),
-            ReportFormat::Json => format!(
-                "{}\n",
-                serde_json::to_string_pretty(&self.json()).expect("plain JSON")
-            ),
+            ReportFormat::Json => RunView::new(&self.run, &self.instances).to_json(),
             ReportFormat::Junit => junit::render(self),
         }
     }
 
-    /// Instances per state, in the order of [`InstanceState::ALL`].
-    pub fn counts(&self) -> Vec<(InstanceState, usize)> {
-        InstanceState::ALL
-            .iter()
-            .map(|&state| {
-                (
-                    state,
-                    self.instances.iter().filter(|i| i.state == state).count(),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect()
+    /// Instances per state.
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.instances)
     }
 
     /// The pull requests opened, in instance order.
@@ -64,40 +52,6 @@ impl Report {
             .iter()
             .filter_map(|i| i.pr_url.as_deref())
             .collect()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let counts: serde_json::Map<String, serde_json::Value> = self
-            .counts()
-            .into_iter()
-            .map(|(s, n)| (s.as_str().to_owned(), n.into()))
-            .collect();
-        json!({
-            "run": self.run.id,
-            "workflow": self.run.workflow,
-            "api": self.run.api.as_str(),
-            "key": self.run.key,
-            "state": self.run.state.as_str(),
-            "started_at": self.run.started_at.rfc3339(),
-            "finished_at": self.run.finished_at.map(Timestamp::rfc3339),
-            "counts": counts,
-            "instances": self.instances.iter().map(|i| json!({
-                "key": i.key,
-                "task": i.task,
-                "repo": i.repository,
-                "state": i.state.as_str(),
-                "agent_id": i.agent_id,
-                "branch": i.branch,
-                "pr_url": i.pr_url,
-                "summary": i.summary,
-                "error": i.error,
-                "attempts": i.attempt,
-                "duration_seconds": i.elapsed().map(|d| d.as_secs()),
-                "run_duration_ms": i.duration_ms,
-                "tokens": i.tokens,
-                "branches": i.branches,
-            })).collect::<Vec<_>>(),
-        })
     }
 }
 

@@ -48,9 +48,24 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// The word a workflow writes for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::AllSucceeded => "all_succeeded",
+            Condition::AnySucceeded => "any_succeeded",
+            Condition::Always => "always",
+        }
+    }
+
     #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
     fn is_default(&self) -> bool {
         *self == Condition::AllSucceeded
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -9,8 +9,8 @@ mod store;
 pub use handle::StoreHandle;
 pub use live::{Snapshot, read_snapshot, remove_snapshot, write_snapshot};
 pub use record::{
-    Attempt, BranchOutput, Event, FollowUpIntent, InstanceRecord, InstanceState, LaunchIntent,
-    LearnedLimit, RECORD_VERSION, RepositoryCache, RunRecord, RunState, Timestamp,
+    Attempt, BranchOutput, Counts, Event, FollowUpIntent, InstanceRecord, InstanceState,
+    LaunchIntent, LearnedLimit, RECORD_VERSION, RepositoryCache, RunRecord, RunState, Timestamp,
 };
 pub use secrets::webhook_secret;
 /// A run id made safe as a file name (`sweep/2026-11-22` -> `sweep_2026-11-22`).

@@ -112,6 +112,7 @@ fn legacy_api() -> crate::spec::Api {
 /// Where an instance is (DESIGN.md section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(usize)] // indexes `Counts`, in the order of `ALL`
 pub enum InstanceState {
     /// Waiting for its needs or a free slot.
     Pending,
@@ -370,6 +371,145 @@ impl InstanceRecord {
             tokens: None,
         }
     }
+
+    /// Starts the attempt `intent` describes: what the previous agent reported is dropped, and
+    /// the instance is launching until the call answers. The caller flushes it before the call.
+    pub fn begin_attempt(&mut self, intent: LaunchIntent) {
+        debug_assert_eq!(
+            intent.attempt,
+            self.attempt + 1,
+            "attempts are numbered in turn"
+        );
+        self.attempt = intent.attempt;
+        self.tries += 1;
+        self.branch.clone_from(&intent.branch);
+        self.launch = Some(intent);
+        self.state = InstanceState::Launching;
+        self.agent_id = None;
+        (self.status, self.summary, self.pr_url, self.url) = (None, None, None, None);
+        (self.follow_ups_done, self.follow_ups_sent) = (0, 0);
+        (self.follow_up, self.follow_up_sent_at) = (None, None);
+        self.started_at = None;
+        (self.duration_ms, self.tokens) = (None, None);
+        self.branches.clear();
+    }
+
+    /// The current attempt's agent is known: it works on the prompt.
+    pub fn running(&mut self, agent: &str, status: String, url: Option<String>) {
+        self.agent_id = Some(agent.to_owned());
+        self.status = Some(status);
+        self.url = url;
+        self.state = InstanceState::Running;
+        self.started_at = Some(Timestamp::now());
+    }
+
+    /// Closes the current attempt in the history with `outcome` (`succeeded`, or why not).
+    pub fn end_attempt(&mut self, outcome: impl Into<String>) {
+        self.attempts.push(Attempt {
+            number: self.attempt,
+            agent_id: self.agent_id.clone(),
+            outcome: outcome.into(),
+            at: Timestamp::now(),
+        });
+    }
+
+    /// Settles the instance in `state` now.
+    pub fn settle(&mut self, state: InstanceState) {
+        debug_assert!(state.is_settled(), "{state:?} is not a settled state");
+        self.state = state;
+        self.finished_at = Some(Timestamp::now());
+    }
+
+    /// Settles the instance in `state` (failed, timed out) with `why` as its error.
+    pub fn fail(&mut self, state: InstanceState, why: &str) {
+        self.error = Some(why.to_owned());
+        self.settle(state);
+    }
+}
+
+/// How many instances are in each state, counted once for every view that shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts([usize; InstanceState::ALL.len()]);
+
+impl Counts {
+    /// The counts of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a InstanceRecord>) -> Self {
+        let mut counts = Self::default();
+        for record in records {
+            counts.add(record.state);
+        }
+        counts
+    }
+
+    /// One more instance in `state`.
+    pub fn add(&mut self, state: InstanceState) {
+        self.0[state as usize] += 1;
+    }
+
+    /// An instance moved from `from` to `to`.
+    pub fn moved(&mut self, from: InstanceState, to: InstanceState) {
+        self.0[from as usize] = self.0[from as usize].saturating_sub(1);
+        self.0[to as usize] += 1;
+    }
+
+    /// Instances in `state`.
+    pub fn get(&self, state: InstanceState) -> usize {
+        self.0[state as usize]
+    }
+
+    /// Instances in all.
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+
+    /// Instances that will not change again in this run.
+    pub fn settled(&self) -> usize {
+        self.matching(InstanceState::is_settled)
+    }
+
+    /// Instances whose agent may be working.
+    pub fn live(&self) -> usize {
+        self.matching(InstanceState::has_live_agent)
+    }
+
+    fn matching(&self, which: fn(InstanceState) -> bool) -> usize {
+        InstanceState::ALL
+            .into_iter()
+            .filter(|s| which(*s))
+            .map(|s| self.get(s))
+            .sum()
+    }
+
+    /// The non-zero counts with their state, in lifecycle order.
+    pub fn nonzero(&self) -> impl Iterator<Item = (InstanceState, usize)> + '_ {
+        InstanceState::ALL
+            .into_iter()
+            .map(|s| (s, self.get(s)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// `{"running": 3, "succeeded": 2}`: the non-zero counts by state word.
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        for (state, n) in self.nonzero() {
+            map.serialize_entry(state.as_str(), &n)?;
+        }
+        map.end()
+    }
+}
+
+/// `3 running, 1 pending, 2 succeeded`.
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .nonzero()
+            .map(|(state, n)| format!("{n} {}", state.as_str()))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// One line of a run's append-only log.
@@ -445,6 +585,65 @@ pub struct RepositoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn intent(attempt: u32) -> LaunchIntent {
+        LaunchIntent {
+            attempt,
+            at: Timestamp(1),
+            repository: "https://github.com/acme/api".into(),
+            branch: format!("b-{attempt}"),
+            agent_id: None,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_new_attempt_forgets_what_the_last_agent_reported_but_not_the_history() {
+        let mut record = InstanceRecord::pending("t[acme/api]", "t", "r", "b", "h");
+        record.begin_attempt(intent(1));
+        record.running(
+            "bc-1",
+            "FINISHED".into(),
+            Some("https://cursor.com/a".into()),
+        );
+        (record.summary, record.pr_url, record.follow_ups_done) =
+            (Some("s".into()), Some("p".into()), 2);
+        record.end_attempt("the agent ended in ERROR");
+        record.begin_attempt(intent(2));
+        assert_eq!(
+            (record.attempt, record.tries, record.branch.as_str()),
+            (2, 2, "b-2")
+        );
+        assert_eq!(record.state, InstanceState::Launching);
+        assert_eq!(
+            (
+                record.agent_id.as_ref(),
+                record.summary.as_ref(),
+                record.pr_url.as_ref()
+            ),
+            (None, None, None)
+        );
+        assert_eq!(record.follow_ups_done, 0);
+        assert_eq!(record.attempts.len(), 1);
+        assert_eq!(record.attempts[0].agent_id.as_deref(), Some("bc-1"));
+    }
+
+    #[test]
+    fn counts_follow_moves_and_say_only_what_is_there() {
+        for (i, state) in InstanceState::ALL.into_iter().enumerate() {
+            assert_eq!(state as usize, i, "ALL is in declaration order");
+        }
+        let mut records = vec![InstanceRecord::pending("a", "t", "r", "b", "h"); 3];
+        records[0].state = InstanceState::Running;
+        records[1].fail(InstanceState::Failed, "why");
+        let mut counts = Counts::of(&records);
+        assert_eq!(counts.to_string(), "1 pending, 1 running, 1 failed");
+        assert_eq!((counts.total(), counts.settled(), counts.live()), (3, 1, 1));
+        counts.moved(InstanceState::Running, InstanceState::Succeeded);
+        assert_eq!(counts.to_string(), "1 pending, 1 succeeded, 1 failed");
+        assert_eq!(records[1].error.as_deref(), Some("why"));
+        assert!(records[1].finished_at.is_some());
+    }
 
     #[test]
     fn a_learned_limit_is_believed_for_its_api_for_a_day() {

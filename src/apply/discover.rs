@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::Output;
+use super::ApplyError;
 use crate::cursor::Client;
 use crate::spec::{ApiVersion, Fleet, HumanDuration, RepoUrl, Workflow};
 use crate::state::{RepositoryCache, Store, StoreHandle, Timestamp, Write};
@@ -18,20 +18,17 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// is younger than the fleet's `max_age` (or always with `refresh` false and a failing API);
 /// a fetch keeps the endpoint's quotas across processes through the store.
 pub async fn resolve(
-    out: &Output,
+    say: &(dyn Fn(&str) + Sync),
     workflow: &Workflow,
     store: &StoreHandle,
     client: &Client,
     refresh: bool,
-) -> Result<HashMap<String, Vec<RepoUrl>>, String> {
+) -> Result<HashMap<String, Vec<RepoUrl>>, ApplyError> {
     let fleets = discover_fleets(workflow);
     if fleets.is_empty() {
         return Ok(HashMap::new());
     }
-    let cache = store
-        .read(Store::repositories)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cache = store.read(Store::repositories).await?;
     let youngest_needed = fleets
         .iter()
         .map(|(_, d)| d.max_age.map_or(DEFAULT_MAX_AGE, HumanDuration::get))
@@ -45,7 +42,7 @@ pub async fn resolve(
     } else {
         if let Some(next) = client.quotas().next_repositories_call() {
             if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
-                out.status(&format!(
+                say(&format!(
                     "waiting {} for the repositories quota (1 call per minute, 30 per hour)",
                     humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
                 ));
@@ -95,18 +92,20 @@ pub async fn resolve(
                 if let Some(at) = client.quotas().last_repositories_call() {
                     writes.push(Write::LastRepositoriesCall(at.into()));
                 }
-                store.write(writes).await.map_err(|e| e.to_string())?;
+                store.write(writes).await?;
                 list
             }
             Err(error) => match cache {
                 Some(cache) => {
-                    out.status(&format!(
+                    say(&format!(
                         "warning: cannot list repositories ({error}); using the cached list from {} ago",
-                        humantime::format_duration(Duration::from_secs(cache.fetched_at.elapsed().as_secs()))
+                        humantime::format_duration(Duration::from_secs(
+                            cache.fetched_at.elapsed().as_secs()
+                        ))
                     ));
                     cache
                 }
-                None => return Err(format!("cannot resolve discover fleets: {error}")),
+                None => return Err(ApplyError::Discover(error)),
             },
         }
     };

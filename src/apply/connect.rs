@@ -1,0 +1,55 @@
+//! The client an apply talks through: to the API the environment names, or to a simulator
+//! started in process.
+
+use super::ApplyError;
+use crate::cursor::{ApiKey, AuthScheme, Client, ClientConfig};
+use crate::sim::{SimConfig, Simulator};
+use crate::spec::Api;
+use crate::state::{Store, StoreHandle, Timestamp};
+
+/// How fast the in-process simulator's agents work.
+pub const SIMULATED_SPEED: f64 = 60.0;
+
+/// The client for `api`, and the simulator behind it when `simulate`. A real client starts
+/// from what the store remembers of the API's quotas: the last repositories call, the
+/// limit the server named.
+pub async fn connect(
+    api: &Api,
+    simulate: bool,
+    store: &StoreHandle,
+) -> Result<(Client, Option<Simulator>), ApplyError> {
+    if simulate {
+        let config = SimConfig {
+            speed: SIMULATED_SPEED,
+            ..SimConfig::default()
+        };
+        let key = config.api_key.clone();
+        let simulator = Simulator::start(config, "127.0.0.1:0".parse().expect("an address"))
+            .await
+            .map_err(ApplyError::Simulator)?;
+        let mut config =
+            ClientConfig::new(&simulator.url(), ApiKey::new(key)).expect("a valid URL");
+        if let Api::Platform(_) = api {
+            config.auth = AuthScheme::Bearer;
+        }
+        return Ok((Client::new(config)?, Some(simulator)));
+    }
+    let config = match api {
+        Api::Cursor(_) => ClientConfig::from_env(),
+        Api::Platform(platform) => ClientConfig::platform_from_env(&platform.url),
+    }?;
+    let last_call = store
+        .read(Store::last_repositories_call)
+        .await
+        .ok()
+        .flatten()
+        .map(Timestamp::time);
+    let client = Client::resuming(config, last_call)?;
+    let learned = store.read(Store::learned_limit).await.ok().flatten();
+    if let Some(limit) =
+        learned.and_then(|l| l.for_api(client.base_url().as_str(), Timestamp::now()))
+    {
+        client.quotas().remember_limit(limit);
+    }
+    Ok((client, None))
+}

@@ -1,0 +1,202 @@
+//! Waiting: from the status reads of an attempt's agent to how it ended.
+
+use std::time::{Duration, SystemTime};
+
+use super::backend::AgentView;
+use super::poller::StatusRead;
+use crate::cursor::{AgentStatus, ApiError};
+
+/// Consecutive reads of the same unknown status after which it counts as the end (DESIGN.md:
+/// an unknown status is not terminal until it stops changing).
+pub(super) const UNKNOWN_STATUS_READS: u32 = 10;
+
+/// How an attempt's agent ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Ending {
+    /// It finished its prompt (or follow-up).
+    Finished(AgentView),
+    /// It ended badly, for this reason.
+    Failed(String),
+    /// It ran past the task's timeout.
+    TimedOut,
+    /// The API no longer has it.
+    Deleted,
+}
+
+/// What the reads of one agent have shown so far, and so whether the next one ends the wait.
+#[derive(Debug)]
+pub(super) struct Watching {
+    /// When the last follow-up was accepted: reads from before it say nothing of it.
+    follow_up_sent: Option<SystemTime>,
+    /// After a follow-up, a FINISHED read this long after it counts even if RUNNING was
+    /// never seen (the agent may have been quicker than the reads).
+    grace: Duration,
+    seen_working: bool,
+    /// The unknown status last read, and how many reads in a row said it.
+    unknown: Option<(String, u32)>,
+}
+
+impl Watching {
+    /// A wait on an agent, after a follow-up accepted at `follow_up_sent` if any.
+    pub(super) fn new(follow_up_sent: Option<SystemTime>, grace: Duration) -> Self {
+        Self {
+            follow_up_sent,
+            grace,
+            seen_working: false,
+            unknown: None,
+        }
+    }
+
+    /// The ending `snapshot` shows, if it shows one.
+    pub(super) fn observe(&mut self, snapshot: &StatusRead) -> Option<Ending> {
+        let agent = match &snapshot.agent {
+            Ok(agent) => agent,
+            Err(ApiError::NotFound { .. }) => return Some(Ending::Deleted),
+            // A failed read says nothing; the poller reads again.
+            Err(_) => return None,
+        };
+        if let Some(sent) = self.follow_up_sent {
+            if snapshot.at <= sent {
+                return None;
+            }
+            let fresh = snapshot.at.duration_since(sent).unwrap_or_default() >= self.grace;
+            if !agent.status.is_terminal() {
+                self.seen_working = true;
+            } else if !self.seen_working && !fresh {
+                return None;
+            }
+        }
+        let failed = |why: &str| Some(Ending::Failed(why.to_owned()));
+        match &agent.status {
+            AgentStatus::Finished => Some(Ending::Finished(agent.clone())),
+            AgentStatus::Error => failed("the agent ended in ERROR"),
+            AgentStatus::Expired => failed("the agent EXPIRED"),
+            AgentStatus::Cancelled => failed("the agent's run was CANCELLED"),
+            AgentStatus::Unknown(status) => self.unknown_status(agent, status),
+            _ => {
+                self.unknown = None;
+                None
+            }
+        }
+    }
+
+    /// An unknown status is not terminal as far as we know, until it stops changing.
+    fn unknown_status(&mut self, agent: &AgentView, status: &str) -> Option<Ending> {
+        let reads = match &self.unknown {
+            Some((last, n)) if last == status => n + 1,
+            _ => 1,
+        };
+        if reads == 1 {
+            tracing::warn!(agent = %agent.id, %status, "the API reports a status orchestrate does not know");
+        }
+        if reads >= UNKNOWN_STATUS_READS {
+            return Some(Ending::Failed(format!(
+                "the agent reports `{status}`, a status orchestrate does not know, and it stopped changing"
+            )));
+        }
+        self.unknown = Some((status.to_owned(), reads));
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cursor::AgentId;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    fn read(status: AgentStatus, at: SystemTime) -> StatusRead {
+        StatusRead {
+            agent: Ok(AgentView {
+                id: AgentId("bc-1".into()),
+                status,
+                branch: None,
+                pr_url: None,
+                summary: None,
+                url: None,
+                duration: None,
+                branches: Vec::new(),
+            }),
+            at,
+        }
+    }
+
+    fn ended(ending: Option<Ending>) -> Option<String> {
+        ending.map(|e| match e {
+            Ending::Finished(_) => "finished".to_owned(),
+            Ending::Failed(why) => why,
+            Ending::TimedOut => "timed out".to_owned(),
+            Ending::Deleted => "deleted".to_owned(),
+        })
+    }
+
+    #[test]
+    fn terminal_statuses_end_the_wait_and_working_ones_do_not() {
+        let now = SystemTime::now();
+        let mut watching = Watching::new(None, GRACE);
+        assert_eq!(watching.observe(&read(AgentStatus::Running, now)), None);
+        assert_eq!(
+            ended(watching.observe(&read(AgentStatus::Finished, now))).as_deref(),
+            Some("finished")
+        );
+        assert_eq!(
+            ended(watching.observe(&read(AgentStatus::Expired, now))).as_deref(),
+            Some("the agent EXPIRED")
+        );
+        let gone = StatusRead {
+            agent: Err(ApiError::NotFound {
+                message: "no such agent".into(),
+            }),
+            at: now,
+        };
+        assert_eq!(ended(watching.observe(&gone)).as_deref(), Some("deleted"));
+    }
+
+    #[test]
+    fn an_unknown_status_ends_the_wait_only_once_it_stops_changing() {
+        let now = SystemTime::now();
+        let mut watching = Watching::new(None, GRACE);
+        let unknown = |s: &str| read(AgentStatus::Unknown(s.into()), now);
+        for _ in 1..UNKNOWN_STATUS_READS {
+            assert_eq!(watching.observe(&unknown("PAUSED")), None);
+        }
+        // A different one starts the count again.
+        assert_eq!(watching.observe(&unknown("THINKING")), None);
+        for _ in 2..UNKNOWN_STATUS_READS {
+            assert_eq!(watching.observe(&unknown("THINKING")), None);
+        }
+        let last = ended(watching.observe(&unknown("THINKING"))).unwrap();
+        assert!(
+            last.contains("`THINKING`, a status orchestrate does not know"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn after_a_follow_up_an_old_finished_read_is_not_its_end() {
+        let sent = SystemTime::now();
+        let mut watching = Watching::new(Some(sent), GRACE);
+        // Read before the follow-up was accepted: about the prompt before it.
+        let before = read(AgentStatus::Finished, sent - Duration::from_secs(1));
+        assert_eq!(watching.observe(&before), None);
+        // FINISHED soon after, RUNNING never seen: maybe still the old status.
+        let soon = read(AgentStatus::Finished, sent + Duration::from_secs(1));
+        assert_eq!(watching.observe(&soon), None);
+        // Past the grace it counts.
+        let late = read(AgentStatus::Finished, sent + GRACE);
+        assert_eq!(ended(watching.observe(&late)).as_deref(), Some("finished"));
+    }
+
+    #[test]
+    fn after_a_follow_up_finished_counts_at_once_once_it_was_seen_working() {
+        let sent = SystemTime::now();
+        let mut watching = Watching::new(Some(sent), GRACE);
+        let at = |s| sent + Duration::from_secs(s);
+        assert_eq!(watching.observe(&read(AgentStatus::Running, at(1))), None);
+        assert_eq!(
+            ended(watching.observe(&read(AgentStatus::Finished, at(2)))).as_deref(),
+            Some("finished")
+        );
+    }
+}
