@@ -59,14 +59,17 @@ impl Error {
     /// The process exit code this error means (DESIGN.md section 1).
     pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Load(_) | Error::Invalid(_) | Error::State(_) | Error::Usage(_) => Exit::Invalid,
+            Error::Apply(error) if error.is_api_unusable() => Exit::ApiUnusable,
+            Error::Load(_)
+            | Error::Invalid(_)
+            | Error::State(_)
+            | Error::Usage(_)
+            | Error::Apply(_) => Exit::Invalid,
             Error::Api(error) | Error::ApiCall { error, .. } => match error {
                 ApiError::NotFound { .. } | ApiError::BadRequest { .. } => Exit::Invalid,
                 ApiError::Conflict { .. } => Exit::TaskFailed,
                 _ => Exit::ApiUnusable,
             },
-            Error::Apply(error) if error.is_api_unusable() => Exit::ApiUnusable,
-            Error::Apply(_) => Exit::Invalid,
             Error::Config(_) | Error::Unusable(_) => Exit::ApiUnusable,
             Error::Hinted { error, .. } => error.exit_code(),
             Error::Many(errors) => errors
