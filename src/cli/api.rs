@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Error, Exit, Output};
-use crate::cursor::model::v1::{self, RunId};
+use crate::cursor::model::v1::{self, AgentRunId};
 use crate::cursor::model::{Agent, AgentId};
 use crate::cursor::{ApiError, Client, ClientConfig, ConfigError, MAX_PAGE};
 use crate::spec::ApiVersion;
@@ -516,7 +516,10 @@ fn agent_details_v1(agent: &v1::Agent, latest: Option<&v1::Run>) -> String {
         field("ref:", repo.and_then(|r| r.starting_ref.as_deref())),
         field(
             "run:",
-            agent.latest_run_id.as_ref().map(|r: &RunId| r.0.as_str()),
+            agent
+                .latest_run_id
+                .as_ref()
+                .map(|r: &AgentRunId| r.0.as_str()),
         ),
         field("run is:", status.as_deref()),
         field("branch:", branch.and_then(|b| b.branch.as_deref())),

@@ -6,8 +6,8 @@ use reqwest::Method;
 use super::client::{Call, segment};
 use super::model::v1::RunEvent;
 use super::model::v1::{
-    Agent, Artifact, CreateAgentRequest, CreateRunRequest, Created, Download, ModelItem, Page,
-    RepositoryItem, Run, RunId, RunResponse, Usage,
+    Agent, AgentRunId, Artifact, CreateAgentRequest, CreateRunRequest, Created, Download,
+    ModelItem, Page, RepositoryItem, Run, RunResponse, Usage,
 };
 use super::model::{AgentId, Me, Prompt};
 use super::sse::RawEvents;
@@ -123,7 +123,7 @@ impl Client {
     }
 
     /// `GET /v1/agents/{id}/runs/{runId}`: the bare run, with its result once ended.
-    pub async fn v1_run(&self, id: &AgentId, run: &RunId) -> Result<Run, ApiError> {
+    pub async fn v1_run(&self, id: &AgentId, run: &AgentRunId) -> Result<Run, ApiError> {
         let path = format!("v1/agents/{}/runs/{}", segment(&id.0), segment(&run.0));
         self.get(&path, &[], CallKind::Read).await
     }
@@ -134,7 +134,7 @@ impl Client {
     pub async fn v1_stream(
         &self,
         id: &AgentId,
-        run: &RunId,
+        run: &AgentRunId,
         last_event_id: Option<&str>,
     ) -> Result<RunEvents, ApiError> {
         let path = format!(
@@ -150,13 +150,17 @@ impl Client {
     }
 
     /// `POST /v1/agents/{id}/runs/{runId}/cancel`: answers the run's id only.
-    pub async fn v1_cancel_run(&self, id: &AgentId, run: &RunId) -> Result<RunId, ApiError> {
+    pub async fn v1_cancel_run(
+        &self,
+        id: &AgentId,
+        run: &AgentRunId,
+    ) -> Result<AgentRunId, ApiError> {
         let path = format!(
             "v1/agents/{}/runs/{}/cancel",
             segment(&id.0),
             segment(&run.0)
         );
-        let answer: Id<RunId> = self.post_empty(&path).await?;
+        let answer: Id<AgentRunId> = self.post_empty(&path).await?;
         Ok(answer.id)
     }
 

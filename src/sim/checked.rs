@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::routes::{Shared, lock};
+use super::http::{Shared, lock};
 use crate::contract::{self, AuthScheme, Contract, Violation};
 
 /// Bodies larger than this are not the API's (its largest request is a prompt with images).
@@ -24,7 +24,7 @@ pub(super) async fn check(State(state): State<Shared>, request: Request, next: N
     let method = request.method().as_str().to_owned();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return super::routes::dropped_connection();
+        return super::http::dropped_connection();
     };
     let header = |name: header::HeaderName| {
         parts
@@ -68,7 +68,7 @@ pub(super) async fn check(State(state): State<Shared>, request: Request, next: N
     let (parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         // An injected dropped connection: nothing was answered to check.
-        return super::routes::dropped_connection();
+        return super::http::dropped_connection();
     };
     let found = contract.check_response(
         &method,

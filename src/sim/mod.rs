@@ -9,10 +9,11 @@
 
 mod checked;
 mod faults;
-mod routes;
-mod routes_platform;
-mod routes_v1;
-mod state;
+mod http;
+mod model;
+mod platform;
+mod v0;
+mod v1;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Faults, FaultsError};
-pub use state::{Launch, Stats};
+pub use model::{Launch, Stats};
 pub use webhooks::signature;
 
 use crate::contract::{Contract, Violation};
@@ -132,7 +133,7 @@ impl Default for SimConfig {
 /// A running simulator.
 pub struct Simulator {
     addr: SocketAddr,
-    state: routes::Shared,
+    state: http::Shared,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -151,13 +152,13 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let prefix = config.path_prefix.trim_end_matches('/').to_owned();
-        let sim_state = state::SimState::new(config);
+        let sim_state = model::SimState::new(config);
         let stop = sim_state.shutdown.clone();
         let state = Arc::new(Mutex::new(sim_state));
         tokio::spawn(webhooks::deliver(state.clone(), stop.clone()));
         let app = match prefix.as_str() {
-            "" => routes::router(state.clone()),
-            prefix => axum::Router::new().nest(prefix, routes::router(state.clone())),
+            "" => http::router(state.clone()),
+            prefix => axum::Router::new().nest(prefix, http::router(state.clone())),
         };
         let shutdown = stop.clone();
         let server = tokio::spawn(async move {

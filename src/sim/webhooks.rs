@@ -7,7 +7,7 @@ use rand::Rng;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use super::routes::Shared;
+use super::http::Shared;
 use crate::cursor::model::{Agent, StatusChange, Webhook};
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`, as in `X-Webhook-Signature`.

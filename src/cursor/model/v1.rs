@@ -16,9 +16,9 @@ use super::{AgentId, AgentStatus, Prompt, Secret};
 /// A run id, like `run-<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct RunId(pub String);
+pub struct AgentRunId(pub String);
 
-impl fmt::Display for RunId {
+impl fmt::Display for AgentRunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -45,7 +45,7 @@ pub struct Agent {
     pub repos: Vec<RepoSpec>,
     /// Its newest run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_run_id: Option<RunId>,
+    pub latest_run_id: Option<AgentRunId>,
     /// Its page in Cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -80,7 +80,7 @@ impl Agent {
 #[serde(rename_all = "camelCase")]
 pub struct Run {
     /// `run-<uuid>`.
-    pub id: RunId,
+    pub id: AgentRunId,
     /// Its agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<AgentId>,
@@ -105,7 +105,7 @@ pub struct Run {
 
 impl Run {
     /// A run known only by its id, not yet read.
-    pub fn of(id: RunId) -> Self {
+    pub fn of(id: AgentRunId) -> Self {
         Self {
             id,
             agent_id: None,
@@ -365,7 +365,7 @@ pub struct Tokens {
 #[serde(rename_all = "camelCase")]
 pub struct RunUsage {
     /// The run.
-    pub id: RunId,
+    pub id: AgentRunId,
     /// Its tokens.
     pub usage: Tokens,
 }

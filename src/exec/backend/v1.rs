@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 
 use super::{AgentView, Backend, CLOCK_SLACK, LaunchSpec, Statuses};
 use crate::cursor::model::v1::{
-    Agent, CreateAgentRequest, ModelParam, ModelSpec, RepoSpec, Run, RunEvent, RunId, RunResult,
+    Agent, AgentRunId, CreateAgentRequest, ModelParam, ModelSpec, RepoSpec, Run, RunEvent,
+    RunResult,
 };
 use crate::cursor::model::{AgentStatus, Prompt, Secret};
 use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
@@ -96,7 +97,7 @@ enum Retry {
 #[derive(Debug, Default)]
 struct Known {
     /// The run the executor waits on.
-    run: Option<RunId>,
+    run: Option<AgentRunId>,
     /// What that run's stream told.
     told: Arc<Mutex<Told>>,
     /// The reader of that stream, while one runs.
@@ -144,7 +145,7 @@ impl V1 {
     }
 
     /// Follows `run` of `id` from now on (a launch, a follow-up, or a resume).
-    fn follow(&self, id: &AgentId, run: RunId) {
+    fn follow(&self, id: &AgentId, run: AgentRunId) {
         let mut known = self.known();
         let entry = known.entry(id.clone()).or_default();
         if entry.run.as_ref() != Some(&run) {
@@ -189,7 +190,7 @@ impl V1 {
     }
 
     /// The run the executor waits on: the one followed, else the agent's latest.
-    async fn current_run(&self, id: &AgentId) -> Result<RunId, ApiError> {
+    async fn current_run(&self, id: &AgentId) -> Result<AgentRunId, ApiError> {
         if let Some(run) = self.known().get(id).and_then(|k| k.run.clone()) {
             return Ok(run);
         }
@@ -200,7 +201,7 @@ impl V1 {
     }
 
     /// Reads `run` of `agent`; an ended run's view is kept for good.
-    async fn read(&self, id: &AgentId, run: &RunId) -> Result<AgentView, ApiError> {
+    async fn read(&self, id: &AgentId, run: &AgentRunId) -> Result<AgentView, ApiError> {
         let read = self.client.v1_run(id, run).await?;
         let mut known = self.known();
         let entry = known.entry(id.clone()).or_default();
@@ -296,7 +297,7 @@ impl V1 {
 async fn read_stream(
     client: Client,
     id: AgentId,
-    run: RunId,
+    run: AgentRunId,
     told: Arc<Mutex<Told>>,
     news: Arc<Notify>,
 ) {
@@ -347,7 +348,7 @@ async fn read_stream(
     }
 }
 
-fn latest_run(agent: &Agent) -> Result<RunId, ApiError> {
+fn latest_run(agent: &Agent) -> Result<AgentRunId, ApiError> {
     agent.latest_run_id.clone().ok_or_else(|| ApiError::Decode {
         message: format!("agent {} has no latestRunId", agent.id),
     })

@@ -1,28 +1,26 @@
-//! The simulator's HTTP API: the gate every request passes (auth, quotas, faults), the v0
-//! endpoints, and `/__sim/*` for tests. v1's endpoints are in `routes_v1.rs`.
+//! The simulator's HTTP surface: the gate every request passes (auth, quotas, faults), what
+//! every API's handlers share, and `/__sim/*` for tests. Each API's endpoints are in its own
+//! folder (`v0/`, `v1/`, `platform/`).
 
+use crate::sim::model::Stats;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use rand::Rng;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::state::{Refusal, SimState};
-use crate::cursor::model::{
-    AgentId, AgentPage, Conversation, FollowUpRequest, IdResponse, LaunchRequest, Me, Models,
-    Repositories,
-};
-use crate::spec::RepoUrl;
+use super::model::{Refusal, SimState};
 
 /// The shared state handlers see.
 pub type Shared = Arc<Mutex<SimState>>;
@@ -76,7 +74,7 @@ impl Refusal {
     }
 }
 
-fn refusal(refusal: Refusal) -> Response {
+pub(super) fn refusal(refusal: Refusal) -> Response {
     let (status, code, message) = refusal.answer();
     error(status, code, message)
 }
@@ -85,16 +83,9 @@ fn refusal(refusal: Refusal) -> Response {
 pub fn router(state: Shared) -> Router {
     let strict = lock(&state).config.contract.is_some();
     let router = Router::new()
-        .route("/v0/agents", get(list_agents).post(launch))
-        .route("/v0/agents/{id}", get(agent).delete(delete))
-        .route("/v0/agents/{id}/conversation", get(conversation))
-        .route("/v0/agents/{id}/followup", post(follow_up))
-        .route("/v0/agents/{id}/stop", post(stop))
-        .route("/v0/me", get(me))
-        .route("/v0/models", get(models))
-        .route("/v0/repositories", get(repositories))
-        .merge(super::routes_v1::routes())
-        .merge(super::routes_platform::routes())
+        .merge(super::v0::routes())
+        .merge(super::v1::routes())
+        .merge(super::platform::routes())
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
         .route("/__sim/violations", get(violations))
@@ -159,7 +150,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     let mutation = request.method() != Method::GET;
     let (latency, key) = {
         let mut s = lock(&state);
-        *s.stats.calls.entry(name.clone()).or_default() += 1;
+        Stats::bump(&mut s.stats.calls, name.clone());
         let latency = s.config.faults.latency.map(|(low, high)| {
             if low >= high {
                 low
@@ -192,7 +183,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             } else {
                 faults.burst_length.saturating_sub(1)
             };
-            *s.stats.faults.entry("429".into()).or_default() += 1;
+            Stats::bump(&mut s.stats.faults, "429");
             Fate::Burst
         } else if let Err(refusal) = s.admit(repositories, now) {
             // Past the documented repositories limit is a client's fault; past the general
@@ -202,7 +193,7 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             } else {
                 &mut s.stats.throttled
             };
-            *counter.entry(name.clone()).or_default() += 1;
+            Stats::bump(counter, name.clone());
             Fate::Quota {
                 wait: refusal.wait,
                 limit: refusal.limit,
@@ -211,13 +202,13 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             && faults.repositories_error > 0.0
             && s.rng.random_bool(faults.repositories_error)
         {
-            *s.stats.faults.entry("repos_5xx".into()).or_default() += 1;
+            Stats::bump(&mut s.stats.faults, "repos_5xx");
             Fate::ServerError(503)
         } else if faults.server_error > 0.0 && s.rng.random_bool(faults.server_error) {
-            *s.stats.faults.entry("5xx".into()).or_default() += 1;
+            Stats::bump(&mut s.stats.faults, "5xx");
             Fate::ServerError([500, 502, 503][s.rng.random_range(0..3)])
         } else if faults.drop > 0.0 && s.rng.random_bool(faults.drop) {
-            *s.stats.faults.entry("drop".into()).or_default() += 1;
+            Stats::bump(&mut s.stats.faults, "drop");
             Fate::Drop
         } else {
             Fate::Answer
@@ -302,156 +293,6 @@ pub(super) fn with_prompt<T>(
     Ok(request)
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-async fn list_agents(State(state): State<Shared>, Query(query): Query<ListQuery>) -> Response {
-    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
-        None => 20,
-        Some(Ok(n @ 1..=100)) => n,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                "limit must be a number from 1 to 100",
-            );
-        }
-    };
-    let s = lock(&state);
-    let cursor = query.cursor.map(AgentId);
-    let (agents, next_cursor) = s.page(limit, cursor.as_ref(), SystemTime::now());
-    Json(AgentPage {
-        agents,
-        next_cursor,
-    })
-    .into_response()
-}
-
-async fn launch(
-    State(state): State<Shared>,
-    body: Result<Json<LaunchRequest>, JsonRejection>,
-) -> Response {
-    let request = match with_prompt(body, |r| &r.prompt) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    if request.prompt.images.len() > 5 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "prompt.images holds at most 5 images",
-        );
-    }
-    if request.source.repository.parse::<RepoUrl>().is_err() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "source.repository must be a GitHub repository URL",
-        );
-    }
-    if let Some(secret) = request.webhook.as_ref().and_then(|w| w.secret.as_ref()) {
-        if !(32..=256).contains(&secret.expose().len()) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                "webhook.secret must be 32 to 256 characters",
-            );
-        }
-    }
-    let mut s = lock(&state);
-    if let Some(model) = &request.model {
-        if !s.config.models.contains(model) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                format!("model `{model}` is not available"),
-            );
-        }
-    }
-    (
-        StatusCode::CREATED,
-        Json(s.launch(request, SystemTime::now())),
-    )
-        .into_response()
-}
-
-async fn agent(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let s = lock(&state);
-    match s.agent(&AgentId(id)) {
-        Some(agent) => Json(agent.view(SystemTime::now())).into_response(),
-        None => refusal(Refusal::NotFound),
-    }
-}
-
-async fn conversation(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let s = lock(&state);
-    let id = AgentId(id);
-    match s.agent(&id) {
-        Some(agent) => Json(Conversation {
-            messages: agent.messages(SystemTime::now()),
-            id,
-        })
-        .into_response(),
-        None => refusal(Refusal::NotFound),
-    }
-}
-
-async fn follow_up(
-    State(state): State<Shared>,
-    Path(id): Path<String>,
-    body: Result<Json<FollowUpRequest>, JsonRejection>,
-) -> Response {
-    let request = match with_prompt(body, |r| &r.prompt) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    let id = AgentId(id);
-    let mut s = lock(&state);
-    match s.follow_up(&id, request.prompt.text, SystemTime::now()) {
-        Ok(()) => Json(IdResponse { id }).into_response(),
-        Err(why) => refusal(why),
-    }
-}
-
-async fn stop(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let id = AgentId(id);
-    match lock(&state).stop(&id, SystemTime::now()) {
-        Ok(()) => Json(IdResponse { id }).into_response(),
-        Err(why) => refusal(why),
-    }
-}
-
-async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let id = AgentId(id);
-    match lock(&state).delete(&id) {
-        Ok(()) => Json(IdResponse { id }).into_response(),
-        Err(why) => refusal(why),
-    }
-}
-
-async fn me() -> Json<Me> {
-    Json(Me {
-        api_key_name: "orchestrate simulator".into(),
-        created_at: Some("2026-01-01T00:00:00Z".into()),
-        user_email: Some("simulator@example.com".into()),
-    })
-}
-
-async fn models(State(state): State<Shared>) -> Json<Models> {
-    Json(Models {
-        models: lock(&state).config.models.clone(),
-    })
-}
-
-async fn repositories(State(state): State<Shared>) -> Json<Repositories> {
-    Json(Repositories {
-        repositories: lock(&state).config.repositories.clone(),
-    })
-}
-
 async fn stats(State(state): State<Shared>) -> Response {
     Json(lock(&state).stats.clone()).into_response()
 }
@@ -462,4 +303,19 @@ async fn violations(State(state): State<Shared>) -> Response {
 
 async fn launches(State(state): State<Shared>) -> Response {
     Json(lock(&state).launches.clone()).into_response()
+}
+
+/// A stream of SSE events that `produce` sends into, ending when it returns.
+pub(super) fn async_stream<F, Fut>(
+    produce: F,
+) -> impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(sender));
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (Ok(event), receiver))
+    })
 }

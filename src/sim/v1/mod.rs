@@ -2,6 +2,7 @@
 //! active run per agent, client-chosen ids, archived agents, runs that cannot be cancelled,
 //! a spending ceiling on demand).
 
+use crate::sim::model::Stats;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
@@ -14,9 +15,11 @@ use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{Shared, error, lock, with_prompt};
-use super::state::{Api, NewAgent, Refusal};
-use crate::cursor::model::v1::{CreateAgentRequest, CreateRunRequest, RunId, RunResponse};
+mod view;
+
+use super::http::{Shared, error, lock, with_prompt};
+use super::model::{NewAgent, Origin, Refusal};
+use crate::cursor::model::v1::{AgentRunId, CreateAgentRequest, CreateRunRequest, RunResponse};
 use crate::cursor::model::{AgentId, IdResponse, Me, Source};
 use crate::spec::RepoUrl;
 
@@ -110,7 +113,7 @@ async fn create_agent(
         }
     }
     let new = NewAgent {
-        api: Api::V1,
+        api: Origin::V1,
         id: request.agent_id.clone(),
         name: request.name.clone(),
         source: Source {
@@ -266,7 +269,7 @@ async fn list_runs(
         Ok(limit) => limit,
         Err(refused) => return refused,
     };
-    let cursor = query.cursor.clone().map(RunId);
+    let cursor = query.cursor.clone().map(AgentRunId);
     let page = lock(&state).runs(&AgentId(id), limit, cursor.as_ref(), SystemTime::now());
     match page {
         Ok(page) => Json(page).into_response(),
@@ -291,7 +294,7 @@ async fn create_run(
 }
 
 async fn run(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
-    let found = lock(&state).run(&AgentId(id), &RunId(run), SystemTime::now(), true);
+    let found = lock(&state).run(&AgentId(id), &AgentRunId(run), SystemTime::now(), true);
     match found {
         Ok(run) => Json(run).into_response(),
         Err(refusal) => refused(&state, refusal),
@@ -312,7 +315,7 @@ async fn stream(
     Path((id, run)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let (id, run) = (AgentId(id), RunId(run));
+    let (id, run) = (AgentId(id), AgentRunId(run));
     let now = SystemTime::now();
     let (told, retention, shutdown) = {
         let mut s = lock(&state);
@@ -355,7 +358,7 @@ async fn stream(
         }
     };
     let replay = json!({ "runId": run, "status": told.status });
-    let events = super::routes_platform::async_stream(move |out| async move {
+    let events = super::http::async_stream(move |out| async move {
         let event = |kind: &str, data: &serde_json::Value| {
             axum::response::sse::Event::default()
                 .event(kind)
@@ -385,7 +388,7 @@ async fn stream(
                 let mut s = lock(&state);
                 let drop_chance = s.config.faults.stream_drop;
                 if drop_chance > 0.0 && s.rng.random_bool(drop_chance) {
-                    *s.stats.faults.entry("stream_drop".into()).or_default() += 1;
+                    Stats::bump(&mut s.stats.faults, "stream_drop");
                     return;
                 }
             }
@@ -411,7 +414,7 @@ async fn stream(
 }
 
 async fn cancel(State(state): State<Shared>, Path((id, run)): Path<(String, String)>) -> Response {
-    let cancelled = lock(&state).cancel_run(&AgentId(id), &RunId(run), SystemTime::now());
+    let cancelled = lock(&state).cancel_run(&AgentId(id), &AgentRunId(run), SystemTime::now());
     match cancelled {
         Ok(run) => Json(json!({ "id": run.id })).into_response(),
         Err(refusal) => refused(&state, refusal),

@@ -2,7 +2,7 @@
 //! normalized event stream as server-sent events, the event list, and events sent to a
 //! session (a follow-up or an interrupt). Sessions are agents of the same simulated world.
 
-use std::convert::Infallible;
+use crate::sim::model::Stats;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
@@ -16,8 +16,10 @@ use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{Shared, error, lock};
-use super::state::{Api, NewAgent, Refusal};
+mod view;
+
+use super::http::{Shared, async_stream, error, lock};
+use super::model::{NewAgent, Origin, Refusal};
 use crate::cursor::model::{AgentId, Source};
 use crate::spec::RepoUrl;
 
@@ -100,7 +102,7 @@ async fn create_session(
         );
     }
     let new = NewAgent {
-        api: Api::Platform,
+        api: Origin::Platform,
         id: None,
         name: None,
         source: Source {
@@ -261,7 +263,7 @@ async fn stream(
                         let mut s = lock(&state);
                         let broken = s.rng.random_bool(drop_chance);
                         if broken {
-                            *s.stats.faults.entry("stream_drop".into()).or_default() += 1;
+                            Stats::bump(&mut s.stats.faults, "stream_drop");
                         }
                         broken
                     };
@@ -280,19 +282,4 @@ async fn stream(
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response()
-}
-
-/// A stream of SSE events that `produce` sends into, ending when it returns.
-pub(super) fn async_stream<F, Fut>(
-    produce: F,
-) -> impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(produce(sender));
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|event| (Ok(event), receiver))
-    })
 }
