@@ -2,6 +2,9 @@
 //!
 //! - `support`: the binary in a cleared environment with its own state; a simulator that
 //!   checks every exchange against Cursor's OpenAPI files (`../shared/api/`).
+//! - `scenario`: a simulator of one backend, a private state, the binary pointed at both;
+//!   what differs between backends is declared there once. Workflows the tests apply are
+//!   in `tests/fixtures/workflows/`.
 //! - `apply`: `apply` end to end against the simulator: examples, kill -9, faults, re-apply,
 //!   locking, timeouts, cancel, Ctrl-C.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
@@ -21,8 +24,9 @@
 //! - `platform`: the LiteLLM Agent Platform backend: the session it creates, broken streams.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
 
-mod api_contract;
 #[macro_use]
+mod scenario;
+mod api_contract;
 mod apply;
 mod cli;
 mod cli_api;

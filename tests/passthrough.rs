@@ -4,7 +4,6 @@
 //! key of its own, as LiteLLM does with the credential it stores.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -13,10 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orchestrate::sim::DEFAULT_KEY;
 
-use crate::apply::{
-    FAST, Sim, Target, every_launch_once, orchestrate, simulator, states, status_json,
-};
-use crate::support::{repo_root, text};
+use crate::scenario::{Backend, Ran, Scenario, every_launch_once};
 
 /// The LiteLLM virtual key the tests give orchestrate.
 const VIRTUAL_KEY: &str = "sk-litellm-team-a-0123456789";
@@ -118,47 +114,29 @@ async fn forward(State((upstream, client, seen)): State<ProxyState>, request: Re
     (status, headers, Body::from(bytes)).into_response()
 }
 
-/// `apply FILE` against the proxy with the virtual key as Bearer; (exit code, stderr).
-async fn apply_through(
-    sim: &Sim,
-    proxy: &Proxy,
-    state: &Path,
-    file: &str,
-) -> (Option<i32>, String) {
-    let mut command = orchestrate(sim, state);
+/// `apply FILE --yes` through `proxy` with `key` as Bearer.
+async fn apply_through(s: &Scenario, proxy: &Proxy, key: &str, file: &str) -> Ran {
+    let mut command = s.apply_command(&Scenario::example(file), &[]);
     command
         .env("CURSOR_API_BASE_URL", proxy.base_url())
-        .env("CURSOR_API_KEY", VIRTUAL_KEY)
-        .env("CURSOR_API_AUTH", "bearer")
-        .arg("apply")
-        .arg(repo_root().join(file))
-        .arg("--yes")
-        .args(FAST);
-    tokio::task::spawn_blocking(move || {
-        let output = command.output().unwrap();
-        (output.status.code(), text(&output.stderr))
-    })
-    .await
-    .unwrap()
+        .env("CURSOR_API_KEY", key)
+        .env("CURSOR_API_AUTH", "bearer");
+    Scenario::finish(command).await
 }
 
 on_both_apis!(workflows_run_through_the_litellm_pass_through_proxy);
-async fn workflows_run_through_the_litellm_pass_through_proxy(api: Target) {
+async fn workflows_run_through_the_litellm_pass_through_proxy(backend: Backend) {
     // A pipeline with needs, a fleet with follow-ups and a canary, a discovered fleet.
-    for file in [
-        "examples/workflows/pipeline.yaml",
-        "examples/workflows/fleet-fanout.yaml",
-        "examples/workflows/nightly-sweep.yaml",
-    ] {
-        let sim = simulator(api, (10, 20), "").await;
+    for file in ["pipeline", "fleet-fanout", "nightly-sweep"] {
+        let sim = Scenario::on(backend).start().await;
         let proxy = Proxy::start(sim.url()).await;
-        let state = tempfile::tempdir().unwrap();
-        let (code, stderr) = apply_through(&sim, &proxy, state.path(), file).await;
-        assert_eq!(code, Some(0), "{file}:\n{stderr}");
-        assert!(!stderr.contains(VIRTUAL_KEY), "{stderr}");
-        let status = status_json(&sim, state.path()).await;
-        assert!(
-            states(&status).values().all(|s| s == "succeeded"),
+        let ran = apply_through(&sim, &proxy, VIRTUAL_KEY, file).await;
+        assert_eq!(ran.code, Some(0), "{file}:\n{}", ran.stderr);
+        assert!(!ran.stderr.contains(VIRTUAL_KEY), "{}", ran.stderr);
+        let status = sim.status().await;
+        assert_eq!(
+            status.count("succeeded"),
+            status.instances().len(),
             "{status}"
         );
         every_launch_once(&sim.stats());
@@ -166,7 +144,7 @@ async fn workflows_run_through_the_litellm_pass_through_proxy(api: Target) {
             let seen = proxy.seen();
             assert!(seen.refused.is_empty(), "{:?}", seen.refused);
             // Every call went through the proxy, under its prefix, on the version asked for.
-            let version = format!("/cursor/{}/", api.version().unwrap().as_str());
+            let version = format!("/cursor/{}/", backend.version().unwrap().as_str());
             assert!(
                 seen.forwarded.iter().all(|c| c.contains(&version)),
                 "{:?}",
@@ -185,24 +163,12 @@ async fn workflows_run_through_the_litellm_pass_through_proxy(api: Target) {
 }
 
 on_both_apis!(a_wrong_virtual_key_is_refused_before_anything_launches);
-async fn a_wrong_virtual_key_is_refused_before_anything_launches(api: Target) {
-    let sim = simulator(api, (10, 20), "").await;
+async fn a_wrong_virtual_key_is_refused_before_anything_launches(backend: Backend) {
+    let sim = Scenario::on(backend).start().await;
     let proxy = Proxy::start(sim.url()).await;
-    let state = tempfile::tempdir().unwrap();
-    let mut command = orchestrate(&sim, state.path());
-    command
-        .env("CURSOR_API_BASE_URL", proxy.base_url())
-        .env("CURSOR_API_KEY", "sk-litellm-revoked")
-        .env("CURSOR_API_AUTH", "bearer")
-        .arg("apply")
-        .arg(repo_root().join("examples/workflows/single-repo.yaml"))
-        .arg("--yes")
-        .args(FAST);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let ran = apply_through(&sim, &proxy, "sk-litellm-revoked", "single-repo").await;
+    let stderr = ran.stderr;
+    assert_eq!(ran.code, Some(4), "{stderr}");
     // The proxy's own message reaches the user.
     assert!(
         stderr.contains("the API refused the key (HTTP 401): Authentication Error"),

@@ -3,16 +3,14 @@
 
 use orchestrate::sim::DEFAULT_KEY;
 
-use crate::apply::{PLATFORM_AGENT, Target, apply, fleet, simulator, states, status_json};
-use crate::support::repo_root;
+use crate::scenario::{Backend, PLATFORM_AGENT, Scenario};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_is_created_with_the_runtime_agent_prompt_and_environment() {
-    let sim = simulator(Target::Platform, (10, 20), "").await;
-    let state = tempfile::tempdir().unwrap();
-    let file = repo_root().join("examples/workflows/single-repo.yaml");
-    let (code, stderr) = apply(&sim, state.path(), &file, &[]).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let sim = Scenario::on(Backend::Platform).start().await;
+    let ran = sim.apply(&Scenario::example("single-repo"), &[]).await;
+    let stderr = ran.stderr;
+    assert_eq!(ran.code, Some(0), "{stderr}");
     let launches = sim.launches();
     assert_eq!(launches.len(), 1);
     let body = &launches[0].body;
@@ -28,8 +26,8 @@ async fn a_session_is_created_with_the_runtime_agent_prompt_and_environment() {
     );
     // Only the platform's key (LAP_MASTER_KEY, sent as Bearer) was given, and it never shows.
     assert!(!stderr.contains(DEFAULT_KEY));
-    let status = status_json(&sim, state.path()).await;
-    let instance = &status["instances"][0];
+    let status = sim.status().await;
+    let instance = &status.instances()[0];
     assert_eq!(status["api"], "litellm-agent-platform");
     // The result and the pull request come from the agent's final messages.
     assert!(
@@ -50,28 +48,15 @@ async fn a_session_is_created_with_the_runtime_agent_prompt_and_environment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_event_streams_resume_and_agent_errors_are_retried() {
-    let sim = simulator(
-        Target::Platform,
-        (10, 30),
-        "stream_drop=0.25,error=0.1,429=0.01:1,seed=9",
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("streams.yaml");
-    let repos = fleet("lib", 20);
-    std::fs::write(
-        &file,
-        format!("version: 1\nname: streams\nconcurrency: 8\ndefaults:\n  retries: 6\nfleets:\n  all:\n{repos}tasks:\n  lint:\n    fleet: all\n    prompt: Lint {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the PR.\n"),
-    )
-    .unwrap();
-    let state = dir.path().join("state");
-    let (code, stderr) = apply(&sim, &state, &file, &[]).await;
-    assert_eq!(code, Some(0), "{stderr}");
-    let status = status_json(&sim, &state).await;
-    assert!(
-        states(&status).values().all(|s| s == "succeeded"),
-        "{status:#}"
-    );
+    let sim = Scenario::on(Backend::Platform)
+        .work(10, 30)
+        .faults("stream_drop=0.25,error=0.1,429=0.01:1,seed=9")
+        .start()
+        .await;
+    let ran = sim.apply(&Scenario::fixture("platform-streams"), &[]).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let status = sim.status().await;
+    assert_eq!(status.count("succeeded"), 20, "{status}");
     let seen = sim.stats();
     assert!(
         seen.faults.get("stream_drop").copied().unwrap_or(0) > 5,

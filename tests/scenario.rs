@@ -1,0 +1,448 @@
+//! A scenario: a simulator of one backend, a private directory holding the state, and the
+//! binary told to use both. What differs between backends is declared once, in [`Backend`].
+//!
+//! ```ignore
+//! let s = Scenario::on(backend).work(10, 20).faults("error=1.0").start().await;
+//! let ran = s.apply(&Scenario::fixture("chain"), &[]).await;
+//! assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+//! assert_eq!(s.status().await.states()["fix[acme/api]"], "blocked");
+//! s.shutdown().await;
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use orchestrate::sim::{DEFAULT_KEY, SimConfig, Stats};
+use orchestrate::spec::ApiVersion;
+
+use crate::support::{StrictSim, repo_root, text};
+
+/// Runs the async test function `$name(backend)` once per backend, as `$name::v0`,
+/// `$name::v1` and `$name::platform`. A test that needs what the platform lacks names the
+/// reason, and its platform variant is ignored with it.
+macro_rules! on_every_backend {
+    ($name:ident) => {
+        on_every_backend!($name, platform: );
+    };
+    ($name:ident, platform: $($reason:literal)?) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v0() {
+                super::$name(crate::scenario::Backend::V0).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v1() {
+                super::$name(crate::scenario::Backend::V1).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            $(#[ignore = $reason])?
+            async fn platform() {
+                super::$name(crate::scenario::Backend::Platform).await;
+            }
+        }
+    };
+}
+
+/// Runs the async test function `$name(backend)` on both Cursor API versions only.
+macro_rules! on_both_apis {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v0() {
+                super::$name(crate::scenario::Backend::V0).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn v1() {
+                super::$name(crate::scenario::Backend::V1).await;
+            }
+        }
+    };
+}
+
+/// What the binary runs agents on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Cursor API v0.
+    V0,
+    /// Cursor API v1.
+    V1,
+    /// The LiteLLM Agent Platform (its `cursor` runtime).
+    Platform,
+}
+
+/// The platform agent the tests' sessions run.
+pub(crate) const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
+
+/// Quotas out of the way of a test (the simulator counts any violation anyway).
+const QUOTAS: &str =
+    "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
+
+/// Fast polling and quick retries, for every `apply` of a scenario.
+pub(crate) const FAST: [&str; 6] = [
+    "--poll-interval",
+    "15ms",
+    "--retry-backoff",
+    "30ms",
+    "--follow-up-grace",
+    "150ms",
+];
+
+impl Backend {
+    /// The Cursor API version, if on the Cursor API.
+    pub(crate) fn version(self) -> Option<ApiVersion> {
+        match self {
+            Backend::V0 => Some(ApiVersion::V0),
+            Backend::V1 => Some(ApiVersion::V1),
+            Backend::Platform => None,
+        }
+    }
+
+    /// The environment that points the binary at a simulator at `url`. The examples run
+    /// unchanged on the platform: the environment picks it and its agent.
+    fn environment(self, url: &str) -> Vec<(&'static str, String)> {
+        match self.version() {
+            Some(version) => vec![("CURSOR_API_VERSION", version.as_str().to_owned())],
+            None => vec![
+                ("LAP_MASTER_KEY", DEFAULT_KEY.to_owned()),
+                ("ORCHESTRATE_BACKEND", "litellm-agent-platform".to_owned()),
+                ("LAP_URL", url.to_owned()),
+                ("LAP_AGENT_ID", PLATFORM_AGENT.to_owned()),
+            ],
+        }
+    }
+
+    /// The route of a launch, as the simulator counts calls.
+    pub(crate) fn launch_route(self) -> &'static str {
+        match self {
+            Backend::V0 => "POST /v0/agents",
+            Backend::V1 => "POST /v1/agents",
+            Backend::Platform => "POST /session",
+        }
+    }
+
+    /// The route that stops an agent's work.
+    pub(crate) fn stop_route(self) -> &'static str {
+        match self {
+            Backend::V0 => "POST /v0/agents/{id}/stop",
+            Backend::V1 => "POST /v1/agents/{id}/runs/{run}/cancel",
+            Backend::Platform => "POST /v1/sessions/{id}/events",
+        }
+    }
+
+    /// Whether a launch whose answer was lost can be looked up (the platform's cannot).
+    pub(crate) fn finds_lost_launches(self) -> bool {
+        self != Backend::Platform
+    }
+}
+
+/// A change to the simulator's settings.
+type Change = Box<dyn FnOnce(&mut SimConfig)>;
+
+/// How a scenario's simulator is set up, before it starts.
+pub(crate) struct Builder {
+    backend: Backend,
+    work: (u64, u64),
+    faults: String,
+    changes: Vec<Change>,
+    address: std::net::SocketAddr,
+}
+
+impl Builder {
+    /// Agents work between `low` and `high` milliseconds of real time (10..20 unless said).
+    pub(crate) fn work(mut self, low: u64, high: u64) -> Self {
+        self.work = (low, high);
+        self
+    }
+
+    /// Faults to inject, as `--faults` takes them.
+    pub(crate) fn faults(mut self, faults: &str) -> Self {
+        faults.clone_into(&mut self.faults);
+        self
+    }
+
+    /// Any other setting of the simulator.
+    pub(crate) fn config(mut self, change: impl FnOnce(&mut SimConfig) + 'static) -> Self {
+        self.changes.push(Box::new(change));
+        self
+    }
+
+    /// Listens on `address` (a fresh server where an earlier one was).
+    pub(crate) fn at(mut self, address: std::net::SocketAddr) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Starts the simulator, with a private directory for the state and workflow files.
+    pub(crate) async fn start(self) -> Scenario {
+        // A simulator second is a millisecond of real time.
+        let mut config = SimConfig {
+            speed: 1000.0,
+            creating: Duration::from_secs(5),
+            agent_duration: (
+                Duration::from_secs(self.work.0),
+                Duration::from_secs(self.work.1),
+            ),
+            faults: self.faults.parse().unwrap(),
+            repositories_quota: vec!["1000/s".parse().unwrap()],
+            platform_agents: vec![PLATFORM_AGENT.to_owned()],
+            ..SimConfig::default()
+        };
+        for change in self.changes {
+            change(&mut config);
+        }
+        let sim = crate::support::simulator_at(config, self.address).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        Scenario {
+            sim,
+            backend: self.backend,
+            dir,
+            state,
+        }
+    }
+}
+
+/// A simulator, a private directory, and the binary pointed at both.
+pub(crate) struct Scenario {
+    sim: StrictSim,
+    /// What the binary runs agents on.
+    pub(crate) backend: Backend,
+    dir: tempfile::TempDir,
+    state: PathBuf,
+}
+
+impl Deref for Scenario {
+    type Target = StrictSim;
+
+    fn deref(&self) -> &StrictSim {
+        &self.sim
+    }
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    /// Its exit code (`None`: killed by a signal).
+    pub(crate) code: Option<i32>,
+    /// What it printed on stdout.
+    pub(crate) stdout: String,
+    /// What it printed on stderr.
+    pub(crate) stderr: String,
+}
+
+impl From<std::process::Output> for Ran {
+    fn from(output: std::process::Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: text(&output.stdout),
+            stderr: text(&output.stderr),
+        }
+    }
+}
+
+/// `status --json` of a scenario's run.
+#[derive(Debug, Clone)]
+pub(crate) struct Status(pub(crate) serde_json::Value);
+
+impl Status {
+    /// Each instance's state, by key.
+    pub(crate) fn states(&self) -> BTreeMap<String, String> {
+        self.instances()
+            .iter()
+            .map(|i| {
+                let field = |name: &str| i[name].as_str().unwrap().to_owned();
+                (field("key"), field("state"))
+            })
+            .collect()
+    }
+
+    /// How many instances are in `state`.
+    pub(crate) fn count(&self, state: &str) -> usize {
+        self.states().values().filter(|s| *s == state).count()
+    }
+
+    /// The instances, as JSON.
+    pub(crate) fn instances(&self) -> &Vec<serde_json::Value> {
+        self.0["instances"].as_array().unwrap()
+    }
+}
+
+impl std::ops::Index<&str> for Status {
+    type Output = serde_json::Value;
+
+    fn index(&self, field: &str) -> &serde_json::Value {
+        &self.0[field]
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl Scenario {
+    /// A scenario on `backend`, to set up.
+    pub(crate) fn on(backend: Backend) -> Builder {
+        Builder {
+            backend,
+            work: (10, 20),
+            faults: String::new(),
+            changes: Vec::new(),
+            address: "127.0.0.1:0".parse().unwrap(),
+        }
+    }
+
+    /// A workflow of `tests/fixtures/workflows/`, by name.
+    pub(crate) fn fixture(name: &str) -> PathBuf {
+        repo_root().join(format!("tests/fixtures/workflows/{name}.yaml"))
+    }
+
+    /// An example of `examples/workflows/`, by name.
+    pub(crate) fn example(name: &str) -> PathBuf {
+        repo_root().join(format!("examples/workflows/{name}.yaml"))
+    }
+
+    /// The state directory the binary is given.
+    pub(crate) fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// Gives the binary another, empty state directory from now on.
+    pub(crate) fn use_state(&mut self, name: &str) {
+        self.state = self.dir.path().join(name);
+    }
+
+    /// Writes `text` to `name` in the scenario's directory.
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A path in the scenario's directory.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary pointed at the simulator and the state, in the cleared environment of
+    /// every test.
+    pub(crate) fn command(&self) -> Command {
+        let mut command = crate::support::command();
+        command
+            .env("CURSOR_API_BASE_URL", self.sim.url())
+            .env("CURSOR_API_KEY", DEFAULT_KEY)
+            .env("ORCHESTRATE_QUOTAS", QUOTAS)
+            .env("ORCHESTRATE_STATE", &self.state)
+            .envs(self.backend.environment(&self.sim.url()))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `apply FILE --yes` with fast polling, `extra` after.
+    pub(crate) fn apply_command(&self, file: &Path, extra: &[&str]) -> Command {
+        let mut command = self.command();
+        command
+            .arg("apply")
+            .arg(file)
+            .arg("--yes")
+            .args(FAST)
+            .args(extra);
+        command
+    }
+
+    /// Runs `command` to its end without holding up the simulator.
+    pub(crate) async fn finish(command: Command) -> Ran {
+        let mut command = command;
+        tokio::task::spawn_blocking(move || command.output().unwrap().into())
+            .await
+            .unwrap()
+    }
+
+    /// Runs the binary with `args` to its end.
+    pub(crate) async fn run(&self, args: &[&str]) -> Ran {
+        let mut command = self.command();
+        command.args(args);
+        Self::finish(command).await
+    }
+
+    /// Runs `apply FILE --yes` to its end.
+    pub(crate) async fn apply(&self, file: &Path, extra: &[&str]) -> Ran {
+        Self::finish(self.apply_command(file, extra)).await
+    }
+
+    /// Starts `apply FILE --yes` in the background, its output discarded.
+    pub(crate) fn spawn_apply(&self, file: &Path) -> Child {
+        let mut command = self.apply_command(file, &[]);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        command.spawn().unwrap()
+    }
+
+    /// `status --json`, which must succeed.
+    pub(crate) async fn status(&self) -> Status {
+        let ran = self.run(&["status", "--json"]).await;
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        Status(serde_json::from_str(&ran.stdout).unwrap())
+    }
+
+    /// Waits (at most 3 s) until the simulator has made `count` agents.
+    pub(crate) async fn wait_for_agents(&self, count: u64) {
+        self.wait_until(|stats| stats.agents >= count).await;
+    }
+
+    /// Waits (at most 5 s) until the simulator's counters say `done`.
+    pub(crate) async fn wait_until(&self, done: impl Fn(&Stats) -> bool) {
+        for _ in 0..500 {
+            if done(&self.sim.stats()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A fresh simulator set up by `next` where this one listened, with this scenario's
+    /// directory and state: a server restarted, its memory gone.
+    pub(crate) async fn restart(self, next: Builder) -> Scenario {
+        let Scenario {
+            sim, dir, state, ..
+        } = self;
+        let address = sim.addr();
+        sim.shutdown().await;
+        let mut restarted = next.at(address).start().await;
+        (restarted.dir, restarted.state) = (dir, state);
+        restarted
+    }
+
+    /// Stops the simulator, failing the test if any exchange broke the published API.
+    pub(crate) async fn shutdown(self) {
+        self.sim.shutdown().await;
+    }
+}
+
+/// Asserts that no repository and branch (or name) got two agents.
+pub(crate) fn every_launch_once(stats: &Stats) {
+    for (key, count) in &stats.launches {
+        assert_eq!(*count, 1, "{key} was launched {count} times");
+    }
+}
+
+/// The follow-ups each agent received, sorted.
+pub(crate) fn follow_ups(stats: &Stats) -> Vec<u64> {
+    let mut sent: Vec<u64> = stats.follow_ups.values().copied().collect();
+    sent.sort_unstable();
+    sent
+}
+
+/// Sends `signal` (`INT`, `KILL`) to `child`.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+}
