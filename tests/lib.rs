@@ -5,8 +5,9 @@
 //! - `scenario`: a simulator of one backend, a private state, the binary pointed at both;
 //!   what differs between backends is declared there once. Workflows the tests apply are
 //!   in `tests/fixtures/workflows/`.
-//! - `apply`: `apply` end to end against the simulator: examples, kill -9, faults, re-apply,
-//!   locking, timeouts, cancel, Ctrl-C.
+//! - `apply`: `apply` end to end against the simulator on every backend: examples, kill -9,
+//!   faults, re-apply, locking, timeouts, cancel, Ctrl-C.
+//! - `apply_v1`: what only v1 has: run streams, usage, artifacts, `env_vars`.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
 //! - `contract`: the checks against Cursor's OpenAPI files can fail; `sim --strict`.
 //! - `client`: the API client against the simulator: endpoints, errors, retries, quotas.
@@ -28,6 +29,7 @@
 mod scenario;
 mod api_contract;
 mod apply;
+mod apply_v1;
 mod cli;
 mod cli_api;
 mod client;

@@ -79,9 +79,9 @@ pub(crate) enum Backend {
 /// The platform agent the tests' sessions run.
 pub(crate) const PLATFORM_AGENT: &str = "agent-orchestrate-tests";
 
-/// Quotas out of the way of a test (the simulator counts any violation anyway).
-const QUOTAS: &str =
-    "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500,repositories=1000/s";
+/// Quotas out of the way of a test (the simulator counts any violation anyway), but for the
+/// repositories endpoint's, which the scenario sets on both sides.
+const QUOTAS: &str = "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500";
 
 /// Fast polling and quick retries, for every `apply` of a scenario.
 pub(crate) const FAST: [&str; 6] = [
@@ -151,6 +151,7 @@ pub(crate) struct Builder {
     faults: String,
     changes: Vec<Change>,
     address: std::net::SocketAddr,
+    repositories: String,
 }
 
 impl Builder {
@@ -172,6 +173,13 @@ impl Builder {
         self
     }
 
+    /// The repositories endpoint allows `rate` (`1/10s`), on the simulator and in the
+    /// client's quotas alike (1000/s unless said).
+    pub(crate) fn repositories(mut self, rate: &str) -> Self {
+        rate.clone_into(&mut self.repositories);
+        self
+    }
+
     /// Listens on `address` (a fresh server where an earlier one was).
     pub(crate) fn at(mut self, address: std::net::SocketAddr) -> Self {
         self.address = address;
@@ -189,7 +197,7 @@ impl Builder {
                 Duration::from_secs(self.work.1),
             ),
             faults: self.faults.parse().unwrap(),
-            repositories_quota: vec!["1000/s".parse().unwrap()],
+            repositories_quota: vec![self.repositories.parse().unwrap()],
             platform_agents: vec![PLATFORM_AGENT.to_owned()],
             ..SimConfig::default()
         };
@@ -204,6 +212,7 @@ impl Builder {
             backend: self.backend,
             dir,
             state,
+            quotas: format!("{QUOTAS},repositories={}", self.repositories),
         }
     }
 }
@@ -215,6 +224,8 @@ pub(crate) struct Scenario {
     pub(crate) backend: Backend,
     dir: tempfile::TempDir,
     state: PathBuf,
+    /// `ORCHESTRATE_QUOTAS` for the binary.
+    quotas: String,
 }
 
 impl Deref for Scenario {
@@ -296,6 +307,7 @@ impl Scenario {
             faults: String::new(),
             changes: Vec::new(),
             address: "127.0.0.1:0".parse().unwrap(),
+            repositories: "1000/s".to_owned(),
         }
     }
 
@@ -338,7 +350,7 @@ impl Scenario {
         command
             .env("CURSOR_API_BASE_URL", self.sim.url())
             .env("CURSOR_API_KEY", DEFAULT_KEY)
-            .env("ORCHESTRATE_QUOTAS", QUOTAS)
+            .env("ORCHESTRATE_QUOTAS", &self.quotas)
             .env("ORCHESTRATE_STATE", &self.state)
             .envs(self.backend.environment(&self.sim.url()))
             .stdin(Stdio::null());

@@ -10,7 +10,8 @@ use orchestrate::exec::{MAX_BODY, PollConfig, Poller, V0, WebhookListener};
 use orchestrate::sim::{DEFAULT_KEY, SimConfig, signature};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{repo_root, text};
+use crate::scenario::{Backend, Scenario};
+use crate::support::text;
 
 #[tokio::test]
 async fn the_receiver_refuses_unsigned_forged_oversized_and_other_requests() {
@@ -117,48 +118,26 @@ async fn the_receiver_refuses_unsigned_forged_oversized_and_other_requests() {
 /// run in the test's time.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
-    let config = SimConfig {
-        speed: 1000.0,
-        agent_duration: (Duration::from_secs(20), Duration::from_secs(60)),
-        faults: "hook_dup=1.0,hook_delay=0ms..40ms".parse().unwrap(),
-        ..SimConfig::default()
-    };
-    let sim = crate::support::simulator(config).await;
+    let sim = Scenario::on(Backend::V0)
+        .work(20, 60)
+        .faults("hook_dup=1.0,hook_delay=0ms..40ms")
+        .start()
+        .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let state = tempfile::tempdir().unwrap();
-    let mut command = crate::support::command();
+    let mut command = sim.command();
     command
-        .current_dir(repo_root())
-        .env("CURSOR_API_BASE_URL", sim.url())
-        .env("CURSOR_API_KEY", DEFAULT_KEY)
-        // Only v0 delivers webhooks.
-        .env("CURSOR_API_VERSION", "v0")
-        .env(
-            "ORCHESTRATE_QUOTAS",
-            "calls=60000/min,calls_burst=500,launches=60000/min,launches_burst=500",
-        )
-        .env("NO_COLOR", "1")
-        .args([
-            "apply",
-            "examples/workflows/pipeline.yaml",
-            "--yes",
-            "--poll-interval",
-            "10m",
-            "--follow-up-grace",
-            "10ms",
-        ])
+        .args(["apply", "examples/workflows/pipeline.yaml", "--yes"])
+        .args(["--poll-interval", "10m", "--follow-up-grace", "10ms"])
         .args([
             "--webhook-listen",
             &format!("127.0.0.1:{port}"),
             "--webhook-url",
             &format!("http://127.0.0.1:{port}/hooks"),
-        ])
-        .arg("--state")
-        .arg(state.path());
+        ]);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -186,7 +165,7 @@ async fn a_run_driven_by_webhooks_finishes_without_waiting_for_polls() {
             .ends_with("/hooks")
     }));
     // And it is kept, private, for a re-apply.
-    let secrets: Vec<_> = std::fs::read_dir(state.path().join("secrets"))
+    let secrets: Vec<_> = std::fs::read_dir(sim.state().join("secrets"))
         .unwrap()
         .collect();
     assert_eq!(secrets.len(), 1);
