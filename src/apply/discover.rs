@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::ApplyError;
-use crate::cursor::Client;
+use crate::cursor::{ApiError, Client};
 use crate::spec::{ApiVersion, Fleet, HumanDuration, RepoUrl, Workflow};
 use crate::state::{RepositoryCache, Store, StoreHandle, Timestamp, Write};
 
@@ -48,40 +48,7 @@ pub async fn resolve(
                 ));
             }
         }
-        // Both versions share the endpoint's quota; each has its own shape.
-        // (Validation refuses discover fleets on the Agent Platform.)
-        let api = workflow
-            .api()
-            .ok()
-            .and_then(|a| a.version())
-            .unwrap_or_default();
-        let fetch = async {
-            match api {
-                ApiVersion::V0 => client.repositories().await.map(|answer| {
-                    answer
-                        .repositories
-                        .into_iter()
-                        .map(|r| r.repository)
-                        .collect::<Vec<_>>()
-                }),
-                ApiVersion::V1 => client
-                    .v1_repositories()
-                    .await
-                    .map(|items| items.into_iter().map(|r| r.url).collect()),
-            }
-        };
-        // With a cache to fall back on, a slow endpoint is not waited on for long.
-        let fetched = match &cache {
-            Some(_) => tokio::time::timeout(SLOW_ENDPOINT, fetch)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::cursor::ApiError::Network {
-                        sent: true,
-                        message: format!("no answer within {}s", SLOW_ENDPOINT.as_secs()),
-                    })
-                }),
-            None => fetch.await,
-        };
+        let fetched = fetch(workflow, client, cache.is_some()).await;
         match fetched {
             Ok(repositories) => {
                 let list = RepositoryCache {
@@ -110,6 +77,49 @@ pub async fn resolve(
         }
     };
     Ok(select(&fleets, &list))
+}
+
+/// The repository list from the API, in the shape of the workflow's API version; with a
+/// `cached` list to fall back on, a slow endpoint is not waited on for long.
+async fn fetch(
+    workflow: &Workflow,
+    client: &Client,
+    cached: bool,
+) -> Result<Vec<String>, ApiError> {
+    // Both versions share the endpoint's quota; each has its own shape.
+    // (Validation refuses discover fleets on the Agent Platform.)
+    let api = workflow
+        .api()
+        .ok()
+        .and_then(|a| a.version())
+        .unwrap_or_default();
+    let fetch = async {
+        match api {
+            ApiVersion::V0 => client.repositories().await.map(|answer| {
+                answer
+                    .repositories
+                    .into_iter()
+                    .map(|r| r.repository)
+                    .collect::<Vec<_>>()
+            }),
+            ApiVersion::V1 => client
+                .v1_repositories()
+                .await
+                .map(|items| items.into_iter().map(|r| r.url).collect()),
+        }
+    };
+    // With a cache to fall back on, a slow endpoint is not waited on for long.
+    if cached {
+        return tokio::time::timeout(SLOW_ENDPOINT, fetch)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Network {
+                    sent: true,
+                    message: format!("no answer within {}s", SLOW_ENDPOINT.as_secs()),
+                })
+            });
+    }
+    fetch.await
 }
 
 /// Discover fleets resolved from the cached list only, without calling the API (for `plan`).

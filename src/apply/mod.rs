@@ -250,15 +250,7 @@ pub async fn prepare(
         return Err(ApplyError::WebhooksUnsupported(first.api.to_string()));
     }
     let webhooks = match &request.webhooks {
-        Some(hooks) => {
-            let socket = tokio::net::TcpListener::bind(hooks.listen)
-                .await
-                .map_err(|source| ApplyError::WebhookListen {
-                    addr: hooks.listen,
-                    source,
-                })?;
-            Some((hooks.clone(), socket))
-        }
+        Some(hooks) => Some((hooks.clone(), bind(hooks.listen).await?)),
         None => None,
     };
     let (client, simulator) = connect::connect(&first.api, request.simulate, store).await?;
@@ -270,19 +262,7 @@ pub async fn prepare(
         discovered,
     };
     let mut plan = Plan::build(workflow, &options).map_err(ApplyError::Plan)?;
-    let unset: BTreeSet<String> = plan
-        .instances
-        .iter()
-        .filter_map(|i| {
-            i.options
-                .env_values()
-                .err()
-                .map(|e| format!("{}: {e}", i.task))
-        })
-        .collect();
-    if !unset.is_empty() {
-        return Err(ApplyError::EnvUnset(unset.into_iter().collect()));
-    }
+    check_env(&plan)?;
     if let Some(n) = request.max_concurrency {
         plan.concurrency = n;
     }
@@ -312,6 +292,31 @@ pub async fn prepare(
         }
     }
     Ok(prepared)
+}
+
+/// `--webhook-listen`, bound before anything is written.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApplyError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApplyError::WebhookListen { addr, source })
+}
+
+/// Refuses a plan whose tasks name environment variables that are not set, each said once.
+fn check_env(plan: &Plan) -> Result<(), ApplyError> {
+    let unset: BTreeSet<String> = plan
+        .instances
+        .iter()
+        .filter_map(|i| {
+            i.options
+                .env_values()
+                .err()
+                .map(|e| format!("{}: {e}", i.task))
+        })
+        .collect();
+    if unset.is_empty() {
+        return Ok(());
+    }
+    Err(ApplyError::EnvUnset(unset.into_iter().collect()))
 }
 
 /// Refuses to continue `run` on another API or simulation setting than its own.
@@ -388,65 +393,21 @@ impl Prepared {
         report: Reporter,
         interrupt: CancellationToken,
     ) -> Result<Started, ApplyError> {
-        let applied = self.actions();
+        let webhook = match &self.webhooks {
+            Some((hooks, _)) => Some(webhook_of(store, &self.plan.run.to_string(), hooks)?),
+            None => None,
+        };
+        let run = self.run_record();
+        store.write(self.first_writes(&run)).await?;
         let Prepared {
             plan,
-            existing,
             merged,
             client,
             simulator,
             webhooks,
             request,
-            source,
+            ..
         } = self;
-        let run_id = plan.run.to_string();
-        let webhook = match &webhooks {
-            Some((hooks, _)) => {
-                let secret =
-                    webhook_secret(store.dir(), &run_id, crate::cursor::webhook::new_secret)
-                        .map_err(|source| ApplyError::WebhookSecret {
-                            dir: store.dir().display().to_string(),
-                            source,
-                        })?;
-                Some(Webhook {
-                    url: hooks.url.to_string(),
-                    secret: Some(Secret::new(secret)),
-                })
-            }
-            None => None,
-        };
-        let run = RunRecord {
-            id: run_id.clone(),
-            workflow: plan.workflow.clone(),
-            key: plan.run_context.key.clone(),
-            file: existing
-                .as_ref()
-                .map_or_else(|| request.file.clone(), |r| r.file.clone()),
-            source,
-            state: RunState::Running,
-            simulated: request.simulate,
-            api: plan.api.clone(),
-            started_at: existing
-                .as_ref()
-                .map_or_else(Timestamp::now, |r| r.started_at),
-            finished_at: None,
-        };
-        let mut writes: Vec<Write> = merged
-            .requeued
-            .iter()
-            .map(|(key, event)| Write::Event(run_id.clone(), event.log(key)))
-            .collect();
-        writes.extend(
-            merged
-                .changed
-                .into_iter()
-                .map(|r| Write::Instance(run_id.clone(), r)),
-        );
-        writes.push(Write::Run(run.clone()));
-        let event = RunEvent::Applied { actions: applied };
-        writes.push(Write::Event(run_id.clone(), event.log()));
-        store.write(writes).await?;
-
         let mut config = request
             .tuning
             .exec_config(request.simulate, webhook.is_some());
@@ -461,26 +422,22 @@ impl Prepared {
             interrupt,
             report,
         );
-        let webhook_path = webhooks
-            .as_ref()
-            .map_or_else(String::new, |(hooks, _)| hooks.url.path().to_owned());
-        let listener = match (webhooks, &config.webhook) {
+        let (listener, webhook_path) = match (webhooks, config.webhook) {
             (Some((hooks, socket)), Some(webhook)) => {
-                let secret = webhook.secret.as_ref().expect("a secret of our own");
-                let path = hooks.url.path();
-                let listener = WebhookListener::serve(
-                    socket,
-                    path,
-                    secret.expose().to_owned(),
-                    execution.poller(),
-                )
-                .map_err(|source| ApplyError::WebhookListen {
-                    addr: hooks.listen,
-                    source,
-                })?;
-                Some(listener)
+                let secret = webhook
+                    .secret
+                    .expect("a secret of our own")
+                    .expose()
+                    .to_owned();
+                let path = hooks.url.path().to_owned();
+                let listener = WebhookListener::serve(socket, &path, secret, execution.poller())
+                    .map_err(|source| ApplyError::WebhookListen {
+                        addr: hooks.listen,
+                        source,
+                    })?;
+                (Some(listener), path)
             }
-            _ => None,
+            _ => (None, String::new()),
         };
         Ok(Started {
             execution,
@@ -493,6 +450,57 @@ impl Prepared {
             store: store.clone(),
         })
     }
+
+    /// The run as this apply records it: an existing run keeps its file and start time.
+    fn run_record(&self) -> RunRecord {
+        let existing = self.existing.as_ref();
+        RunRecord {
+            id: self.plan.run.to_string(),
+            workflow: self.plan.workflow.clone(),
+            key: self.plan.run_context.key.clone(),
+            file: existing.map_or_else(|| self.request.file.clone(), |r| r.file.clone()),
+            source: self.source.clone(),
+            state: RunState::Running,
+            simulated: self.request.simulate,
+            api: self.plan.api.clone(),
+            started_at: existing.map_or_else(Timestamp::now, |r| r.started_at),
+            finished_at: None,
+        }
+    }
+
+    /// The first writes of the run: why instances relaunch, their records, the run, its
+    /// `apply` event.
+    fn first_writes(&self, run: &RunRecord) -> Vec<Write> {
+        let id = &run.id;
+        let requeued = self.merged.requeued.iter();
+        let mut writes: Vec<Write> = requeued
+            .map(|(key, event)| Write::Event(id.clone(), event.log(key)))
+            .collect();
+        let changed = self.merged.changed.iter().cloned();
+        writes.extend(changed.map(|r| Write::Instance(id.clone(), r)));
+        writes.push(Write::Run(run.clone()));
+        let event = RunEvent::Applied {
+            actions: self.actions(),
+        };
+        writes.push(Write::Event(id.clone(), event.log()));
+        writes
+    }
+}
+
+/// The webhook every launch of `run` passes, with the run's secret (made on first use and
+/// kept in the state directory).
+fn webhook_of(store: &StoreHandle, run: &str, hooks: &Webhooks) -> Result<Webhook, ApplyError> {
+    let secret =
+        webhook_secret(store.dir(), run, crate::cursor::webhook::new_secret).map_err(|source| {
+            ApplyError::WebhookSecret {
+                dir: store.dir().display().to_string(),
+                source,
+            }
+        })?;
+    Ok(Webhook {
+        url: hooks.url.to_string(),
+        secret: Some(Secret::new(secret)),
+    })
 }
 
 /// A recorded run, executing.

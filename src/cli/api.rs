@@ -361,19 +361,7 @@ async fn agents_v1(
                     &serde_json::json!({ "items": agents, "nextCursor": cursor }),
                 );
             } else {
-                let mut table = String::from("ID\tSTATUS\tNAME\tLATEST RUN\tCREATED\n");
-                for agent in &agents {
-                    let _ = writeln!(
-                        table,
-                        "{}\t{}\t{}\t{}\t{}",
-                        agent.id,
-                        agent.status.as_deref().unwrap_or("-"),
-                        agent.name.as_deref().unwrap_or("-"),
-                        agent.latest_run_id.as_ref().map_or("-", |r| r.0.as_str()),
-                        agent.created_at.as_deref().unwrap_or("-"),
-                    );
-                }
-                out.stdout(&table);
+                out.stdout(&agent_table_v1(&agents));
                 if let Some(cursor) = cursor {
                     out.status(&format!("more: orchestrate agents list --cursor {cursor}"));
                 }
@@ -396,68 +384,14 @@ async fn agents_v1(
         }
         AgentsCommand::Conversation { id } => {
             let id = AgentId(id);
-            let (runs, _) = pages(None, true, |cursor| {
-                let id = &id;
-                async move {
-                    let page = client
-                        .v1_runs(id, Some(MAX_PAGE), cursor.as_deref())
-                        .await?;
-                    Ok((page.items, page.next_cursor))
-                }
-            })
-            .await?;
-            // Lists leave results out; oldest first, as a conversation reads.
-            let mut read = Vec::new();
-            for run in runs.iter().rev() {
-                read.push(client.v1_run(&id, &run.id).await?);
-            }
+            let read = conversation_v1(client, &id).await?;
             if json {
                 print_json(out, &serde_json::json!({ "id": id, "runs": read }));
             } else {
-                let mut text = String::new();
-                for run in &read {
-                    let took = run
-                        .duration_ms
-                        .map(|ms| {
-                            let seconds = std::time::Duration::from_secs(ms / 1000);
-                            format!(", {}", humantime::format_duration(seconds))
-                        })
-                        .unwrap_or_default();
-                    let result = run.result.as_deref().unwrap_or("(no result yet)");
-                    let _ = writeln!(
-                        text,
-                        "[{}] {}{took}\n{}\n",
-                        run.id,
-                        run.status,
-                        result.trim_end()
-                    );
-                }
-                out.stdout(&text);
+                out.stdout(&conversation_text_v1(&read));
             }
         }
-        AgentsCommand::Stop { id } => {
-            let agent = client.v1_agent(&AgentId(id)).await?;
-            let Some(run) = agent.latest_run_id.clone() else {
-                out.stdout(&format!("{} has no run to stop\n", agent.id));
-                return Ok(());
-            };
-            match client.v1_cancel_run(&agent.id, &run).await {
-                Ok(cancelled) => {
-                    if json {
-                        print_json(out, &serde_json::json!({ "id": cancelled }));
-                    } else {
-                        out.stdout(&format!("cancelled run {cancelled} of {}\n", agent.id));
-                    }
-                }
-                Err(error) if error.conflict_code() == Some("run_not_cancellable") => {
-                    out.stdout(&format!(
-                        "{} is not running: its run {run} has ended\n",
-                        agent.id
-                    ));
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        AgentsCommand::Stop { id } => stop_v1(out, client, &AgentId(id), json).await?,
         AgentsCommand::Delete { id } => {
             let deleted = client.v1_delete(&AgentId(id)).await?;
             if json {
@@ -468,6 +402,88 @@ async fn agents_v1(
         }
     }
     Ok(())
+}
+
+/// Cancels a v1 agent's latest run, if it has one still going.
+async fn stop_v1(out: &Output, client: &Client, id: &AgentId, json: bool) -> Result<(), ApiError> {
+    let agent = client.v1_agent(id).await?;
+    let Some(run) = agent.latest_run_id.clone() else {
+        out.stdout(&format!("{} has no run to stop\n", agent.id));
+        return Ok(());
+    };
+    match client.v1_cancel_run(&agent.id, &run).await {
+        Ok(cancelled) => {
+            if json {
+                print_json(out, &serde_json::json!({ "id": cancelled }));
+            } else {
+                out.stdout(&format!("cancelled run {cancelled} of {}\n", agent.id));
+            }
+        }
+        Err(error) if error.conflict_code() == Some("run_not_cancellable") => {
+            out.stdout(&format!(
+                "{} is not running: its run {run} has ended\n",
+                agent.id
+            ));
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(())
+}
+
+/// A v1 agent's runs, oldest first as a conversation reads, each read whole (lists leave
+/// results out).
+async fn conversation_v1(client: &Client, id: &AgentId) -> Result<Vec<v1::Run>, ApiError> {
+    let (runs, _) = pages(None, true, |cursor| async move {
+        let page = client
+            .v1_runs(id, Some(MAX_PAGE), cursor.as_deref())
+            .await?;
+        Ok((page.items, page.next_cursor))
+    })
+    .await?;
+    let mut read = Vec::new();
+    for run in runs.iter().rev() {
+        read.push(client.v1_run(id, &run.id).await?);
+    }
+    Ok(read)
+}
+
+/// Each run of a conversation: its id, status and time, then its result.
+fn conversation_text_v1(runs: &[v1::Run]) -> String {
+    let mut text = String::new();
+    for run in runs {
+        let took = run
+            .duration_ms
+            .map(|ms| {
+                let seconds = std::time::Duration::from_secs(ms / 1000);
+                format!(", {}", humantime::format_duration(seconds))
+            })
+            .unwrap_or_default();
+        let result = run.result.as_deref().unwrap_or("(no result yet)");
+        let _ = writeln!(
+            text,
+            "[{}] {}{took}\n{}\n",
+            run.id,
+            run.status,
+            result.trim_end()
+        );
+    }
+    text
+}
+
+fn agent_table_v1(agents: &[v1::Agent]) -> String {
+    let mut table = String::from("ID\tSTATUS\tNAME\tLATEST RUN\tCREATED\n");
+    for agent in agents {
+        let _ = writeln!(
+            table,
+            "{}\t{}\t{}\t{}\t{}",
+            agent.id,
+            agent.status.as_deref().unwrap_or("-"),
+            agent.name.as_deref().unwrap_or("-"),
+            agent.latest_run_id.as_ref().map_or("-", |r| r.0.as_str()),
+            agent.created_at.as_deref().unwrap_or("-"),
+        );
+    }
+    table
 }
 
 /// The items of one page from after `cursor`, or of every page with `all`; and the cursor of

@@ -61,13 +61,30 @@ pub async fn run(
         ));
         return Ok(Exit::Success);
     };
+    download(out, &client, &agent, &artifacts, &out_dir).await?;
+    out.status(&format!(
+        "downloaded {} artifact(s) of {instance} into {}",
+        artifacts.len(),
+        out_dir.display()
+    ));
+    Ok(Exit::Success)
+}
+
+/// Downloads each of `artifacts` of `agent` under `out_dir`, skipping paths that leave it.
+async fn download(
+    out: &Output,
+    client: &crate::cursor::Client,
+    agent: &AgentId,
+    artifacts: &[crate::cursor::model::v1::Artifact],
+    out_dir: &Path,
+) -> Result<(), Error> {
     // Presigned links carry their own authorisation: the API key is not sent with them.
     let http = reqwest::Client::builder()
         .user_agent(crate::cursor::USER_AGENT)
         .build()
         .expect("an HTTP client");
-    for artifact in &artifacts {
-        let Some(target) = inside(&out_dir, &artifact.path) else {
+    for artifact in artifacts {
+        let Some(target) = inside(out_dir, &artifact.path) else {
             out.error(&format!(
                 "skipping `{}`: the path leaves the output directory",
                 artifact.path
@@ -76,7 +93,7 @@ pub async fn run(
         };
         let fetched = async {
             let link = client
-                .v1_artifact_download(&agent, &artifact.path)
+                .v1_artifact_download(agent, &artifact.path)
                 .await
                 .map_err(|e| e.to_string())?;
             let response = http
@@ -94,12 +111,7 @@ pub async fn run(
             .map_err(|error| Error::Usage(format!("cannot write {}: {error}", target.display())))?;
         out.status(&format!("{} ({} bytes)", target.display(), bytes.len()));
     }
-    out.status(&format!(
-        "downloaded {} artifact(s) of {instance} into {}",
-        artifacts.len(),
-        out_dir.display()
-    ));
-    Ok(Exit::Success)
+    Ok(())
 }
 
 /// `path` under `dir`, unless it is absolute or climbs out with `..`.
