@@ -18,16 +18,8 @@ pub struct ApiArgs {
     #[arg(long, global = true)]
     json: bool,
     /// The API version to call: v1 (default) or v0.
-    #[arg(long, global = true, value_name = "VERSION", env = crate::spec::API_VERSION_VAR, value_parser = parse_version)]
+    #[arg(long, global = true, value_name = "VERSION", env = crate::spec::API_VERSION_VAR, value_parser = str::parse::<ApiVersion>)]
     api: Option<ApiVersion>,
-}
-
-fn parse_version(text: &str) -> Result<ApiVersion, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "v0" | "0" => Ok(ApiVersion::V0),
-        "v1" | "1" => Ok(ApiVersion::V1),
-        _ => Err(format!("`{text}` is not an API version; expected v0 or v1")),
-    }
 }
 
 /// `orchestrate agents ...`.

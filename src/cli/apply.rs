@@ -164,8 +164,7 @@ async fn apply(
     ));
     let new_agents = prepared.new_agents();
     if new_agents > 0 && !simulate && !yes && !confirm(out, &prepared, new_agents, &file)? {
-        out.status("nothing launched");
-        return Ok(Exit::Invalid);
+        return Err(Error::Usage("not confirmed: nothing launched".into()));
     }
 
     let interrupt = CancellationToken::new();

@@ -41,12 +41,33 @@ pub struct SimArgs {
     strict: Option<std::path::PathBuf>,
 }
 
-fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
+/// Why `--agent-duration` does not parse.
+#[derive(Debug, thiserror::Error)]
+enum RangeError {
+    /// A bound is not a duration.
+    #[error("`{text}`: {source}")]
+    Duration {
+        /// The bound.
+        text: String,
+        /// Why.
+        source: humantime::DurationError,
+    },
+    /// The low bound is above the high one.
+    #[error("`{0}`: the range runs backwards")]
+    Backwards(String),
+}
+
+fn parse_range(text: &str) -> Result<(Duration, Duration), RangeError> {
     let (low, high) = text.split_once("..").unwrap_or((text, text));
-    let parse = |t: &str| humantime::parse_duration(t.trim()).map_err(|e| format!("`{t}`: {e}"));
+    let parse = |t: &str| {
+        humantime::parse_duration(t.trim()).map_err(|source| RangeError::Duration {
+            text: t.to_owned(),
+            source,
+        })
+    };
     let (low, high) = (parse(low)?, parse(high)?);
     if low > high {
-        return Err(format!("`{text}`: the range runs backwards"));
+        return Err(RangeError::Backwards(text.to_owned()));
     }
     Ok((low, high))
 }

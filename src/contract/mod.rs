@@ -473,7 +473,7 @@ fn load_file(path: &Path) -> Result<Vec<Operation>, ContractError> {
     };
     let document: Value =
         serde_yaml::from_str(&text).map_err(|e| invalid(format!("not YAML: {e}")))?;
-    schema::operations(&document).map_err(invalid)
+    schema::operations(&document).map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -9,15 +9,49 @@ use super::{AuthScheme, Content, Location, Operation, Parameter, Segment};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
+/// Why an OpenAPI document cannot be turned into checkable operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// It has no `paths`.
+    #[error("it has no `paths`")]
+    NoPaths,
+    /// A `$ref` points outside the document.
+    #[error("`{0}` points outside the file")]
+    RefOutside(String),
+    /// A `$ref` points at nothing.
+    #[error("`{0}` points at nothing")]
+    RefToNothing(String),
+    /// A required key is missing.
+    #[error("a `{0}` is missing")]
+    Missing(String),
+    /// An operation's part cannot be used.
+    #[error("{at}: {problem}")]
+    Operation {
+        /// The operation (and status), like `POST /v1/agents 201`.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl SchemaError {
+    fn at(at: impl Into<String>, problem: impl std::fmt::Display) -> Self {
+        SchemaError::Operation {
+            at: at.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 /// Every operation of an OpenAPI document.
-pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
+pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, SchemaError> {
     let mut components = document.get("components").cloned().unwrap_or(json!({}));
     nullable_to_draft4(&mut components);
     let compile = |schema: &Value| compile(schema, &components);
     let paths = document
         .get("paths")
         .and_then(Value::as_object)
-        .ok_or("it has no `paths`")?;
+        .ok_or(SchemaError::NoPaths)?;
     let default_security = document.get("security");
     let mut operations = Vec::new();
     for (template, item) in paths {
@@ -52,7 +86,7 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
                     location,
                     required: parameter.get("required") == Some(&Value::Bool(true)),
                     kind,
-                    schema: compile(&schema).map_err(|e| format!("{name}: {e}"))?,
+                    schema: compile(&schema).map_err(|e| SchemaError::at(&name, e))?,
                 });
             }
             let body = match op.get("requestBody") {
@@ -61,11 +95,11 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
                     let body = resolve(document, body)?;
                     let schema = body
                         .pointer("/content/application~1json/schema")
-                        .ok_or_else(|| format!("{name}: a request body that is not JSON"))?;
+                        .ok_or_else(|| SchemaError::at(&name, "a request body that is not JSON"))?;
                     let required = body.get("required") == Some(&Value::Bool(true));
                     Some((
                         required,
-                        compile(schema).map_err(|e| format!("{name}: {e}"))?,
+                        compile(schema).map_err(|e| SchemaError::at(&name, e))?,
                     ))
                 }
             };
@@ -73,7 +107,7 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
             for (status, response) in op
                 .get("responses")
                 .and_then(Value::as_object)
-                .ok_or_else(|| format!("{name}: no responses"))?
+                .ok_or_else(|| SchemaError::at(&name, "no responses"))?
             {
                 let response = resolve(document, response)?;
                 let content = response.get("content").and_then(Value::as_object);
@@ -82,7 +116,8 @@ pub(super) fn operations(document: &Value) -> Result<Vec<Operation>, String> {
                     Some(types) => match types.get("application/json") {
                         Some(json) => match json.get("schema") {
                             Some(schema) => Content::Json(
-                                compile(schema).map_err(|e| format!("{name} {status}: {e}"))?,
+                                compile(schema)
+                                    .map_err(|e| SchemaError::at(format!("{name} {status}"), e))?,
                             ),
                             None => Content::Empty,
                         },
@@ -145,31 +180,34 @@ fn schemes(document: &Value, security: Option<&Value>) -> Vec<AuthScheme> {
 }
 
 /// The object a `$ref` (to this document) points at, or the value itself.
-fn resolve<'a>(document: &'a Value, value: &'a Value) -> Result<&'a Value, String> {
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> Result<&'a Value, SchemaError> {
     match value.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference
                 .strip_prefix('#')
-                .ok_or_else(|| format!("`{reference}` points outside the file"))?;
+                .ok_or_else(|| SchemaError::RefOutside(reference.to_owned()))?;
             let target = document
                 .pointer(pointer)
-                .ok_or_else(|| format!("`{reference}` points at nothing"))?;
+                .ok_or_else(|| SchemaError::RefToNothing(reference.to_owned()))?;
             resolve(document, target)
         }
         None => Ok(value),
     }
 }
 
-fn text(value: &Value, key: &str) -> Result<String, String> {
+fn text(value: &Value, key: &str) -> Result<String, SchemaError> {
     value
         .get(key)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| format!("a `{key}` is missing"))
+        .ok_or_else(|| SchemaError::Missing(key.to_owned()))
 }
 
 /// A validator of `schema`, whose `$ref`s point into the document's `components`.
-fn compile(schema: &Value, components: &Value) -> Result<jsonschema::Validator, String> {
+fn compile(
+    schema: &Value,
+    components: &Value,
+) -> Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
     let mut schema = schema.clone();
     nullable_to_draft4(&mut schema);
     let root = json!({ "allOf": [schema], "components": components });
@@ -177,7 +215,6 @@ fn compile(schema: &Value, components: &Value) -> Result<jsonschema::Validator, 
         .with_draft(jsonschema::Draft::Draft4)
         .should_validate_formats(true)
         .build(&root)
-        .map_err(|e| e.to_string())
 }
 
 /// OpenAPI 3.0's `nullable: true` as draft 4 says it: `null` among the types.

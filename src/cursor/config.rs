@@ -59,7 +59,7 @@ pub enum ConfigError {
     BadAuth(String),
     /// The quota overrides do not parse.
     #[error("ORCHESTRATE_QUOTAS: {0}")]
-    BadQuotas(String),
+    BadQuotas(crate::cursor::quota::OverrideError),
     /// The HTTP client cannot be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),

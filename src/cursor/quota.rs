@@ -136,28 +136,41 @@ impl Default for QuotaConfig {
     }
 }
 
+/// Why quota overrides (`ORCHESTRATE_QUOTAS`) do not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    /// A part is not `KEY=RATE`.
+    #[error("`{0}`: expected KEY=RATE")]
+    NotKeyValue(String),
+    /// A rate does not parse.
+    #[error(transparent)]
+    Rate(#[from] RateError),
+    /// A burst is not a count.
+    #[error("`{0}` is not a count")]
+    NotACount(String),
+    /// No such quota.
+    #[error("unknown quota `{0}`: calls, launches, repositories, calls_burst, launches_burst")]
+    Unknown(String),
+}
+
 impl QuotaConfig {
     /// Overrides from a spec such as `calls=600/min,launches=60/min,repositories=1/min+30/h`.
-    pub fn with_overrides(mut self, spec: &str) -> Result<Self, String> {
+    pub fn with_overrides(mut self, spec: &str) -> Result<Self, OverrideError> {
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
                 .split_once('=')
-                .ok_or_else(|| format!("`{part}`: expected KEY=RATE"))?;
-            let rate = |v: &str| v.parse::<Rate>().map_err(|e| e.to_string());
-            let count = |v: &str| v.parse().map_err(|_| format!("`{v}` is not a count"));
+                .ok_or_else(|| OverrideError::NotKeyValue(part.to_owned()))?;
+            let count = |v: &str| {
+                v.parse()
+                    .map_err(|_| OverrideError::NotACount(v.to_owned()))
+            };
             match key.trim() {
-                "calls" => self.calls = Some(rate(value)?),
-                "launches" => self.launches = Some(rate(value)?),
-                "repositories" => {
-                    self.repositories = value.parse::<Rates>().map_err(|e| e.to_string())?.0;
-                }
+                "calls" => self.calls = Some(value.parse()?),
+                "launches" => self.launches = Some(value.parse()?),
+                "repositories" => self.repositories = value.parse::<Rates>()?.0,
                 "calls_burst" => self.calls_burst = count(value)?,
                 "launches_burst" => self.launches_burst = count(value)?,
-                other => {
-                    return Err(format!(
-                        "unknown quota `{other}`: calls, launches, repositories, calls_burst, launches_burst"
-                    ));
-                }
+                other => return Err(OverrideError::Unknown(other.to_owned())),
             }
         }
         Ok(self)

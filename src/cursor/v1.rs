@@ -30,7 +30,9 @@ impl RunEvents {
         Some(
             RunEvent::parse(&raw.kind, &raw.data)
                 .map(|event| (raw.id, event))
-                .map_err(|message| ApiError::Decode { message }),
+                .map_err(|bad| ApiError::Decode {
+                    message: bad.to_string(),
+                }),
         )
     }
 }

@@ -106,11 +106,21 @@ pub struct AgentOptions {
     pub pr_url: Option<String>,
 }
 
+/// An `env_vars` value refers to a variable orchestrate's environment does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("env_vars.{name} is `${{{from}}}`, and {from} is not set in orchestrate's environment")]
+pub struct UnsetEnv {
+    /// The agent's variable.
+    pub name: String,
+    /// The variable of orchestrate's environment it is read from.
+    pub from: String,
+}
+
 impl AgentOptions {
     /// The environment to send: a value written `${NAME}` is read from orchestrate's own
     /// environment now, so a secret need not be in the workflow (nor in the state, which
     /// keeps the workflow's text). An error names the variable that is not set.
-    pub fn env_values(&self) -> Result<Option<IndexMap<String, String>>, String> {
+    pub fn env_values(&self) -> Result<Option<IndexMap<String, String>>, UnsetEnv> {
         let Some(vars) = &self.env_vars else {
             return Ok(None);
         };
@@ -121,8 +131,9 @@ impl AgentOptions {
                 .strip_prefix("${")
                 .and_then(|v| v.strip_suffix('}'));
             let value = match reference {
-                Some(from) => std::env::var(from).map_err(|_| {
-                    format!("env_vars.{name} is `${{{from}}}`, and {from} is not set in orchestrate's environment")
+                Some(from) => std::env::var(from).map_err(|_| UnsetEnv {
+                    name: name.clone(),
+                    from: from.to_owned(),
                 })?,
                 None => value.clone(),
             };

@@ -1,6 +1,6 @@
 //! The simulator's HTTP surface: the gate every request passes (auth, quotas, faults), what
 //! every API's handlers share, and `/__sim/*` for tests. Each API's endpoints are in its own
-//! folder (`v0/`, `v1/`, `platform/`).
+//! folder (`v0/`, `v1/`, `platform/`), which use this; `mod.rs` assembles them.
 
 use crate::sim::model::Stats;
 use std::convert::Infallible;
@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -79,28 +79,17 @@ pub(super) fn refusal(refusal: Refusal) -> Response {
     error(status, code, message)
 }
 
-/// The router of a simulator over `state`.
-pub fn router(state: Shared) -> Router {
-    let strict = lock(&state).config.contract.is_some();
-    let router = Router::new()
-        .merge(super::v0::routes())
-        .merge(super::v1::routes())
-        .merge(super::platform::routes())
+/// The routes tests read the simulator's memory through: `/__sim/*`.
+pub(super) fn test_routes() -> Router<Shared> {
+    Router::new()
         .route("/__sim/stats", get(stats))
         .route("/__sim/launches", get(launches))
         .route("/__sim/violations", get(violations))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "No such endpoint") })
-        .layer(middleware::from_fn_with_state(state.clone(), gate));
-    // Outermost, so that the gate's own answers (401, 429, faults) are checked too.
-    let router = if strict {
-        router.layer(middleware::from_fn_with_state(
-            state.clone(),
-            super::checked::check,
-        ))
-    } else {
-        router
-    };
-    router.with_state(state)
+}
+
+/// The answer to a path no API has.
+pub(super) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "No such endpoint")
 }
 
 /// Whether the `Authorization` header carries `key`, as Basic (key as user name) or Bearer.
@@ -137,7 +126,7 @@ enum Fate {
 }
 
 /// Before every API request: count it, then latency, auth, quotas and injected faults.
-async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+pub(super) async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
         |p| p.as_str().to_owned(),

@@ -31,6 +31,26 @@ use crate::contract::{Contract, Violation};
 use crate::cursor::Rate;
 use crate::cursor::model::Repository;
 
+/// The router of a simulator over `state`: every API's routes behind the gate.
+fn router(state: http::Shared) -> axum::Router {
+    use axum::middleware::from_fn_with_state;
+    let strict = http::lock(&state).config.contract.is_some();
+    let router = axum::Router::new()
+        .merge(v0::routes())
+        .merge(v1::routes())
+        .merge(platform::routes())
+        .merge(http::test_routes())
+        .fallback(http::not_found)
+        .layer(from_fn_with_state(state.clone(), http::gate));
+    // Outermost, so that the gate's own answers (401, 429, faults) are checked too.
+    let router = if strict {
+        router.layer(from_fn_with_state(state.clone(), checked::check))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
 /// The key the simulator accepts unless told otherwise.
 pub const DEFAULT_KEY: &str = "sim-key";
 
@@ -157,8 +177,8 @@ impl Simulator {
         let state = Arc::new(Mutex::new(sim_state));
         tokio::spawn(webhooks::deliver(state.clone(), stop.clone()));
         let app = match prefix.as_str() {
-            "" => http::router(state.clone()),
-            prefix => axum::Router::new().nest(prefix, http::router(state.clone())),
+            "" => router(state.clone()),
+            prefix => axum::Router::new().nest(prefix, router(state.clone())),
         };
         let shutdown = stop.clone();
         let server = tokio::spawn(async move {

@@ -16,6 +16,25 @@ pub const PLATFORM_URL_VAR: &str = "LAP_URL";
 /// The variable that gives the platform agent when a workflow does not.
 pub const PLATFORM_AGENT_VAR: &str = "LAP_AGENT_ID";
 
+/// Why the environment and a workflow's `api:` section name no API a run can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiChoiceError {
+    /// `CURSOR_API_VERSION` holds something else than a version.
+    #[error("{var} is `{0}`; expected `v0` or `v1`", var = API_VERSION_VAR)]
+    BadVersion(String),
+    /// `ORCHESTRATE_BACKEND` holds something else than a backend.
+    #[error("{var} is `{0}`; expected `cursor` or `litellm-agent-platform`", var = BACKEND_VAR)]
+    BadBackend(String),
+    /// The platform backend lacks a setting.
+    #[error("the litellm-agent-platform backend needs `api.{field}` (or {var})")]
+    PlatformSetting {
+        /// The `api:` field.
+        field: &'static str,
+        /// The variable that can stand in for it.
+        var: &'static str,
+    },
+}
+
 /// The `api:` section of a workflow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,15 +75,13 @@ impl BackendKind {
     }
 
     /// The backend `ORCHESTRATE_BACKEND` names, if set; an error names what it holds.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    pub fn from_env() -> Result<Option<Self>, ApiChoiceError> {
         match std::env::var(BACKEND_VAR) {
             Ok(value) if value.trim().is_empty() => Ok(None),
             Ok(value) => match value.trim() {
                 "cursor" => Ok(Some(BackendKind::Cursor)),
                 "litellm-agent-platform" => Ok(Some(BackendKind::LitellmAgentPlatform)),
-                _ => Err(format!(
-                    "{BACKEND_VAR} is `{value}`; expected `cursor` or `litellm-agent-platform`"
-                )),
+                _ => Err(ApiChoiceError::BadBackend(value)),
             },
             Err(_) => Ok(None),
         }
@@ -120,7 +137,7 @@ impl Api {
     }
 
     /// Where a workflow's `api:` section and the environment say its agents run.
-    pub fn resolve(settings: &ApiSettings) -> Result<Self, String> {
+    pub fn resolve(settings: &ApiSettings) -> Result<Self, ApiChoiceError> {
         let backend = match settings.backend {
             Some(backend) => backend,
             None => BackendKind::from_env()?.unwrap_or_default(),
@@ -128,15 +145,11 @@ impl Api {
         match backend {
             BackendKind::Cursor => Ok(Api::Cursor(ApiVersion::resolve(settings.version)?)),
             BackendKind::LitellmAgentPlatform => {
-                let from = |own: &Option<String>, var: &str, field: &str| {
+                let from = |own: &Option<String>, var: &'static str, field: &'static str| {
                     own.clone()
                         .or_else(|| std::env::var(var).ok())
                         .filter(|v| !v.trim().is_empty())
-                        .ok_or_else(|| {
-                            format!(
-                                "the litellm-agent-platform backend needs `api.{field}` (or {var})"
-                            )
-                        })
+                        .ok_or(ApiChoiceError::PlatformSetting { field, var })
                 };
                 Ok(Api::Platform(Platform {
                     url: from(&settings.url, PLATFORM_URL_VAR, "url")?,
@@ -180,15 +193,12 @@ impl ApiVersion {
     }
 
     /// The version `CURSOR_API_VERSION` names, if set; an error names what it holds.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    pub fn from_env() -> Result<Option<Self>, ApiChoiceError> {
         match std::env::var(API_VERSION_VAR) {
             Ok(value) if value.trim().is_empty() => Ok(None),
-            Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "v0" | "0" => Ok(Some(ApiVersion::V0)),
-                "v1" | "1" => Ok(Some(ApiVersion::V1)),
-                _ => Err(format!(
-                    "{API_VERSION_VAR} is `{value}`; expected `v0` or `v1`"
-                )),
+            Ok(value) => match value.parse() {
+                Ok(version) => Ok(Some(version)),
+                Err(UnknownVersion(_)) => Err(ApiChoiceError::BadVersion(value)),
             },
             Err(_) => Ok(None),
         }
@@ -196,10 +206,28 @@ impl ApiVersion {
 
     /// The version a workflow runs on: its own `api.version`, else the environment's, else
     /// the default.
-    pub fn resolve(file: Option<ApiVersion>) -> Result<Self, String> {
+    pub fn resolve(file: Option<ApiVersion>) -> Result<Self, ApiChoiceError> {
         match file {
             Some(version) => Ok(version),
             None => Ok(Self::from_env()?.unwrap_or_default()),
+        }
+    }
+}
+
+/// A text that names no API version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an API version; expected v0 or v1")]
+pub struct UnknownVersion(pub String);
+
+/// `v0` or `v1` (`0`, `1`, any case, spaces around).
+impl std::str::FromStr for ApiVersion {
+    type Err = UnknownVersion;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "v0" | "0" => Ok(ApiVersion::V0),
+            "v1" | "1" => Ok(ApiVersion::V1),
+            _ => Err(UnknownVersion(text.to_owned())),
         }
     }
 }

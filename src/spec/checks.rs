@@ -9,8 +9,8 @@ use petgraph::graphmap::DiGraphMap;
 use super::template::{self, Scope};
 use super::yaml::{KeyPath, Spans};
 use super::{
-    API_VERSION_VAR, Api, ApiVersion, BACKEND_VAR, Diagnostic, FORMAT_VERSION, Fleet, FleetName,
-    OnlyOn, SourceFile, Span, TaskId, Workflow, did_you_mean, is_identifier,
+    API_VERSION_VAR, Api, ApiChoiceError, ApiVersion, BACKEND_VAR, Diagnostic, FORMAT_VERSION,
+    Fleet, FleetName, OnlyOn, SourceFile, Span, TaskId, Workflow, did_you_mean, is_identifier,
 };
 
 /// The most environment variables a v1 agent takes.
@@ -83,20 +83,21 @@ impl Checks<'_> {
         let w = self.workflow;
         let api = match w.api() {
             Ok(api) => api,
-            Err(message) => {
-                let help = if message.starts_with(API_VERSION_VAR) {
-                    format!(
+            Err(error) => {
+                let help = match error {
+                    ApiChoiceError::BadVersion(_) => format!(
                         "unset {API_VERSION_VAR}, or set `api: {{version: v1}}` in the workflow"
-                    )
-                } else if message.starts_with(BACKEND_VAR) {
-                    format!(
+                    ),
+                    ApiChoiceError::BadBackend(_) => format!(
                         "unset {BACKEND_VAR}, or set `api: {{backend: cursor}}` in the workflow"
-                    )
-                } else {
-                    "set `api: {backend: litellm-agent-platform, url: https://..., agent_id: ...}`"
-                        .to_owned()
+                    ),
+                    ApiChoiceError::PlatformSetting { .. } => {
+                        "set `api: {backend: litellm-agent-platform, url: https://..., agent_id: ...}`"
+                            .to_owned()
+                    }
                 };
-                self.found.push(Diagnostic::file(message).help(help));
+                self.found
+                    .push(Diagnostic::file(error.to_string()).help(help));
                 return;
             }
         };

@@ -24,8 +24,8 @@ mod yaml;
 use std::path::Path;
 
 pub use api::{
-    API_VERSION_VAR, Api, ApiSettings, ApiVersion, BACKEND_VAR, BackendKind, PLATFORM_AGENT_VAR,
-    PLATFORM_URL_VAR, Platform,
+    API_VERSION_VAR, Api, ApiChoiceError, ApiSettings, ApiVersion, BACKEND_VAR, BackendKind,
+    PLATFORM_AGENT_VAR, PLATFORM_URL_VAR, Platform,
 };
 pub use diagnostic::{Diagnostic, Located, did_you_mean};
 pub use duration::{DURATION_FORMAT, DurationError, HumanDuration};

@@ -61,7 +61,7 @@ fn is_default(api: &ApiSettings) -> bool {
 impl Workflow {
     /// Where its agents run: its `api:` section, else the environment, else Cursor's API v1;
     /// an error when a variable holds something else or the platform lacks its URL or agent.
-    pub fn api(&self) -> Result<Api, String> {
+    pub fn api(&self) -> Result<Api, super::api::ApiChoiceError> {
         Api::resolve(&self.api)
     }
 }

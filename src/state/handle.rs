@@ -15,7 +15,7 @@ use super::store::{StateError, Store, Write};
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
 enum Message {
-    Write(Vec<Write>, oneshot::Sender<Result<(), String>>),
+    Write(Vec<Write>, oneshot::Sender<Result<(), StateError>>),
     Read(Job),
     Close(oneshot::Sender<()>),
 }
@@ -66,13 +66,7 @@ impl StoreHandle {
         self.sender
             .send(Message::Write(writes, done))
             .map_err(|_| self.gone())?;
-        result
-            .await
-            .map_err(|_| self.gone())?
-            .map_err(|message| StateError::Io {
-                dir: self.dir.clone(),
-                message,
-            })
+        result.await.map_err(|_| self.gone())?
     }
 
     /// Runs `read` on the store thread.
@@ -136,7 +130,7 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
             next = receiver.try_recv().ok();
         }
         if !waiting.is_empty() {
-            let result = store.write(&batch).map_err(|e| e.to_string());
+            let result = store.write(&batch);
             for done in waiting {
                 let _ = done.send(result.clone());
             }

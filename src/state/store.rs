@@ -15,7 +15,7 @@ use super::record::{
 };
 
 /// Why the state cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     /// Another process holds the state.
     #[error(

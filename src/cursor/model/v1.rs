@@ -286,10 +286,23 @@ struct ErrorData {
     error: Option<serde_json::Value>,
 }
 
+/// A run stream's event whose data does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("`{kind}` event: {source}")]
+pub struct BadEvent {
+    /// The event's type.
+    pub kind: String,
+    /// Why its data does not parse.
+    pub source: serde_json::Error,
+}
+
 impl RunEvent {
     /// The event of a type and its data; data that does not parse is an error.
-    pub fn parse(kind: &str, data: &str) -> Result<Self, String> {
-        let invalid = |e: serde_json::Error| format!("`{kind}` event: {e}");
+    pub fn parse(kind: &str, data: &str) -> Result<Self, BadEvent> {
+        let invalid = |source| BadEvent {
+            kind: kind.to_owned(),
+            source,
+        };
         Ok(match kind {
             "status" => Self::Status(
                 serde_json::from_str::<StatusData>(data)

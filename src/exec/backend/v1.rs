@@ -381,12 +381,10 @@ impl Backend for V1 {
         let options = &spec.options;
         // `apply` checked the references before launching anything; one unset since is
         // refused like a bad request, before anything is sent.
-        let env = options
-            .env_values()
-            .map_err(|message| ApiError::BadRequest {
-                code: Some("env_var_unset".into()),
-                message,
-            })?;
+        let env = options.env_values().map_err(|unset| ApiError::BadRequest {
+            code: Some("env_var_unset".into()),
+            message: unset.to_string(),
+        })?;
         let request = CreateAgentRequest {
             prompt: Prompt::text(&spec.prompt),
             model: spec.model.as_ref().map(|id| ModelSpec {

@@ -87,7 +87,7 @@ async fn create_agent(
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    if let Err(message) = check_create(&request) {
+    if let Err(Rejected(message)) = check_create(&request) {
         return invalid(message);
     }
     let mut body = serde_json::to_value(&request).unwrap_or_default();
@@ -150,60 +150,69 @@ async fn create_agent(
 }
 
 /// The documented limits of a create request.
-fn check_create(request: &CreateAgentRequest) -> Result<(), String> {
+/// Why the API refuses a request: the message of its 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Rejected(String);
+
+fn check_create(request: &CreateAgentRequest) -> Result<(), Rejected> {
     if request.prompt.images.len() > 5 {
-        return Err("prompt.images holds at most 5 images".into());
+        return Err(Rejected("prompt.images holds at most 5 images".into()));
     }
     if request.repos.len() > 20 {
-        return Err("repos holds at most 20 repositories".into());
+        return Err(Rejected("repos holds at most 20 repositories".into()));
     }
     if let Some(bad) = request
         .repos
         .iter()
         .find(|r| r.url.parse::<RepoUrl>().is_err())
     {
-        return Err(format!(
+        return Err(Rejected(format!(
             "repos[].url `{}` is not a GitHub repository URL",
             bad.url
-        ));
+        )));
     }
     if request
         .name
         .as_ref()
         .is_some_and(|n| n.chars().count() > 100)
     {
-        return Err("name must be at most 100 characters".into());
+        return Err(Rejected("name must be at most 100 characters".into()));
     }
     if let Some(vars) = &request.env_vars {
         if vars.len() > 50 {
-            return Err("envVars holds at most 50 variables".into());
+            return Err(Rejected("envVars holds at most 50 variables".into()));
         }
         if let Some(bad) = vars.keys().find(|k| k.starts_with("CURSOR_")) {
-            return Err(format!("envVars: `{bad}` may not start with CURSOR_"));
+            return Err(Rejected(format!(
+                "envVars: `{bad}` may not start with CURSOR_"
+            )));
         }
         if let Some(bad) = vars.keys().find(|k| k.is_empty() || k.len() > 255) {
-            return Err(format!("envVars: name `{bad}` must be 1 to 255 bytes"));
+            return Err(Rejected(format!(
+                "envVars: name `{bad}` must be 1 to 255 bytes"
+            )));
         }
         if let Some((bad, _)) = vars
             .iter()
             .find(|(_, v)| v.expose().is_empty() || v.expose().len() > 4096)
         {
-            return Err(format!(
+            return Err(Rejected(format!(
                 "envVars: the value of `{bad}` must be 1 to 4096 bytes"
-            ));
+            )));
         }
         if request.agent_id.is_some() {
-            return Err("agentId cannot be combined with envVars".into());
+            return Err(Rejected("agentId cannot be combined with envVars".into()));
         }
     }
     if let Some(id) = &request.agent_id {
         if !is_agent_id(&id.0) {
-            return Err(format!("agentId `{id}` must look like bc-<uuid>"));
+            return Err(Rejected(format!("agentId `{id}` must look like bc-<uuid>")));
         }
     }
     if let Some(mode) = &request.mode {
         if !["agent", "plan"].contains(&mode.as_str()) {
-            return Err(format!("mode `{mode}` must be `agent` or `plan`"));
+            return Err(Rejected(format!("mode `{mode}` must be `agent` or `plan`")));
         }
     }
     Ok(())
