@@ -334,20 +334,7 @@ async fn fleet(scenario: &Scenario, runner: Runner) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreHandle::open(dir.path()).unwrap();
     let run = plan.run.to_string();
-    let records: Vec<InstanceRecord> = plan
-        .instances
-        .iter()
-        .map(|i| {
-            let repo = i.repo.as_ref().unwrap().to_string();
-            InstanceRecord::pending(
-                i.key.as_str(),
-                i.task.as_str(),
-                &repo,
-                &i.branch,
-                &i.spec_hash(),
-            )
-        })
-        .collect();
+    let records = orchestrate::apply::merge(&plan, &[]).records;
     store
         .write(
             records

@@ -20,6 +20,17 @@ use orchestrate::spec::ApiVersion;
 
 use crate::support::{StrictSim, repo_root, text};
 
+/// One test of `$name` on `$backend`, named `$variant`, ignored with `$reason` if given.
+macro_rules! backend_test {
+    ($name:ident, $variant:ident, $backend:ident $(, $reason:literal)?) => {
+        #[tokio::test(flavor = "multi_thread")]
+        $(#[ignore = $reason])?
+        async fn $variant() {
+            super::$name(crate::scenario::Backend::$backend).await;
+        }
+    };
+}
+
 /// Runs the async test function `$name(backend)` once per backend, as `$name::v0`,
 /// `$name::v1` and `$name::platform`. A test that needs what the platform lacks names the
 /// reason, and its platform variant is ignored with it.
@@ -29,21 +40,9 @@ macro_rules! on_every_backend {
     };
     ($name:ident, platform: $($reason:literal)?) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn v0() {
-                super::$name(crate::scenario::Backend::V0).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn v1() {
-                super::$name(crate::scenario::Backend::V1).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            $(#[ignore = $reason])?
-            async fn platform() {
-                super::$name(crate::scenario::Backend::Platform).await;
-            }
+            backend_test!($name, v0, V0);
+            backend_test!($name, v1, V1);
+            backend_test!($name, platform, Platform $(, $reason)?);
         }
     };
 }
@@ -52,15 +51,8 @@ macro_rules! on_every_backend {
 macro_rules! on_both_apis {
     ($name:ident) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn v0() {
-                super::$name(crate::scenario::Backend::V0).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn v1() {
-                super::$name(crate::scenario::Backend::V1).await;
-            }
+            backend_test!($name, v0, V0);
+            backend_test!($name, v1, V1);
         }
     };
 }

@@ -561,20 +561,8 @@ mod tests {
     async fn execute(yaml: &str, backend: Arc<Scripted>) -> Ran {
         let workflow = spec::parse(&SourceFile::new("w.yaml", yaml)).unwrap();
         let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());
-        let records = plan
-            .instances
-            .iter()
-            .map(|i| {
-                let repo = i.repo.as_ref().map(ToString::to_string).unwrap_or_default();
-                InstanceRecord::pending(
-                    i.key.as_str(),
-                    i.task.as_str(),
-                    &repo,
-                    &i.branch,
-                    &i.spec_hash(),
-                )
-            })
-            .collect();
+        // The records a first apply starts from.
+        let records = crate::apply::merge(&plan, &[]).records;
         let dir = tempfile::tempdir().unwrap();
         let store = StoreHandle::open(dir.path()).unwrap();
         let told = Arc::new(Mutex::new(Vec::new()));
@@ -624,14 +612,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_launch_whose_answer_was_lost_is_found_and_not_sent_again() {
         let backend = Arc::new(Scripted::default());
-        backend
-            .launches
-            .lock()
-            .unwrap()
-            .push_back(Err(ApiError::Server {
-                status: 502,
-                message: "bad gateway".into(),
-            }));
+        backend.fail_next_launch(ApiError::Server {
+            status: 502,
+            message: "bad gateway".into(),
+        });
         *backend.found.lock().unwrap() = Some(agent("bc-lost", AgentStatus::Running));
         let ran = execute(ONE, backend.clone()).await;
         assert_eq!(ran.halt, None);
@@ -715,14 +699,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refused_key_halts_the_run_and_its_dependents_never_start() {
         let backend = Arc::new(Scripted::default());
-        backend
-            .launches
-            .lock()
-            .unwrap()
-            .push_back(Err(ApiError::Auth {
-                status: 401,
-                message: "bad key".into(),
-            }));
+        backend.fail_next_launch(ApiError::Auth {
+            status: 401,
+            message: "bad key".into(),
+        });
         let yaml = format!(
             "{ONE}  u:\n    repo: https://github.com/a/y\n    needs: [t]\n    prompt: then\n"
         );

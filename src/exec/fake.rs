@@ -54,6 +54,11 @@ impl Scripted {
             .insert(id.to_owned(), statuses.iter().cloned().collect());
     }
 
+    /// The next launch answers `error`.
+    pub(super) fn fail_next_launch(&self, error: ApiError) {
+        self.launches.lock().unwrap().push_back(Err(error));
+    }
+
     /// The calls made so far.
     pub(super) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()

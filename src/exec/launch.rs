@@ -223,16 +223,7 @@ mod tests {
     use crate::cursor::AgentStatus;
 
     fn agent() -> AgentView {
-        AgentView {
-            id: AgentId("bc-1".into()),
-            status: AgentStatus::Creating,
-            branch: None,
-            pr_url: None,
-            summary: None,
-            url: None,
-            duration: None,
-            branches: Vec::new(),
-        }
+        crate::exec::fake::agent("bc-1", AgentStatus::Creating)
     }
 
     fn outcome(error: ApiError) -> Result<LaunchOutcome, Halt> {

@@ -257,16 +257,7 @@ mod tests {
     }
 
     fn working(id: &AgentId) -> AgentView {
-        AgentView {
-            id: id.clone(),
-            status: AgentStatus::Running,
-            branch: None,
-            pr_url: None,
-            summary: None,
-            url: None,
-            duration: None,
-            branches: Vec::new(),
-        }
+        crate::exec::fake::agent(&id.0, AgentStatus::Running)
     }
 
     impl Backend for Scripted {

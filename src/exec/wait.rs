@@ -102,22 +102,12 @@ impl Watching {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cursor::AgentId;
 
     const GRACE: Duration = Duration::from_secs(30);
 
     fn read(status: AgentStatus, at: SystemTime) -> StatusRead {
         StatusRead {
-            agent: Ok(AgentView {
-                id: AgentId("bc-1".into()),
-                status,
-                branch: None,
-                pr_url: None,
-                summary: None,
-                url: None,
-                duration: None,
-                branches: Vec::new(),
-            }),
+            agent: Ok(crate::exec::fake::agent("bc-1", status)),
             at,
         }
     }
