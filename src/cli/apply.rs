@@ -343,3 +343,63 @@ fn render(
     }
     exit
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn apply_args(args: &[&str]) -> ApplyArgs {
+        let argv = ["orchestrate", "apply", "w.yaml"].iter().chain(args);
+        match Cli::parse_from(argv).command {
+            Command::Apply(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_flags_become_one_request() {
+        let request = apply_args(&[
+            "--run",
+            "nightly",
+            "--webhook-listen",
+            "127.0.0.1:9000",
+            "--webhook-url",
+            "https://hooks.example.com/cursor",
+            "--poll-interval",
+            "2s",
+        ])
+        .request();
+        assert_eq!(request.file, "w.yaml");
+        assert_eq!(request.run_key.as_deref(), Some("nightly"));
+        let hooks = request.webhooks.unwrap();
+        assert_eq!(hooks.listen.port(), 9000);
+        assert_eq!(hooks.url.path(), "/cursor");
+        assert_eq!(request.tuning.poll_interval, Some(Duration::from_secs(2)));
+        assert!(!request.retry_failed);
+    }
+
+    #[test]
+    fn a_missing_key_says_both_ways_forward_and_means_exit_4() {
+        let error = explain(
+            crate::apply::ApplyError::Config(ConfigError::MissingKey),
+            "w.yaml",
+        );
+        assert_eq!(error.exit_code(), Exit::ApiUnusable);
+        let Error::Hinted { hint, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert!(hint.contains("export CURSOR_API_KEY"), "{hint}");
+        assert!(
+            hint.ends_with("orchestrate apply --simulate w.yaml"),
+            "{hint}"
+        );
+        let other = explain(
+            crate::apply::ApplyError::TooManyAgents { count: 3, max: 2 },
+            "w.yaml",
+        );
+        assert_eq!(other.exit_code(), Exit::Invalid);
+    }
+}

@@ -364,13 +364,15 @@ impl SimState {
     }
 }
 
+/// What the model's and the views' unit tests set up.
 #[cfg(test)]
-mod tests {
+pub(in crate::sim) mod testing {
     use super::*;
 
-    fn new_agent(id: Option<&str>, repo: &str) -> NewAgent {
+    /// A launch of `repo` through `api`, with a client-chosen `id` if given.
+    pub(in crate::sim) fn new_agent(api: Origin, id: Option<&str>, repo: &str) -> NewAgent {
         NewAgent {
-            api: Origin::V1,
+            api,
             id: id.map(|id| AgentId(id.to_owned())),
             name: Some(format!("{repo} #1")),
             source: Source {
@@ -389,13 +391,24 @@ mod tests {
         }
     }
 
-    fn state() -> SimState {
+    /// A state whose agents create for 1 s and work 10 s, in real time.
+    pub(in crate::sim) fn state() -> SimState {
         SimState::new(SimConfig {
             speed: 1.0,
             creating: Duration::from_secs(1),
             agent_duration: (Duration::from_secs(10), Duration::from_secs(10)),
             ..SimConfig::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::state;
+    use super::*;
+
+    fn new_agent(id: Option<&str>, repo: &str) -> NewAgent {
+        super::testing::new_agent(Origin::V1, id, repo)
     }
 
     #[test]

@@ -143,3 +143,54 @@ impl SimState {
         due
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sim::model::testing::{new_agent, state};
+
+    #[test]
+    fn a_webhook_is_told_each_end_once() {
+        let mut state = state();
+        let start = SystemTime::now();
+        let mut new = new_agent(Origin::V0, None, "api");
+        new.webhook = Some(Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: None,
+        });
+        let id = state.create(new, start).unwrap();
+        let at = |s| start + Duration::from_secs(s);
+        assert!(state.due_webhooks(at(5)).is_empty(), "still working");
+        let due = state.due_webhooks(at(12));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1.status, AgentStatus::Finished);
+        assert!(state.due_webhooks(at(13)).is_empty(), "told once");
+        // A follow-up ends in FINISHED again: that is news.
+        state.follow_up(&id, "again".into(), at(13)).unwrap();
+        assert_eq!(state.due_webhooks(at(30)).len(), 1);
+    }
+
+    #[test]
+    fn the_conversation_has_each_prompt_and_an_answer_once_its_run_ended() {
+        let mut state = state();
+        let start = SystemTime::now();
+        let id = state
+            .create(new_agent(Origin::V0, None, "api"), start)
+            .unwrap();
+        let agent = state.agent(&id).unwrap();
+        let kinds = |at| {
+            agent
+                .messages(at)
+                .into_iter()
+                .map(|m| m.kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(start), ["user_message"]);
+        assert_eq!(
+            kinds(start + Duration::from_secs(12)),
+            ["user_message", "assistant_message"]
+        );
+    }
+}

@@ -307,3 +307,52 @@ impl SimState {
         v1::Page { items, next_cursor }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sim::model::Origin;
+    use crate::sim::model::testing::{new_agent, state};
+
+    #[test]
+    fn a_run_stream_tells_running_then_the_result_and_done() {
+        let mut state = state();
+        let start = SystemTime::now();
+        let id = state
+            .create(new_agent(Origin::V1, None, "api"), start)
+            .unwrap();
+        let run = state.agent(&id).unwrap().latest().id().clone();
+        let at = |s| start + Duration::from_secs(s);
+        let creating = state.run_stream(&id, &run, start).unwrap();
+        assert!(creating.events.is_empty());
+        assert_eq!(creating.next_change, Some(at(1)));
+        let working = state.run_stream(&id, &run, at(5)).unwrap();
+        let kinds = |s: &RunStream| s.events.iter().map(|e| e.1).collect::<Vec<_>>();
+        assert_eq!(kinds(&working), ["status"]);
+        let ended = state.run_stream(&id, &run, at(20)).unwrap();
+        assert_eq!(kinds(&ended), ["status", "result", "done"]);
+        assert_eq!(ended.ended, Some(at(11)));
+        assert_eq!(ended.events[1].2["text"], "Done: Bump it");
+    }
+
+    #[test]
+    fn a_follow_up_waits_for_the_run_to_end_and_starts_a_new_one() {
+        let mut state = state();
+        let start = SystemTime::now();
+        let id = state
+            .create(new_agent(Origin::V1, None, "api"), start)
+            .unwrap();
+        let at = |s| start + Duration::from_secs(s);
+        assert_eq!(
+            state.create_run(&id, "again".into(), at(5)),
+            Err(Refusal::Busy)
+        );
+        let run = state.create_run(&id, "again".into(), at(12)).unwrap();
+        assert_eq!(state.agent(&id).unwrap().latest().id(), &run.id);
+        let page = state.runs(&id, 10, None, at(12)).unwrap();
+        assert_eq!(page.items.len(), 2, "newest first, both runs");
+        assert_eq!(page.items[0].id, run.id);
+    }
+}
