@@ -131,6 +131,23 @@ impl Backend {
     pub(crate) fn finds_lost_launches(self) -> bool {
         self != Backend::Platform
     }
+
+    /// Whether a launch carries a client-chosen agent id, so that a resend is refused
+    /// (`agent_id_conflict`) instead of making a second agent: v1's.
+    pub(crate) fn refuses_resent_launches(self) -> bool {
+        self == Backend::V1
+    }
+
+    /// Whether the API has a spending ceiling (`usage_limit_exceeded`): v1's.
+    pub(crate) fn has_usage_limit(self) -> bool {
+        self == Backend::V1
+    }
+
+    /// Whether every setting of the examples can be sent (the platform refuses some, by
+    /// name, before launching).
+    pub(crate) fn sends_every_setting(self) -> bool {
+        self != Backend::Platform
+    }
 }
 
 /// A change to the simulator's settings.

@@ -53,11 +53,23 @@ async fn soak_with_every_fault_and_kill_9() {
         .collect::<Vec<_>>()
         .join("\n");
     let file = dir.path().join("soak.yaml");
-    std::fs::write(
-        &file,
-        format!("version: 1\nname: soak\nconcurrency: 60\ndefaults:\n  retries: 6\n  auto_create_pr: true\nfleets:\n  all:\n{repos}\ntasks:\n  bump:\n    fleet: all\n    prompt: Bump {{{{ repo.name }}}}.\n    follow_ups:\n      - prompt: Open the pull request.\n"),
-    )
-    .unwrap();
+    let workflow = r"version: 1
+name: soak
+concurrency: 60
+defaults:
+  retries: 6
+  auto_create_pr: true
+fleets:
+  all:
+REPOS
+tasks:
+  bump:
+    fleet: all
+    prompt: Bump {{ repo.name }}.
+    follow_ups:
+      - prompt: Open the pull request.
+";
+    std::fs::write(&file, workflow.replace("REPOS", &repos)).unwrap();
     let state = dir.path().join("state");
     let apply = || {
         let mut command = crate::support::command();
