@@ -4,7 +4,9 @@
 Counts the lines from a `fn` line to its closing brace, tests included (`mod tests` is
 skipped unless --tests). Braces inside strings and comments are ignored roughly: enough for
 a size report, not a parser."""
-import re, sys, pathlib
+import re, signal, sys, pathlib
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
 
 def strip(line):
     line = re.sub(r'"(\\.|[^"\\])*"', '""', line)
