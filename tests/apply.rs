@@ -314,6 +314,23 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(backend: B
 
 on_every_backend!(ctrl_c_stops_launching_and_says_how_to_resume);
 async fn ctrl_c_stops_launching_and_says_how_to_resume(backend: Backend) {
+    a_stop_signal_interrupts_and_the_hint_resumes(backend, "INT", "interrupting").await;
+}
+
+on_every_backend!(sigterm_stops_launching_and_says_how_to_resume);
+async fn sigterm_stops_launching_and_says_how_to_resume(backend: Backend) {
+    a_stop_signal_interrupts_and_the_hint_resumes(backend, "TERM", "SIGTERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_is_a_stop_too() {
+    a_stop_signal_interrupts_and_the_hint_resumes(Backend::V0, "HUP", "SIGHUP").await;
+}
+
+/// The signal `name` sent while three agents work stops the launches with exit 3 and a message that
+/// names it; the printed hint, run as it is (its own `--state`, no environment for it),
+/// continues the same run to the end with no agent launched twice.
+async fn a_stop_signal_interrupts_and_the_hint_resumes(backend: Backend, name: &str, said: &str) {
     // Agents work 1 s: time enough to interrupt before the first one finishes.
     let s = Scenario::on(backend).work(1000, 1200).start().await;
     let file = Scenario::example("pipeline");
@@ -323,22 +340,24 @@ async fn ctrl_c_stops_launching_and_says_how_to_resume(backend: Backend) {
         .stderr(std::process::Stdio::piped());
     let child = command.spawn().unwrap();
     s.wait_until(|stats| stats.agents == 3).await;
-    signal(&child, "INT");
+    signal(&child, name);
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("continue with: orchestrate apply"),
+        stderr.contains(&format!("{said}: no new agents are launched")),
         "{stderr}"
     );
-    assert_eq!(s.stats().agents, 3, "nothing launched after Ctrl-C");
-    // Applying again continues the same agents to the end.
-    let ran = s.apply(&file, &[]).await;
-    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!stderr.contains("press Ctrl-C again"), "{stderr}");
+    assert_eq!(s.stats().agents, 3, "nothing launched after the signal");
+    assert_eq!(s.status().await["state"], "interrupted");
+    let resumed = s.follow_hint(&stderr, "continue with: ").await;
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
     assert_eq!(s.stats().agents, 7);
     every_launch_once(&s.stats());
+    assert_eq!(s.status().await["state"], "succeeded");
     s.shutdown().await;
 }
 
@@ -470,6 +489,9 @@ async fn without_a_terminal_apply_wants_yes(backend: Backend) {
         ran.stderr
     );
     assert_eq!(s.stats().agents, 0);
+    let confirmed = s.follow_hint(&ran.stderr, "then run `").await;
+    assert_eq!(confirmed.code, Some(0), "{}", confirmed.stderr);
+    assert_eq!(s.stats().agents, 1);
     s.shutdown().await;
 }
 
@@ -616,17 +638,13 @@ async fn a_usage_limit_pauses_the_run_and_it_resumes_once_raised(backend: Backen
         "{}",
         ran.stderr
     );
-    assert!(
-        ran.stderr
-            .contains("once it is raised, continue with: orchestrate apply"),
-        "{}",
-        ran.stderr
-    );
     assert_eq!(s.stats().agents, 3, "nothing launched past the limit");
     assert_eq!(s.status().await["state"], "interrupted");
 
     s.set_faults(orchestrate::sim::Faults::default());
-    let ran = s.apply(&file, &[]).await;
+    let ran = s
+        .follow_hint(&ran.stderr, "once it is raised, continue with: ")
+        .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     let seen = s.stats();
     assert_eq!(seen.agents, 6);

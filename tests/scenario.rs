@@ -405,6 +405,21 @@ impl Scenario {
         command.spawn().unwrap()
     }
 
+    /// Runs the command a hint in `output` gives after `label` (as in `continue with: `, up
+    /// to a closing backquote), exactly as printed, with the scenario's environment.
+    pub(crate) async fn follow_hint(&self, output: &str, label: &str) -> Ran {
+        let line = output
+            .lines()
+            .find_map(|line| line.split_once(label).map(|(_, hint)| hint))
+            .map(|hint| hint.split('`').next().unwrap_or(hint))
+            .unwrap_or_else(|| panic!("no `{label}` hint in:\n{output}"));
+        let words = shlex::split(line).unwrap_or_else(|| panic!("not a command line: {line}"));
+        assert_eq!(words[0], "orchestrate", "{line}");
+        let mut command = self.command();
+        command.env_remove("ORCHESTRATE_STATE").args(&words[1..]);
+        Self::finish(command).await
+    }
+
     /// `status --json`, which must succeed.
     pub(crate) async fn status(&self) -> Status {
         let ran = self.run(&["status", "--json"]).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::hint::Hints;
 use super::progress::LiveView;
 use super::{Error, Exit, Output};
 use crate::apply::{Conclusion, Finished, Request, SIMULATED_SPEED, Tuning, Webhooks, conclude};
@@ -142,11 +143,12 @@ async fn apply(
     yes: bool,
 ) -> Result<Exit, Error> {
     let store = StoreHandle::open(state_dir)?;
+    let hints = Hints::new(state_dir);
     let (file, simulate) = (request.file.clone(), request.simulate);
     let say = |line: &str| out.status(line);
     let prepared = crate::apply::prepare(&store, loaded, request, &say)
         .await
-        .map_err(|error| explain(error, &file))?;
+        .map_err(|error| explain(error, &hints, &file))?;
     if let Some(url) = prepared.simulator_url() {
         let what = match &prepared.plan().api {
             Api::Cursor(_) => "the Cursor API",
@@ -163,13 +165,13 @@ async fn apply(
         prepared.plan().concurrency
     ));
     let new_agents = prepared.new_agents();
-    if new_agents > 0 && !simulate && !yes && !confirm(out, &prepared, new_agents, &file)? {
+    if new_agents > 0 && !simulate && !yes && !confirm(out, &prepared, new_agents, &hints, &file)? {
         return Err(Error::Usage("not confirmed: nothing launched".into()));
     }
 
     let interrupt = CancellationToken::new();
     let stop_agents = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(out.clone(), interrupt.clone(), stop_agents.clone());
+    let by_signal = watch_stops(out.clone(), interrupt.clone(), stop_agents.clone());
     let live = LiveView::new(out, prepared.plan().instances.len());
     let lines = live.clone();
     let report = Arc::new(move |progress: &crate::exec::Progress| {
@@ -189,6 +191,7 @@ async fn apply(
     // the agents; without a terminal nobody can press it, so nobody waits.
     if halt == Some(crate::exec::Halt::Interrupted)
         && std::io::stdin().is_terminal()
+        && !by_signal.load(Ordering::SeqCst)
         && !stop_agents.load(Ordering::SeqCst)
     {
         second_chance(out, started.live_agents(), &stop_agents).await;
@@ -196,15 +199,16 @@ async fn apply(
     let counts = *started.counts().borrow();
     let conclusion = conclude(halt.as_ref(), &counts, stop_agents.load(Ordering::SeqCst));
     let finished = started.finish(&conclusion).await;
-    Ok(render(out, &conclusion, &finished, &file, simulate))
+    Ok(render(out, &conclusion, &finished, &hints, &file))
 }
 
 /// What to do about an apply that could not start, where the library's error alone does not
 /// say it.
-fn explain(error: crate::apply::ApplyError, file: &str) -> Error {
+fn explain(error: crate::apply::ApplyError, hints: &Hints, file: &str) -> Error {
     use crate::apply::ApplyError;
     let simulate = format!(
-        "or try the workflow against the built-in simulator: orchestrate apply --simulate {file}"
+        "or try the workflow against the built-in simulator: {}",
+        hints.command(&["apply", "--simulate", file])
     );
     match error {
         ApplyError::Config(ConfigError::MissingKey) => {
@@ -227,11 +231,15 @@ fn confirm(
     out: &Output,
     prepared: &crate::apply::Prepared,
     new_agents: usize,
+    hints: &Hints,
     file: &str,
 ) -> Result<bool, Error> {
     if !std::io::stdin().is_terminal() {
+        let key = &prepared.plan().run_context.key;
         return Err(Error::Usage(format!(
-            "refusing to launch {new_agents} agent(s) without --yes when not in a terminal; review `orchestrate plan {file}` first"
+            "refusing to launch {new_agents} agent(s) without --yes when not in a terminal; review `{}`, then run `{}`",
+            hints.command(&["plan", file, "--run", key]),
+            hints.resume(file, key)
         )));
     }
     out.stdout(&prepared.plan().render(crate::plan::Format::Text));
@@ -258,19 +266,64 @@ async fn second_chance(out: &Output, live: usize, stop_agents: &AtomicBool) {
     }
 }
 
-/// First Ctrl-C: stop launching. Second: also stop the running agents.
-fn watch_ctrl_c(out: Output, interrupt: CancellationToken, stop_agents: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
+/// How the user asked `apply` to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C in a terminal: a second one may follow.
+    CtrlC,
+    /// SIGTERM or SIGHUP (systemd, Kubernetes, `timeout`, a cancelled CI job): nobody is
+    /// there to press Ctrl-C again, and a kill may follow soon.
+    Signal(&'static str),
+}
+
+/// The first stop request: Ctrl-C, SIGTERM or SIGHUP.
+async fn first_stop() -> Option<Stop> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return tokio::signal::ctrl_c().await.ok().map(|()| Stop::CtrlC);
+        };
+        tokio::select! {
+            ctrl_c = tokio::signal::ctrl_c() => ctrl_c.ok().map(|()| Stop::CtrlC),
+            _ = term.recv() => Some(Stop::Signal("SIGTERM")),
+            _ = hup.recv() => Some(Stop::Signal("SIGHUP")),
         }
-        out.status("\ninterrupting: no new agents are launched");
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok().map(|()| Stop::CtrlC)
+}
+
+/// First Ctrl-C (or SIGTERM, SIGHUP): stop launching. A second Ctrl-C: also stop the running
+/// agents. Returns a flag set when the first stop was a signal, which waits for no second.
+fn watch_stops(
+    out: Output,
+    interrupt: CancellationToken,
+    stop_agents: Arc<AtomicBool>,
+) -> Arc<AtomicBool> {
+    let by_signal = Arc::new(AtomicBool::new(false));
+    let signalled = by_signal.clone();
+    tokio::spawn(async move {
+        let Some(stop) = first_stop().await else {
+            return;
+        };
+        match stop {
+            Stop::CtrlC => out.status("\ninterrupting: no new agents are launched"),
+            Stop::Signal(name) => {
+                signalled.store(true, Ordering::SeqCst);
+                out.status(&format!("\n{name}: no new agents are launched"));
+            }
+        }
         interrupt.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             stop_agents.store(true, Ordering::SeqCst);
             out.status("stopping the running agents...");
         }
     });
+    by_signal
 }
 
 /// Tells how the apply ended, publishes the GitHub Actions summary, and picks the exit code.
@@ -278,10 +331,11 @@ fn render(
     out: &Output,
     conclusion: &Conclusion,
     finished: &Finished,
+    hints: &Hints,
     file: &str,
-    simulate: bool,
 ) -> Exit {
     let run = &finished.run.id;
+    let resume = hints.resume(file, &finished.run.key);
     if let Some(error) = &finished.not_recorded {
         out.error(&error.to_string());
     }
@@ -296,29 +350,32 @@ fn render(
             return Exit::TaskFailed;
         }
         Conclusion::Interrupted => {
-            let again = if simulate {
-                "(a simulated run starts over)".to_owned()
+            if finished.run.simulated {
+                out.status(&format!(
+                    "interrupted: its simulator is gone, so the simulated run starts over with: {}",
+                    hints.command(&["apply", "--simulate", file, "--run", &finished.run.key])
+                ));
             } else {
-                format!("orchestrate apply {file}")
-            };
-            out.status(&format!(
-                "interrupted: nothing more is launched; running agents go on in the cloud.\n\
-                 continue with: {again}\nstop them with: orchestrate cancel {run}"
-            ));
+                out.status(&format!(
+                    "interrupted: nothing more is launched; running agents go on in the cloud.\n\
+                     continue with: {resume}\nstop them with: {}",
+                    hints.command(&["cancel", run])
+                ));
+            }
             Exit::Interrupted
         }
         Conclusion::UsageLimit(message) => {
             out.error(message);
             out.status(&format!(
                 "paused: nothing more is launched until the usage limit is raised; running agents go on in the cloud.\n\
-                 once it is raised, continue with: orchestrate apply {file}"
+                 once it is raised, continue with: {resume}"
             ));
             Exit::Interrupted
         }
         Conclusion::Fatal(message) => {
             out.error(message);
             out.status(&format!(
-                "the run can be continued once this is fixed: orchestrate apply {file}"
+                "the run can be continued once this is fixed: {resume}"
             ));
             Exit::ApiUnusable
         }
@@ -327,7 +384,8 @@ fn render(
     };
     let counts = crate::state::Counts::of(&finished.records);
     out.status(&format!(
-        "run {run}: {counts}\nsee `orchestrate status {run}` for each instance"
+        "run {run}: {counts}\nsee `{}` for each instance",
+        hints.command(&["status", run])
     ));
     if let Some(github) = GithubActions::from_env() {
         let report = Report {
@@ -383,8 +441,10 @@ mod tests {
 
     #[test]
     fn a_missing_key_says_both_ways_forward_and_means_exit_4() {
+        let hints = Hints::new(std::path::Path::new("/tmp/st"));
         let error = explain(
             crate::apply::ApplyError::Config(ConfigError::MissingKey),
+            &hints,
             "w.yaml",
         );
         assert_eq!(error.exit_code(), Exit::ApiUnusable);
@@ -393,11 +453,12 @@ mod tests {
         };
         assert!(hint.contains("export CURSOR_API_KEY"), "{hint}");
         assert!(
-            hint.ends_with("orchestrate apply --simulate w.yaml"),
+            hint.ends_with("orchestrate --state /tmp/st apply --simulate w.yaml"),
             "{hint}"
         );
         let other = explain(
             crate::apply::ApplyError::TooManyAgents { count: 3, max: 2 },
+            &hints,
             "w.yaml",
         );
         assert_eq!(other.exit_code(), Exit::Invalid);

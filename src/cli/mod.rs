@@ -4,6 +4,7 @@ mod api;
 mod apply;
 mod artifacts;
 mod error;
+mod hint;
 mod output;
 mod plan;
 mod progress;
@@ -43,7 +44,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "ORCHESTRATE_STATE",
-        default_value = ".orchestrate",
+        default_value = hint::DEFAULT_STATE,
         value_name = "DIR"
     )]
     pub state: PathBuf,
