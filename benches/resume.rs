@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use orchestrate::cursor::model::{LaunchRequest, LaunchTarget, Prompt, Source};
 use orchestrate::cursor::{AgentId, ApiKey, Client, ClientConfig, QuotaConfig};
 use orchestrate::exec::{Backend, V0};
-use orchestrate::plan::{Options, Plan, Recorded};
+use orchestrate::plan::{Options, Plan};
 use orchestrate::sim::{DEFAULT_KEY, SimConfig, Simulator};
 use orchestrate::spec::{self, SourceFile};
 use orchestrate::state::{InstanceRecord, InstanceState, StoreHandle, Timestamp, Write};
@@ -118,22 +118,7 @@ fn main() {
         let read = start.elapsed();
         let workflow = spec::parse(&SourceFile::new("resume.yaml", text)).unwrap();
         let mut plan = Plan::build(&workflow, &Options::default()).unwrap();
-        let recorded = records
-            .iter()
-            .map(|r| {
-                let ended = r.state == InstanceState::Succeeded;
-                (
-                    r.key.clone(),
-                    Recorded {
-                        spec_hash: r.spec_hash.clone(),
-                        succeeded: ended,
-                        ended,
-                        relaunch_requested: false,
-                    },
-                )
-            })
-            .collect();
-        plan.diff(&recorded);
+        plan.diff(&orchestrate::apply::recorded_map(&records, &[]));
         let planned = start.elapsed();
         let running: Vec<AgentId> = records
             .iter()

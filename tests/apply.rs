@@ -291,7 +291,8 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(backend: B
 
     // cancel: an apply dies with three agents working; cancel stops all three.
     s.use_state("state-2");
-    let mut running = s.spawn_apply(&Scenario::example("pipeline"));
+    let file = Scenario::example("pipeline");
+    let mut running = s.spawn_apply(&file);
     s.wait_for_agents(s.stats().agents + 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = running.kill();
@@ -309,6 +310,23 @@ async fn a_timeout_stops_the_agent_and_cancel_stops_every_running_one(backend: B
     let status = s.status().await;
     assert_eq!(status["state"], "cancelled");
     assert_eq!((status.count("cancelled"), status.count("skipped")), (3, 4));
+
+    // Cancelled means resumable: `plan` says why each one relaunches, never "keep", and
+    // apply relaunches the three as new attempts and runs the four it skipped.
+    let plan = s.run(&["plan", &file.display().to_string()]).await;
+    assert_eq!(
+        plan.stdout.matches("relaunch: it was cancelled").count(),
+        3,
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("(keep)"), "{}", plan.stdout);
+    let agents = s.stats().agents;
+    let resumed = s.apply(&file, &[]).await;
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    // 3 new attempts and 4 first ones: one agent more would be a duplicate.
+    assert_eq!(s.stats().agents, agents + 7);
+    assert_eq!(s.status().await.count("succeeded"), 7);
     s.shutdown().await;
 }
 

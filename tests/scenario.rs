@@ -411,8 +411,10 @@ impl Scenario {
         let line = output
             .lines()
             .find_map(|line| line.split_once(label).map(|(_, hint)| hint))
-            .map(|hint| hint.split('`').next().unwrap_or(hint))
-            .unwrap_or_else(|| panic!("no `{label}` hint in:\n{output}"));
+            .map_or_else(
+                || panic!("no `{label}` hint in:\n{output}"),
+                |hint| hint.split('`').next().unwrap_or(hint),
+            );
         let words = shlex::split(line).unwrap_or_else(|| panic!("not a command line: {line}"));
         assert_eq!(words[0], "orchestrate", "{line}");
         let mut command = self.command();

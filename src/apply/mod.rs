@@ -38,8 +38,8 @@ use crate::plan::{Action, Options, Plan, PlanError};
 use crate::sim::Simulator;
 use crate::spec::{Api, ApiVersion, Loaded};
 use crate::state::{
-    Counts, InstanceRecord, LearnedLimit, RunRecord, RunState, Snapshot, StateError, StoreHandle,
-    Timestamp, Write, remove_snapshot, webhook_secret, write_snapshot,
+    Counts, InstanceRecord, InstanceState, LearnedLimit, RunRecord, RunState, Snapshot, StateError,
+    StoreHandle, Timestamp, Write, remove_snapshot, webhook_secret, write_snapshot,
 };
 
 /// How often `status` in another terminal sees the records of a running apply.
@@ -116,8 +116,8 @@ pub struct Request {
     pub refresh_repos: bool,
     /// The executor's settings.
     pub tuning: Tuning,
-    /// Relaunch the failed and timed-out instances (`retry --failed`).
-    pub retry_failed: bool,
+    /// The states whose instances `retry` relaunches (none for `apply`).
+    pub retry: Vec<InstanceState>,
 }
 
 /// Why an apply did not start or could not record its end.
@@ -273,7 +273,7 @@ pub async fn prepare(
     } else {
         store.read(move |s| s.instances(&id)).await?
     };
-    plan.diff(&recorded_map(&recorded, request.retry_failed));
+    plan.diff(&recorded_map(&recorded, &request.retry));
     let merged = merge(&plan, &recorded);
     let prepared = Prepared {
         plan,

@@ -3,27 +3,28 @@
 use std::collections::HashMap;
 
 use crate::exec::InstanceEvent;
-use crate::plan::{Action, Plan, Recorded};
+use crate::plan::{Action, End, Plan, Recorded};
 use crate::state::{InstanceRecord, InstanceState};
 
-/// What the diff needs of each recorded instance; `retry_failed` asks to relaunch the failed.
-pub fn recorded_map(records: &[InstanceRecord], retry_failed: bool) -> HashMap<String, Recorded> {
+/// What the diff needs of each recorded instance; instances in a state of `retry` are
+/// relaunched on request.
+pub fn recorded_map(
+    records: &[InstanceRecord],
+    retry: &[InstanceState],
+) -> HashMap<String, Recorded> {
     records
         .iter()
         .map(|r| {
-            let ended = matches!(
-                r.state,
-                InstanceState::Succeeded
-                    | InstanceState::Failed
-                    | InstanceState::TimedOut
-                    | InstanceState::Cancelled
-            );
+            let end = match r.state {
+                InstanceState::Succeeded => End::Succeeded,
+                InstanceState::Failed | InstanceState::TimedOut => End::Unsuccessful,
+                InstanceState::Cancelled => End::Cancelled,
+                _ => End::Unfinished,
+            };
             let recorded = Recorded {
                 spec_hash: r.spec_hash.clone(),
-                succeeded: r.state == InstanceState::Succeeded,
-                ended,
-                relaunch_requested: retry_failed
-                    && matches!(r.state, InstanceState::Failed | InstanceState::TimedOut),
+                end,
+                relaunch_requested: retry.contains(&r.state),
             };
             (r.key.clone(), recorded)
         })
@@ -107,14 +108,14 @@ mod tests {
     use crate::plan::{Options, RelaunchReason};
     use crate::spec::{self, SourceFile};
 
-    fn plan(prompt: &str, recorded: &[InstanceRecord], retry_failed: bool) -> Plan {
+    fn plan(prompt: &str, recorded: &[InstanceRecord], retry: &[InstanceState]) -> Plan {
         let yaml = format!(
             "version: 1\nname: p\nfleets:\n  f:\n    - https://github.com/a/x\n    - https://github.com/a/y\n\
              tasks:\n  bump:\n    fleet: f\n    prompt: {prompt}\n"
         );
         let workflow = spec::parse(&SourceFile::new("p.yaml", yaml)).unwrap();
         let mut plan = Plan::build(&workflow, &Options::default()).unwrap();
-        plan.diff(&recorded_map(recorded, retry_failed));
+        plan.diff(&recorded_map(recorded, retry));
         plan
     }
 
@@ -128,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_first_apply_starts_every_instance_pending() {
-        let merged = merge(&plan("bump", &[], false), &[]);
+        let merged = merge(&plan("bump", &[], &[]), &[]);
         assert_eq!(
             states(&merged),
             [
@@ -142,13 +143,16 @@ mod tests {
 
     #[test]
     fn kept_instances_are_not_written_and_failed_ones_relaunch_when_retried() {
-        let first = merge(&plan("bump", &[], false), &[]).records;
+        let first = merge(&plan("bump", &[], &[]), &[]).records;
         let mut recorded = first.clone();
         recorded[0].state = InstanceState::Succeeded;
         recorded[1].attempt = 2;
         recorded[1].end_attempt("the agent ended in ERROR");
         recorded[1].fail(InstanceState::Failed, "the agent ended in ERROR");
-        let merged = merge(&plan("bump", &recorded, true), &recorded);
+        let merged = merge(
+            &plan("bump", &recorded, &[InstanceState::Failed]),
+            &recorded,
+        );
         assert_eq!(
             states(&merged),
             [
@@ -169,22 +173,22 @@ mod tests {
 
     #[test]
     fn continued_instances_keep_their_place_and_blocked_ones_are_looked_at_again() {
-        let mut recorded = merge(&plan("bump", &[], false), &[]).records;
+        let mut recorded = merge(&plan("bump", &[], &[]), &[]).records;
         recorded[0].state = InstanceState::Running;
         recorded[0].agent_id = Some("bc-1".into());
         recorded[1].state = InstanceState::Blocked;
-        let merged = merge(&plan("bump", &recorded, false), &recorded);
+        let merged = merge(&plan("bump", &recorded, &[]), &recorded);
         assert_eq!(merged.records[0], recorded[0]);
         assert_eq!(merged.records[1].state, InstanceState::Pending);
     }
 
     #[test]
     fn an_edited_prompt_relaunches_and_says_why() {
-        let mut recorded = merge(&plan("bump", &[], false), &[]).records;
+        let mut recorded = merge(&plan("bump", &[], &[]), &[]).records;
         for record in &mut recorded {
             record.state = InstanceState::Succeeded;
         }
-        let merged = merge(&plan("bump harder", &recorded, false), &recorded);
+        let merged = merge(&plan("bump harder", &recorded, &[]), &recorded);
         assert!(
             merged
                 .records

@@ -98,7 +98,7 @@ impl ApplyArgs {
                 .map(|(listen, url)| Webhooks { listen, url }),
             refresh_repos: self.refresh_repos,
             tuning: self.tuning.into(),
-            retry_failed: false,
+            retry: Vec::new(),
         }
     }
 }
@@ -113,12 +113,13 @@ pub async fn run(
     apply(out, state_dir, &loaded, args.request(), args.yes).await
 }
 
-/// `retry --failed`: the run's recorded workflow applied again, its failed instances
+/// `retry`: the run's recorded workflow applied again, its instances in a state of `states`
 /// relaunched.
 pub async fn retry(
     out: &Output,
     state_dir: &std::path::Path,
     run: &crate::state::RunRecord,
+    states: Vec<crate::state::InstanceState>,
     tuning: TuningArgs,
     yes: bool,
 ) -> Result<Exit, Error> {
@@ -128,7 +129,7 @@ pub async fn retry(
         run_key: Some(run.key.clone()),
         simulate: run.simulated,
         tuning: tuning.into(),
-        retry_failed: true,
+        retry: states,
         ..Request::default()
     };
     apply(out, state_dir, &loaded, request, yes).await
@@ -436,7 +437,7 @@ mod tests {
         assert_eq!(hooks.listen.port(), 9000);
         assert_eq!(hooks.url.path(), "/cursor");
         assert_eq!(request.tuning.poll_interval, Some(Duration::from_secs(2)));
-        assert!(!request.retry_failed);
+        assert!(request.retry.is_empty());
     }
 
     #[test]

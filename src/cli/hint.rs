@@ -42,7 +42,7 @@ impl Hints {
 }
 
 fn quote(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
+    shlex::try_quote(word).map_or_else(|_| word.to_owned(), std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]

@@ -105,13 +105,14 @@ pub enum Command {
         /// The run (the latest when omitted).
         run: Option<String>,
     },
-    /// Relaunch a run's failed and timed-out instances, and re-run their dependents.
+    /// Relaunch a run's failed, timed-out and cancelled instances (or those the flags select),
+    /// and re-run their dependents.
     Retry {
         /// The run (the latest when omitted).
         run: Option<String>,
-        /// Relaunch the failed and timed-out instances (the only kind of retry there is).
-        #[arg(long, required = true)]
-        failed: bool,
+        /// Which instances to relaunch; without any, all three kinds.
+        #[command(flatten)]
+        select: runs::RetrySelect,
         /// Launch without asking.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -251,10 +252,10 @@ fn execute(out: &Output, cli: Cli) -> Result<Exit, Error> {
         } => block_on(artifacts::run(out, state, run, instance, out_dir)),
         Command::Retry {
             run,
-            failed: _,
+            select,
             yes,
             tuning,
-        } => block_on(runs::retry(out, state, run, tuning, yes)),
+        } => block_on(runs::retry(out, state, run, select, tuning, yes)),
     }
 }
 

@@ -56,6 +56,6 @@ async fn against_state(
         discovered: discovered_from_cache(workflow, store).await,
     };
     let mut diffed = Plan::build(workflow, &options).ok()?;
-    diffed.diff(&recorded_map(&records, false));
+    diffed.diff(&recorded_map(&records, &[]));
     Some(diffed)
 }

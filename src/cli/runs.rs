@@ -9,7 +9,9 @@ use super::apply::TuningArgs;
 use super::{Error, Exit, Output};
 use crate::exec::{AnyBackend, cancel_run};
 use crate::report::{ListedRun, RunView};
-use crate::state::{Counts, InstanceRecord, RunRecord, RunState, Store, StoreHandle};
+use crate::state::{
+    Counts, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle,
+};
 use crate::state::{StateError, read_snapshot};
 
 fn open(dir: &Path) -> Result<StoreHandle, Error> {
@@ -207,12 +209,43 @@ pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Result<Exi
     ))
 }
 
-/// `orchestrate retry RUN --failed`: relaunch the failed and timed-out instances (and
-/// re-run their dependents) with the workflow the run recorded.
+/// Which instances `retry` relaunches.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct RetrySelect {
+    /// Relaunch the failed instances.
+    #[arg(long)]
+    pub failed: bool,
+    /// Relaunch the timed-out instances.
+    #[arg(long)]
+    pub timed_out: bool,
+    /// Relaunch the cancelled instances (`apply` does too).
+    #[arg(long)]
+    pub cancelled: bool,
+}
+
+impl RetrySelect {
+    /// The states selected: those flagged, or all three when none is.
+    pub fn states(self) -> Vec<InstanceState> {
+        let all = !(self.failed || self.timed_out || self.cancelled);
+        [
+            (self.failed, InstanceState::Failed),
+            (self.timed_out, InstanceState::TimedOut),
+            (self.cancelled, InstanceState::Cancelled),
+        ]
+        .into_iter()
+        .filter(|&(chosen, _)| chosen || all)
+        .map(|(_, state)| state)
+        .collect()
+    }
+}
+
+/// `orchestrate retry [RUN] [--failed] [--timed-out] [--cancelled]`: relaunch the selected
+/// instances (and re-run their dependents) with the workflow the run recorded.
 pub async fn retry(
     out: &Output,
     dir: &Path,
     run: Option<String>,
+    select: RetrySelect,
     tuning: TuningArgs,
     yes: bool,
 ) -> Result<Exit, Error> {
@@ -222,7 +255,7 @@ pub async fn retry(
         store.close().await;
         found?
     };
-    super::apply::retry(out, dir, &record, tuning, yes).await
+    super::apply::retry(out, dir, &record, select.states(), tuning, yes).await
 }
 
 /// `orchestrate report [RUN] --format markdown|json|junit`.
@@ -281,4 +314,29 @@ pub async fn prune(
         kept.len()
     ));
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_without_a_selector_takes_all_three_kinds_and_with_one_only_it() {
+        use InstanceState::{Cancelled, Failed, TimedOut};
+        assert_eq!(
+            RetrySelect::default().states(),
+            [Failed, TimedOut, Cancelled]
+        );
+        let timed_out = RetrySelect {
+            timed_out: true,
+            ..RetrySelect::default()
+        };
+        assert_eq!(timed_out.states(), [TimedOut]);
+        let two = RetrySelect {
+            failed: true,
+            cancelled: true,
+            ..RetrySelect::default()
+        };
+        assert_eq!(two.states(), [Failed, Cancelled]);
+    }
 }

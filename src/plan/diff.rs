@@ -11,12 +11,23 @@ use super::{Action, Instance, Plan, RelaunchReason};
 pub struct Recorded {
     /// The hash of the spec it ran with.
     pub spec_hash: String,
-    /// Succeeded.
-    pub succeeded: bool,
-    /// Ended with an agent: succeeded, failed, timed out or cancelled.
-    pub ended: bool,
-    /// The user asked to run it again (`retry --failed`).
+    /// How it ended, if it did.
+    pub end: End,
+    /// The user asked to run it again (`retry`).
     pub relaunch_requested: bool,
+}
+
+/// How a recorded instance ended, as far as the diff is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Not yet: it continues where it was.
+    Unfinished,
+    /// Succeeded: kept while its spec is the same.
+    Succeeded,
+    /// Failed or timed out: kept until a retry asks for it.
+    Unsuccessful,
+    /// Cancelled (`cancel`, a second Ctrl-C): the next apply continues it with a new attempt.
+    Cancelled,
 }
 
 impl Instance {
@@ -57,10 +68,13 @@ impl Plan {
                 Some(r) if r.relaunch_requested => {
                     (Action::Relaunch, Some(RelaunchReason::RetryRequested))
                 }
-                Some(r) if need_relaunched && (r.succeeded || r.ended) => {
+                Some(r) if r.end == End::Cancelled => {
+                    (Action::Relaunch, Some(RelaunchReason::Cancelled))
+                }
+                Some(r) if need_relaunched && r.end != End::Unfinished => {
                     (Action::Relaunch, Some(RelaunchReason::NeedRelaunched))
                 }
-                Some(r) if r.succeeded || r.ended => (Action::Keep, None),
+                Some(r) if r.end != End::Unfinished => (Action::Keep, None),
                 Some(_) => (Action::Continue, None),
             };
             self.instances[index].relaunch = relaunch;
@@ -91,8 +105,11 @@ mod tests {
             .map(|i| {
                 let r = Recorded {
                     spec_hash: i.spec_hash(),
-                    succeeded,
-                    ended: succeeded,
+                    end: if succeeded {
+                        End::Succeeded
+                    } else {
+                        End::Unfinished
+                    },
                     relaunch_requested: false,
                 };
                 (i.key.to_string(), r)
@@ -156,6 +173,27 @@ mod tests {
                     "relaunch: a need was relaunched".into()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_instance_is_never_kept_it_relaunches_and_says_why() {
+        let plan = pipeline("bump");
+        let mut recorded = recorded_from(&plan, false);
+        // Cancelled while it worked: ended, not succeeded; its dependents were skipped.
+        let bump = recorded.get_mut("bump[a/y]").unwrap();
+        bump.end = End::Cancelled;
+        let mut again = pipeline("bump");
+        again.diff(&recorded);
+        let actions = actions(&again);
+        assert_eq!(
+            actions[1],
+            ("bump[a/y]".into(), "relaunch: it was cancelled".into())
+        );
+        assert_eq!(actions[3], ("fix[a/y]".into(), "continue".into()));
+        assert!(
+            again.instances.iter().all(|i| i.action != Action::Keep),
+            "{actions:?}"
         );
     }
 

@@ -20,7 +20,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
 pub use context::{AgentOutput, NeedContext, RepoContext, RunContext, TaskContext};
-pub use diff::Recorded;
+pub use diff::{End, Recorded};
 pub use format::Format;
 pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
@@ -62,8 +62,10 @@ impl Action {
 pub enum RelaunchReason {
     /// Its prompt, repository, branch, model or follow-ups changed.
     SpecChanged,
-    /// `retry --failed` asked for it.
+    /// `retry` asked for it.
     RetryRequested,
+    /// It was cancelled: a new attempt continues the work.
+    Cancelled,
     /// One of its needs is launched again, so its inputs will change.
     NeedRelaunched,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Display for RelaunchReason {
         f.write_str(match self {
             RelaunchReason::SpecChanged => "its spec changed",
             RelaunchReason::RetryRequested => "retry requested",
+            RelaunchReason::Cancelled => "it was cancelled",
             RelaunchReason::NeedRelaunched => "a need was relaunched",
         })
     }
