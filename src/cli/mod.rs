@@ -105,8 +105,7 @@ pub enum Command {
         /// The run (the latest when omitted).
         run: Option<String>,
     },
-    /// Relaunch a run's failed, timed-out and cancelled instances (or those the flags select),
-    /// and re-run their dependents.
+    /// Relaunch a run's failed, timed-out and cancelled instances, and re-run their dependents.
     Retry {
         /// The run (the latest when omitted).
         run: Option<String>,
