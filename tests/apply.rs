@@ -478,9 +478,78 @@ fn simulate_runs_a_whole_workflow_without_a_key() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("simulating the Cursor API"), "{stderr}");
     assert!(
-        stderr.contains("run lint-fix/default: 4 succeeded"),
+        stderr.contains("run sim:lint-fix/default: 4 succeeded"),
         "{stderr}"
     );
+}
+
+/// The README's `apply --simulate` leaves a run that neither blocks, shadows nor passes for
+/// the real one; `runs` marks it and `runs rm` removes it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_runs_are_apart_from_real_ones() {
+    let s = Scenario::on(Backend::V0).start().await;
+    let file = Scenario::example("single-repo");
+    let simulated = s.apply(&file, &["--simulate"]).await;
+    assert_eq!(simulated.code, Some(0), "{}", simulated.stderr);
+    assert_eq!(
+        s.stats().agents,
+        0,
+        "the simulated run used its own simulator"
+    );
+
+    let plan = s.run(&["plan", &file.display().to_string()]).await;
+    assert!(!plan.stdout.contains("(keep)"), "{}", plan.stdout);
+    let real = s.apply(&file, &[]).await;
+    assert_eq!(real.code, Some(0), "{}", real.stderr);
+    assert_eq!(s.stats().agents, 1, "the real run launched its agent");
+
+    let runs = s.run(&["runs"]).await;
+    let marked: Vec<&str> = runs
+        .stdout
+        .lines()
+        .filter(|l| l.contains("(simulated)"))
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", runs.stdout);
+    assert!(marked[0].starts_with("sim:"), "{}", runs.stdout);
+    let id = marked[0].split('\t').next().unwrap();
+    let removed = s.run(&["runs", "rm", id]).await;
+    assert_eq!(removed.code, Some(0), "{}", removed.stderr);
+    let listed = s.run(&["runs", "--json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["simulated"], false);
+    assert_eq!(listed[0]["state"], "succeeded");
+    s.shutdown().await;
+}
+
+/// `runs rm` refuses a run whose agents may still work (their results would be lost) unless
+/// forced, and says how to stop them.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_rm_keeps_a_run_with_live_agents_unless_forced() {
+    let s = Scenario::on(Backend::V0).work(5000, 5000).start().await;
+    let mut running = s.spawn_apply(&Scenario::example("single-repo"));
+    s.wait_for_agents(1).await;
+    let _ = running.kill();
+    let _ = running.wait();
+    let id = s.status().await["run"].as_str().unwrap().to_owned();
+    let refused = s.run(&["runs", "rm", &id]).await;
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("may still work"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(&format!("cancel {id}")),
+        "{}",
+        refused.stderr
+    );
+    let forced = s.run(&["runs", "rm", &id, "--force"]).await;
+    assert_eq!(forced.code, Some(0), "{}", forced.stderr);
+    let left = s.run(&["runs", "--json"]).await;
+    assert_eq!(left.stdout.trim(), "[]");
+    s.shutdown().await;
 }
 
 #[test]

@@ -240,7 +240,10 @@ pub async fn prepare(
         run_key: request.run_key.clone(),
         ..Options::default()
     };
-    let first = Plan::build(workflow, &options).map_err(ApplyError::Plan)?;
+    let mut first = Plan::build(workflow, &options).map_err(ApplyError::Plan)?;
+    if request.simulate {
+        first.run = first.run.simulated();
+    }
     let id = first.run.to_string();
     let existing = store.read(move |s| s.run(&id)).await?;
     if let Some(run) = &existing {
@@ -262,6 +265,7 @@ pub async fn prepare(
         discovered,
     };
     let mut plan = Plan::build(workflow, &options).map_err(ApplyError::Plan)?;
+    plan.run = first.run.clone();
     check_env(&plan)?;
     if let Some(n) = request.max_concurrency {
         plan.concurrency = n;

@@ -91,9 +91,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the runs in the state, newest first (or prune old ones).
+    /// List the runs in the state, newest first (or prune old ones, or remove one).
     Runs {
-        /// `prune`, or nothing to list.
+        /// `prune`, `rm`, or nothing to list.
         #[command(subcommand)]
         command: Option<RunsCommand>,
         /// Print JSON.
@@ -176,6 +176,14 @@ pub enum RunsCommand {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
     },
+    /// Remove one run, with its instances and its log, from the state.
+    Rm {
+        /// The run (`workflow/key`, or `sim:workflow/key` for a simulated one).
+        run: String,
+        /// Remove it even if agents of it may still work (their results are then lost).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Process exit codes (DESIGN.md section 1).
@@ -242,6 +250,10 @@ fn execute(out: &Output, cli: Cli) -> Result<Exit, Error> {
             command: Some(RunsCommand::Prune { older_than }),
             ..
         } => block_on(runs::prune(out, state, older_than)),
+        Command::Runs {
+            command: Some(RunsCommand::Rm { run, force }),
+            ..
+        } => block_on(runs::remove(out, state, &run, force)),
         Command::Report { run, format } => block_on(runs::report(out, state, run, format)),
         Command::Cancel { run } => block_on(runs::cancel(out, state, run)),
         Command::Artifacts {

@@ -169,9 +169,10 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error
     }
     let mut text = String::from("RUN\tSTATE\tSTARTED\tINSTANCES\n");
     for (records, run) in &listed {
+        let simulated = if run.simulated { " (simulated)" } else { "" };
         let _ = writeln!(
             text,
-            "{}\t{}\t{}\t{}",
+            "{}\t{}{simulated}\t{}\t{}",
             run.id,
             run.state.as_str(),
             run.started_at.rfc3339(),
@@ -269,6 +270,34 @@ pub async fn report(
     let id = run.id.clone();
     let instances = store.read(move |s| s.instances(&id)).await?;
     out.stdout(&crate::report::Report { run, instances }.render(format));
+    Ok(Exit::Success)
+}
+
+/// `orchestrate runs rm RUN [--force]`: one run out of the state. A run whose agents may
+/// still work is refused without `--force`: its results would be lost.
+pub async fn remove(out: &Output, dir: &Path, run: &str, force: bool) -> Result<Exit, Error> {
+    let store = open(dir)?;
+    let found = find_run(&store, Some(run.to_owned())).await?;
+    let id = found.id.clone();
+    let records = store.read(move |s| s.instances(&id)).await?;
+    let live = records.iter().filter(|r| r.state.has_live_agent()).count();
+    if live > 0 && !found.simulated && !force {
+        let hints = super::hint::Hints::new(dir);
+        return Err(Error::Usage(format!(
+            "run {} has {live} instance(s) whose agents may still work; stop them first with `{}`, or remove it anyway with --force (their results are lost)",
+            found.id,
+            hints.command(&["cancel", &found.id])
+        )));
+    }
+    store
+        .write(vec![crate::state::Write::RemoveRun(found.id.clone())])
+        .await?;
+    out.status(&format!(
+        "removed {} ({}, {} instance(s))",
+        found.id,
+        found.state.as_str(),
+        records.len()
+    ));
     Ok(Exit::Success)
 }
 

@@ -74,7 +74,10 @@ impl fmt::Display for RunKey {
     }
 }
 
-/// A run: one workflow name and one run key, shown `name/key`.
+/// The prefix of simulated runs' ids.
+const SIMULATED: &str = "sim:";
+
+/// A run: one workflow name and one run key, shown `name/key` (`sim:name/key` when simulated).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(String);
@@ -83,6 +86,13 @@ impl RunId {
     /// The run of workflow `name` with `key`.
     pub fn new(name: &str, key: &RunKey) -> Self {
         Self(format!("{name}/{key}"))
+    }
+
+    /// The same run against the in-process simulator: a namespace of its own (`sim:name/key`),
+    /// so that a simulated run never blocks, shadows or passes for the real one.
+    #[must_use]
+    pub fn simulated(&self) -> Self {
+        Self(format!("{SIMULATED}{}", self.0))
     }
 
     /// The id as text.
@@ -100,6 +110,13 @@ impl fmt::Display for RunId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_simulated_run_has_an_id_of_its_own() {
+        let real = RunId::new("upgrade", &RunKey::new("nightly").unwrap());
+        assert_eq!(real.simulated().as_str(), "sim:upgrade/nightly");
+        assert_ne!(real.simulated(), real);
+    }
 
     #[test]
     fn run_keys_stay_branch_safe() {
