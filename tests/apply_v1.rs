@@ -72,7 +72,9 @@ async fn v1_outputs_reach_status_and_reports_and_artifacts_download() {
 /// from the agent list or an agent's `updatedAt`. With usage, one more call per agent.
 #[tokio::test(flavor = "multi_thread")]
 async fn v1_statuses_come_from_run_streams_at_most_three_calls_per_prompt() {
-    let s = Scenario::on(Backend::V1).work(20, 40).start().await;
+    // Agents work longer than a stream takes to open: one that ended before its stream was
+    // read is told by a GET, which is the fallback, not the rule this test is about.
+    let s = Scenario::on(Backend::V1).work(200, 400).start().await;
     let ran = s.apply(&Scenario::fixture("streams"), &[]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     let stats = s.stats();
@@ -223,4 +225,55 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// A launch is its run, instance, attempt and spec. A state lost after the run ended is
+/// rebuilt by adopting the same launch's agent (said so, nothing launched again); once the
+/// prompt changes, the same loss gives the new prompt a new agent, never the old one's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_state_adopts_the_same_launch_and_a_changed_prompt_gets_a_new_agent() {
+    let mut s = Scenario::on(Backend::V1).start().await;
+    let workflow = |prompt: &str| {
+        format!(
+            "version: 1\nname: readme\ntasks:\n  readme:\n    repo: https://github.com/acme/api\n    prompt: {prompt}\n    auto_create_pr: true\n"
+        )
+    };
+    let file = s.write("readme.yaml", &workflow("Write a README."));
+    let first = s.apply(&file, &[]).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let pr = s.status().await.instances()[0]["pr_url"].clone();
+
+    s.use_state("lost");
+    let again = s.apply(&file, &[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("adopted   readme[acme/api]"),
+        "{}",
+        again.stderr
+    );
+    assert!(!again.stderr.contains("launched  "), "{}", again.stderr);
+    assert_eq!(s.stats().agents, 1, "the same launch is not launched twice");
+    assert_eq!(s.status().await.instances()[0]["pr_url"], pr);
+
+    s.write("readme.yaml", &workflow("Write a README with a diagram."));
+    s.use_state("lost-again");
+    let edited = s.apply(&file, &[]).await;
+    assert_eq!(edited.code, Some(0), "{}", edited.stderr);
+    assert!(
+        edited.stderr.contains("launched  readme[acme/api]"),
+        "{}",
+        edited.stderr
+    );
+    assert_eq!(s.stats().agents, 2, "a changed prompt is a new launch");
+    let launches = s.launches();
+    assert_eq!(
+        launches.last().unwrap().prompt,
+        "Write a README with a diagram."
+    );
+    assert_ne!(
+        s.status().await.instances()[0]["pr_url"],
+        pr,
+        "the new agent's answer"
+    );
+    s.shutdown().await;
 }

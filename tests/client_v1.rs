@@ -48,7 +48,7 @@ async fn until_ended(client: &orchestrate::cursor::Client, id: &AgentId) -> Agen
 async fn an_agent_and_its_runs_follow_the_v1_rules() {
     let sim = crate::support::simulator(fast_sim()).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Bearer);
-    let id = agent_id_for("r", "bump[acme/api]", 1);
+    let id = agent_id_for("r", "bump[acme/api]", 1, "s");
 
     let created = client
         .v1_create_agent(&create("api", Some(id.clone())))
@@ -161,7 +161,7 @@ async fn invalid_creates_and_the_usage_limit_are_typed_errors() {
     };
     let sim = crate::support::simulator(config).await;
     let client = client_for(&sim, DEFAULT_KEY, AuthScheme::Basic);
-    let mut with_env = create("api", Some(agent_id_for("r", "x", 1)));
+    let mut with_env = create("api", Some(agent_id_for("r", "x", 1, "s")));
     with_env.env_vars = Some([("TOKEN".to_owned(), Secret::new("s3cret"))].into());
     let refused = client.v1_create_agent(&with_env).await.unwrap_err();
     assert!(

@@ -2,9 +2,9 @@
 //! started in process.
 
 use super::ApplyError;
-use crate::cursor::{ApiKey, AuthScheme, Client, ClientConfig};
+use crate::cursor::{ApiError, ApiKey, AuthScheme, Client, ClientConfig};
 use crate::sim::{SimConfig, Simulator};
-use crate::spec::Api;
+use crate::spec::{Api, ApiVersion};
 use crate::state::{Store, StoreHandle, Timestamp};
 
 /// How fast the in-process simulator's agents work.
@@ -52,4 +52,25 @@ pub async fn connect(
         client.quotas().remember_limit(limit);
     }
     Ok((client, None))
+}
+
+/// One cheap read before anything is written or launched, so that a wrong URL, a dead network
+/// or a refused key ends the apply within the client's retries (seconds), not after a run of
+/// failing launches. The Agent Platform documents no cheap read: there the outage budget of
+/// the executor bounds the wait instead.
+pub async fn preflight(api: &Api, client: &Client) -> Result<(), ApplyError> {
+    let answer = match api {
+        Api::Cursor(ApiVersion::V0) => client.me().await.map(drop),
+        Api::Cursor(ApiVersion::V1) => client.v1_me().await.map(drop),
+        Api::Platform(_) => return Ok(()),
+    };
+    let url = client.base_url().to_string();
+    match answer {
+        // A throttled read is an answer too: the API is there.
+        Ok(()) | Err(ApiError::RateLimited { .. }) => Ok(()),
+        Err(error @ (ApiError::Network { .. } | ApiError::Server { .. })) => {
+            Err(ApplyError::Unreachable { url, error })
+        }
+        Err(error) => Err(ApplyError::Refused { url, error }),
+    }
 }

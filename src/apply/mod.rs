@@ -55,6 +55,8 @@ pub struct Tuning {
     pub retry_backoff: Option<Duration>,
     /// After a follow-up, how long a FINISHED status must be fresh to count.
     pub follow_up_grace: Option<Duration>,
+    /// How long the API may stay out of reach before the run stops.
+    pub outage_budget: Option<Duration>,
 }
 
 impl Tuning {
@@ -84,6 +86,7 @@ impl Tuning {
         }
         config.relaunch_backoff = self.retry_backoff.unwrap_or(config.relaunch_backoff);
         config.follow_up_grace = self.follow_up_grace.unwrap_or(config.follow_up_grace);
+        config.outage_budget = self.outage_budget.unwrap_or(config.outage_budget);
         config
     }
 }
@@ -193,6 +196,22 @@ pub enum ApplyError {
     /// The simulator cannot start.
     #[error("cannot start the simulator: {0}")]
     Simulator(std::io::Error),
+    /// The first call, made before anything is launched, did not get an answer.
+    #[error("cannot reach {url}: {error}")]
+    Unreachable {
+        /// The API's root.
+        url: String,
+        /// How the call failed, after the client's retries.
+        error: ApiError,
+    },
+    /// The first call got an answer that says the API cannot be used.
+    #[error("the API at {url} refused the first call: {error}")]
+    Refused {
+        /// The API's root.
+        url: String,
+        /// The refusal.
+        error: ApiError,
+    },
     /// Discover fleets cannot be resolved and no cached list stands in.
     #[error("cannot resolve discover fleets: {0}")]
     Discover(ApiError),
@@ -203,7 +222,11 @@ impl ApplyError {
     pub fn is_api_unusable(&self) -> bool {
         matches!(
             self,
-            ApplyError::Config(_) | ApplyError::Simulator(_) | ApplyError::Discover(_)
+            ApplyError::Config(_)
+                | ApplyError::Simulator(_)
+                | ApplyError::Discover(_)
+                | ApplyError::Unreachable { .. }
+                | ApplyError::Refused { .. }
         )
     }
 }
@@ -257,6 +280,9 @@ pub async fn prepare(
         None => None,
     };
     let (client, simulator) = connect::connect(&first.api, request.simulate, store).await?;
+    if simulator.is_none() {
+        connect::preflight(&first.api, &client).await?;
+    }
     let discovered =
         discover::resolve(say, workflow, store, &client, request.refresh_repos).await?;
     let options = Options {
@@ -652,8 +678,10 @@ mod tests {
             poll_interval: Some(Duration::from_millis(15)),
             retry_backoff: Some(Duration::from_millis(30)),
             follow_up_grace: None,
+            outage_budget: Some(Duration::from_secs(5)),
         };
         let config = set.exec_config(true, true);
+        assert_eq!(config.outage_budget, Duration::from_secs(5));
         assert_eq!(config.poll.min, Duration::from_millis(15));
         assert_eq!(config.poll.max, Duration::from_secs(1), "the simulator's");
         assert_eq!(config.relaunch_backoff, Duration::from_millis(30));

@@ -71,6 +71,10 @@ pub struct TuningArgs {
     /// never seen.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
     pub follow_up_grace: Option<Duration>,
+    /// How long the API may stay out of reach (no connection, or 5xx answers) before apply
+    /// stops, resumable, with exit 4 (default 2m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    pub outage_budget: Option<Duration>,
 }
 
 impl From<TuningArgs> for Tuning {
@@ -79,6 +83,7 @@ impl From<TuningArgs> for Tuning {
             poll_interval: args.poll_interval,
             retry_backoff: args.retry_backoff,
             follow_up_grace: args.follow_up_grace,
+            outage_budget: args.outage_budget,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The typed client of the Cursor Cloud Agents API: transport, quotas, retries, and the v0
 //! endpoints (v1's are in `v1.rs`).
 
+use super::outage::{Outage, OutageClock};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,6 +42,7 @@ struct Inner {
     repositories_timeout: Duration,
     quotas: Quotas,
     retry: RetryPolicy,
+    outage: OutageClock,
 }
 
 /// One call: what to send and how it may be retried.
@@ -82,6 +84,7 @@ impl Client {
                 repositories_timeout: config.repositories_timeout,
                 quotas: Quotas::new(quotas, last_repositories_call),
                 retry: config.retry,
+                outage: OutageClock::default(),
             }),
         })
     }
@@ -94,6 +97,14 @@ impl Client {
     /// The API root.
     pub fn base_url(&self) -> &Url {
         &self.inner.base
+    }
+
+    /// How long the API has been out of reach, if its last call reached nobody (or met a
+    /// 5xx) after every retry.
+    pub fn outage(&self) -> Option<Outage> {
+        self.inner
+            .outage
+            .outage(self.inner.base.as_str(), Instant::now())
     }
 
     /// `GET /v0/agents`: one page of agents, newest first.
@@ -237,6 +248,9 @@ impl Client {
             let sent = Instant::now();
             let result = self.send_once(&call, permit).await;
             spent += sent.elapsed();
+            inner
+                .outage
+                .note(result.as_ref().map(|_| ()), Instant::now());
             let elapsed_ms = sent.elapsed().as_millis();
             let error = match result {
                 Ok(value) => {

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod error;
 pub mod model;
+mod outage;
 mod platform;
 mod quota;
 mod retry;
@@ -18,6 +19,7 @@ pub use client::{Client, MAX_PAGE, USER_AGENT};
 pub use config::{ApiKey, AuthScheme, ClientConfig, ConfigError, DEFAULT_BASE_URL};
 pub use error::ApiError;
 pub use model::{AgentId, AgentStatus};
+pub use outage::Outage;
 pub use platform::EventStream;
 pub use quota::{
     CallKind, Pace, Permit, QuotaConfig, Quotas, Rate, RateError, Rates, rate_headers,

@@ -24,6 +24,14 @@ pub enum InstanceEvent {
         /// What the call ended with.
         error: String,
     },
+    /// A launch did not reach the API (no connection, a 5xx): nothing was made, and it goes
+    /// out again after `after`.
+    LaunchDeferred {
+        /// What the call ended with.
+        error: String,
+        /// The wait before the next try.
+        after: Duration,
+    },
     /// The attempt has its agent.
     Launched {
         /// The agent.
@@ -75,6 +83,7 @@ impl InstanceEvent {
             InstanceEvent::Requeued(_) | InstanceEvent::Retrying { .. } => "relaunch",
             InstanceEvent::LaunchIntent { .. } => "launch_intent",
             InstanceEvent::LaunchUncertain { .. } => "launch_uncertain",
+            InstanceEvent::LaunchDeferred { .. } => "launch_deferred",
             InstanceEvent::Launched { .. } => "launched",
             InstanceEvent::FollowUpIntent { .. } => "follow_up_intent",
             InstanceEvent::FollowUpSent { .. } => "follow_up_sent",
@@ -91,10 +100,11 @@ impl InstanceEvent {
             InstanceEvent::LaunchIntent { attempt, branch } => {
                 format!("attempt {attempt} on branch {branch}")
             }
-            InstanceEvent::LaunchUncertain { error } => error.clone(),
+            InstanceEvent::LaunchUncertain { error }
+            | InstanceEvent::LaunchDeferred { error, .. } => error.clone(),
             InstanceEvent::Launched { agent, found } => {
                 let how = if *found {
-                    "found the agent of an earlier launch"
+                    "adopted the agent of an earlier send of this launch"
                 } else {
                     "launched"
                 };
@@ -118,7 +128,20 @@ impl InstanceEvent {
     /// in between, which only the log keeps.
     pub fn line(&self, key: &str) -> Option<String> {
         match self {
-            InstanceEvent::Launched { agent, .. } => Some(format!("launched  {key} ({agent})")),
+            InstanceEvent::Launched {
+                agent,
+                found: false,
+            } => Some(format!("launched  {key} ({agent})")),
+            InstanceEvent::Launched { agent, found: true } => Some(format!(
+                "adopted   {key} ({agent}): launched before, not again"
+            )),
+            InstanceEvent::LaunchDeferred { error, after } => Some(format!(
+                "deferred  {key}: {error}; launching again in {}",
+                humantime::format_duration(Duration::from_secs(after.as_secs().max(1)))
+            )),
+            InstanceEvent::LaunchUncertain { error } => Some(format!(
+                "uncertain {key}: {error}; looking for its agent before launching again"
+            )),
             InstanceEvent::FollowUpSent { number } => {
                 Some(format!("follow-up {key} #{number} sent"))
             }
@@ -225,7 +248,7 @@ mod tests {
                     found: true,
                 },
                 "launched",
-                "found the agent of an earlier launch: bc-1",
+                "adopted the agent of an earlier send of this launch: bc-1",
             ),
             (
                 InstanceEvent::FollowUpSkipped {

@@ -15,7 +15,7 @@ use super::backend::{AgentView, Backend};
 use super::event::{InstanceEvent, Progress};
 use super::launch::Launching;
 use super::poller::{PollConfig, Poller};
-use super::schedule::{Countdown, prefer};
+use super::schedule::{Countdown, out_of_reach, prefer};
 use super::wait::{Ending, Watching};
 use crate::cursor::{AgentId, ApiError};
 use crate::plan::{AgentOutput, Instance, NeedContext, Plan, RunId};
@@ -34,6 +34,9 @@ pub struct ExecConfig {
     pub follow_up_grace: Duration,
     /// A webhook to pass with every launch.
     pub webhook: Option<crate::cursor::model::Webhook>,
+    /// How long the API may stay out of reach (every call failing to connect, or with a 5xx)
+    /// before the run stops, resumable.
+    pub outage_budget: Duration,
 }
 
 impl Default for ExecConfig {
@@ -48,6 +51,7 @@ impl Default for ExecConfig {
             relaunch_backoff: Duration::from_secs(30),
             follow_up_grace: Duration::from_secs(30),
             webhook: None,
+            outage_budget: Duration::from_secs(120),
         }
     }
 }
@@ -62,6 +66,9 @@ pub enum Halt {
     /// The API's spending ceiling is reached: nothing more can be launched until it is raised.
     UsageLimit(String),
 }
+
+/// How often the executor looks whether the API is still out of reach.
+const OUTAGE_CHECK: Duration = Duration::from_secs(1);
 
 /// Stops the whole run on errors no instance can get past: a refused key, a spent budget.
 pub(super) fn halt_on(error: &ApiError) -> Result<(), Halt> {
@@ -205,13 +212,25 @@ impl<B: Backend> Execution<B> {
         let mut countdown = Countdown::new(&needs, settled);
         let mut tasks = JoinSet::new();
         let mut halt: Option<Halt> = None;
+        let mut reach = tokio::time::interval(OUTAGE_CHECK);
+        reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A halted run starts nothing new.
             while let Some(index) = halt.is_none().then(|| countdown.next_ready()).flatten() {
                 let this = self.clone();
                 tasks.spawn(async move { (index, this.drive(index).await) });
             }
-            let Some(joined) = tasks.join_next().await else {
+            let joined = tokio::select! {
+                joined = tasks.join_next() => joined,
+                _ = reach.tick(), if halt.is_none() => {
+                    if let Some(stop) = out_of_reach(self.backend.outage(), self.config.outage_budget) {
+                        halt = Some(prefer(halt, stop));
+                        self.interrupt.cancel();
+                    }
+                    continue;
+                }
+            };
+            let Some(joined) = joined else {
                 break;
             };
             let stop = match joined {
@@ -579,6 +598,7 @@ mod tests {
             // Compared on the wall clock, which paused tokio time does not move.
             follow_up_grace: Duration::from_millis(50),
             webhook: None,
+            outage_budget: Duration::from_secs(120),
         };
         let execution = Execution::new(
             plan.clone(),
@@ -631,7 +651,36 @@ mod tests {
             ran.logged,
             ["launch_intent", "launch_uncertain", "launched", "succeeded"]
         );
-        assert_eq!(ran.told[0], "launched  t[a/x] (bc-lost)");
+        assert_eq!(
+            ran.told,
+            [
+                "uncertain t[a/x]: the API failed (HTTP 502): bad gateway; looking for its agent before launching again",
+                "adopted   t[a/x] (bc-lost): launched before, not again",
+                "succeeded t[a/x]: no pull request"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_api_out_of_reach_past_the_budget_stops_the_run() {
+        let backend = Arc::new(Scripted::default());
+        backend.script("bc-1", &[AgentStatus::Running]);
+        *backend.outage.lock().unwrap() = Some(crate::cursor::Outage {
+            url: "https://api.cursor.com/".into(),
+            lasted: Duration::from_secs(121),
+            cause: "connection refused".into(),
+        });
+        let ran = execute(ONE, backend.clone()).await;
+        let Some(Halt::Fatal(why)) = ran.halt else {
+            panic!("{:?}", ran.halt)
+        };
+        assert!(
+            why.starts_with("cannot reach https://api.cursor.com/: connection refused"),
+            "{why}"
+        );
+        // Found at the first look, before the launch went out: nothing launched.
+        assert_eq!(ran.records[0].state, InstanceState::Pending);
+        assert!(backend.calls().is_empty(), "{:?}", backend.calls());
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,6 +42,8 @@ pub(super) struct Scripted {
     pub(super) statuses: Mutex<HashMap<String, VecDeque<AgentStatus>>>,
     /// Every call but status reads.
     pub(super) calls: Mutex<Vec<Call>>,
+    /// What `outage` says.
+    pub(super) outage: Mutex<Option<crate::cursor::Outage>>,
     launched: Mutex<u32>,
 }
 
@@ -75,6 +77,10 @@ impl Scripted {
 }
 
 impl Backend for Scripted {
+    fn outage(&self) -> Option<crate::cursor::Outage> {
+        self.outage.lock().unwrap().clone()
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         self.calls.lock().unwrap().push(Call::Launch {
             branch: spec.branch.clone(),

@@ -23,11 +23,14 @@ pub(super) enum LaunchOutcome {
     Launched(AgentView),
     /// Throttled, or the connection never opened: nothing was launched, and the same launch
     /// goes through later.
-    NotYet,
+    NotYet(ApiError),
     /// The API refused it (400): sending it again will not help.
     Refused(ApiError),
     /// The agent may or may not exist: look for it before launching again.
     Uncertain(ApiError),
+    /// The launch's id is taken (`agent_id_conflict`): an earlier send of this very launch
+    /// made its agent, which is adopted once it checks out.
+    Exists(ApiError),
 }
 
 /// What the answer to a launch call means; a halt when no instance can go on (a refused key,
@@ -38,8 +41,11 @@ pub(super) fn classify(answer: Result<AgentView, ApiError>) -> Result<LaunchOutc
         Err(error) => error,
     };
     halt_on(&error)?;
+    if error.conflict_code() == Some("agent_id_conflict") {
+        return Ok(LaunchOutcome::Exists(error));
+    }
     Ok(match (error.surely_not_processed(), error.is_retryable()) {
-        (true, true) => LaunchOutcome::NotYet,
+        (true, true) => LaunchOutcome::NotYet(error),
         (true, false) => LaunchOutcome::Refused(error),
         (false, _) => LaunchOutcome::Uncertain(error),
     })
@@ -79,11 +85,10 @@ impl<B: Backend> Execution<B> {
         let attempt = record.attempt + 1;
         // Where the API takes a client-chosen id, a resend of this launch is refused instead
         // of duplicated; the API does not allow one with env_vars.
-        let agent_id = instance
-            .options
-            .env_vars
-            .is_none()
-            .then(|| agent_id_for(self.run.as_str(), &record.key, attempt).0);
+        let agent_id =
+            instance.options.env_vars.is_none().then(|| {
+                agent_id_for(self.run.as_str(), &record.key, attempt, &record.spec_hash).0
+            });
         let branch = attempt_branch(&instance.branch, attempt);
         record.begin_attempt(LaunchIntent {
             attempt,
@@ -91,7 +96,12 @@ impl<B: Backend> Execution<B> {
             repository: record.repository.clone(),
             branch: branch.clone(),
             agent_id,
-            name: Some(agent_name(self.run.as_str(), &record.key, attempt)),
+            name: Some(agent_name(
+                self.run.as_str(),
+                &record.key,
+                attempt,
+                &record.spec_hash,
+            )),
         });
         launching.uncertain = false;
         self.emit(
@@ -136,7 +146,34 @@ impl<B: Backend> Execution<B> {
         crash_point(CrashPoint::Launch);
         match classify(answer)? {
             LaunchOutcome::Launched(agent) => self.adopt(index, record, &agent, false).await,
-            LaunchOutcome::NotYet => self.pause(self.config.relaunch_backoff).await,
+            LaunchOutcome::NotYet(error) => {
+                let after = self.config.relaunch_backoff;
+                // A 429 is the quota's business, waited out in silence; anything else means
+                // the API is not there, which the user should see.
+                if !matches!(error, ApiError::RateLimited { .. }) {
+                    let event = InstanceEvent::LaunchDeferred {
+                        error: error.to_string(),
+                        after,
+                    };
+                    self.emit(index, record, event).await?;
+                }
+                self.pause(after).await
+            }
+            LaunchOutcome::Exists(error) => match self.backend.find_launched(&spec).await {
+                Ok(Some(agent)) => self.adopt(index, record, &agent, true).await,
+                Ok(None) => {
+                    // Taken by an agent that is not this launch: never answer for it.
+                    let why = format!(
+                        "{error}: the agent with this launch's id is not its launch (another repository or name)"
+                    );
+                    record.end_attempt(why.clone());
+                    self.fail(index, record, InstanceState::Failed, why).await
+                }
+                Err(error) => {
+                    halt_on(&error)?;
+                    self.pause(self.config.poll.min).await
+                }
+            },
             LaunchOutcome::Refused(error) => {
                 record.end_attempt(format!("refused: {error}"));
                 self.fail(index, record, InstanceState::Failed, error.to_string())
@@ -240,7 +277,7 @@ mod tests {
             retry_after: None,
             message: "slow down".into(),
         };
-        assert!(matches!(outcome(throttled), Ok(LaunchOutcome::NotYet)));
+        assert!(matches!(outcome(throttled), Ok(LaunchOutcome::NotYet(_))));
         let refused = ApiError::BadRequest {
             message: "no such repository".into(),
             code: None,

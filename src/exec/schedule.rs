@@ -1,8 +1,11 @@
-//! Scheduling: which instances may start, and which halt wins when several come.
+//! Scheduling: which instances may start, which halt wins when several come, and when an
+//! API out of reach stops the run.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::execution::Halt;
+use crate::cursor::Outage;
 
 /// The DAG as a countdown: each instance counts its needs still unsettled; when one settles,
 /// its dependents count down, and those reaching zero are ready. No rescan of the whole plan
@@ -68,9 +71,41 @@ pub(super) fn prefer(current: Option<Halt>, new: Halt) -> Halt {
     }
 }
 
+/// The halt of a run whose API has been out of reach longer than `budget`: fatal, so that
+/// `apply` ends with exit 4 and says which URL it could not reach and why.
+pub(super) fn out_of_reach(outage: Option<Outage>, budget: Duration) -> Option<Halt> {
+    let outage = outage.filter(|o| o.lasted >= budget)?;
+    Some(Halt::Fatal(format!(
+        "cannot reach {}: {} (every call failed for {}, beyond the {} allowed)",
+        outage.url,
+        outage.cause,
+        humantime::format_duration(Duration::from_secs(outage.lasted.as_secs())),
+        humantime::format_duration(budget),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_halts_the_run_only_past_its_budget() {
+        let outage = |secs| Outage {
+            url: "https://api.cursor.com/".into(),
+            lasted: Duration::from_secs(secs),
+            cause: "network error before the request was sent: connection refused".into(),
+        };
+        let budget = Duration::from_secs(120);
+        assert_eq!(out_of_reach(None, budget), None);
+        assert_eq!(out_of_reach(Some(outage(119)), budget), None);
+        let Some(Halt::Fatal(why)) = out_of_reach(Some(outage(121)), budget) else {
+            panic!("no halt past the budget")
+        };
+        assert_eq!(
+            why,
+            "cannot reach https://api.cursor.com/: network error before the request was sent: connection refused (every call failed for 2m 1s, beyond the 2m allowed)"
+        );
+    }
 
     /// a -> b, a -> c, (b, c) -> d.
     fn diamond(settled: Vec<bool>) -> Countdown {

@@ -426,13 +426,14 @@ pub struct ModelItem {
     pub display_name: Option<String>,
 }
 
-/// A deterministic agent id for an attempt of an instance of a run: a retry or a resume of
-/// the same launch sends the same id, and the API answers `agent_id_conflict` instead of
-/// making a second agent.
-pub fn agent_id_for(run: &str, instance: &str, attempt: u32) -> AgentId {
+/// A deterministic agent id for one launch: an attempt of an instance of a run, with the
+/// hash of the instance's resolved spec. A resend of the same launch (a retry, a resume, a
+/// lost state) sends the same id, and the API answers `agent_id_conflict` instead of making a
+/// second agent; a changed prompt is another launch, with another id.
+pub fn agent_id_for(run: &str, instance: &str, attempt: u32, spec_hash: &str) -> AgentId {
     // A fixed namespace of orchestrate's own, so ids never collide with another tool's v5 ids.
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f72_6368_6573_7472_6174_6500_0000_0001);
-    let name = format!("{run}\n{instance}\n{attempt}");
+    let name = format!("{run}\n{instance}\n{attempt}\n{spec_hash}");
     AgentId(format!(
         "bc-{}",
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())
@@ -444,19 +445,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agent_ids_are_deterministic_and_distinct_per_attempt() {
-        let first = agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1);
+    fn agent_ids_are_deterministic_and_distinct_per_attempt_and_spec() {
+        let first = agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1, "a1");
         assert_eq!(
             first,
-            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1)
+            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1, "a1")
         );
         assert_ne!(
             first,
-            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 2)
+            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 2, "a1")
         );
         assert_ne!(
             first,
-            agent_id_for("nightly/2026-11-24", "bump[acme/api]", 1)
+            agent_id_for("nightly/2026-11-24", "bump[acme/api]", 1, "a1")
+        );
+        assert_ne!(
+            first,
+            agent_id_for("nightly/2026-11-23", "bump[acme/api]", 1, "b2"),
+            "an edited prompt is another launch"
         );
         let uuid = first.0.strip_prefix("bc-").unwrap();
         assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 5);

@@ -17,7 +17,7 @@ pub use v1::V1;
 
 use crate::cursor::model::Webhook;
 use crate::cursor::model::v1::GitBranch;
-use crate::cursor::{AgentId, AgentStatus, ApiError, Client};
+use crate::cursor::{AgentId, AgentStatus, ApiError, Client, Outage};
 use crate::plan::{AgentOptions, Target};
 use crate::spec::{Api, ApiVersion};
 
@@ -88,20 +88,22 @@ where
 /// The API's limit on agent names.
 const MAX_NAME: usize = 100;
 
-/// The name of an attempt's agent: unique to run, instance and attempt, readable in Cursor's
-/// list, at most 100 characters (a long one keeps its start and a hash of the whole).
-pub fn agent_name(run: &str, instance: &str, attempt: u32) -> String {
+/// The name of a launch's agent: unique to run, instance, attempt and spec, readable in
+/// Cursor's list, at most 100 characters (a long one keeps its start and a hash of the
+/// whole). The API echoes it back, so an agent found by id or name is checked against the
+/// spec it was launched with: `@` and the spec hash's first 8 characters end it.
+pub fn agent_name(run: &str, instance: &str, attempt: u32, spec_hash: &str) -> String {
     use sha2::Digest as _;
-    let name = format!("{run} {instance} #{attempt}");
-    if name.chars().count() <= MAX_NAME {
-        return name;
+    let spec: String = spec_hash.chars().take(8).collect();
+    let end = format!(" #{attempt} @{spec}");
+    let name = format!("{run} {instance}");
+    if name.chars().count() + end.chars().count() <= MAX_NAME {
+        return name + &end;
     }
     let hash = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..6]);
-    let keep: String = name.chars().take(MAX_NAME - hash.len() - 4).collect();
-    format!("{keep} ~{hash} #{attempt}")
-        .chars()
-        .take(MAX_NAME)
-        .collect()
+    let room = MAX_NAME - hash.len() - 2 - end.chars().count();
+    let keep: String = name.chars().take(room).collect();
+    format!("{keep} ~{hash}{end}")
 }
 
 /// An agent as the executor sees it.
@@ -193,6 +195,11 @@ pub trait Backend: Send + Sync + 'static {
     fn reads_together(&self) -> bool {
         false
     }
+
+    /// How long the API has been out of reach, if it is now.
+    fn outage(&self) -> Option<Outage> {
+        None
+    }
 }
 
 /// The backend a run uses, chosen at run time.
@@ -255,6 +262,14 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn outage(&self) -> Option<Outage> {
+        match self {
+            AnyBackend::V0(b) => b.outage(),
+            AnyBackend::V1(b) => b.outage(),
+            AnyBackend::Platform(b) => b.outage(),
+        }
+    }
+
     fn finds_launches(&self) -> bool {
         match self {
             AnyBackend::V0(b) => b.finds_launches(),
@@ -304,16 +319,18 @@ mod tests {
     #[test]
     fn agent_names_are_unique_and_short() {
         assert_eq!(
-            agent_name("sweep/default", "bump[acme/api]", 2),
-            "sweep/default bump[acme/api] #2"
+            agent_name("sweep/default", "bump[acme/api]", 2, "0123456789abcdef"),
+            "sweep/default bump[acme/api] #2 @01234567"
         );
         let long = "x".repeat(120);
         let (a, b) = (
-            agent_name("r", &long, 1),
-            agent_name("r", &format!("{long}y"), 1),
+            agent_name("r", &long, 1, "aa"),
+            agent_name("r", &format!("{long}y"), 1, "aa"),
         );
-        assert!(a.chars().count() <= 100 && b.chars().count() <= 100);
+        assert!(a.chars().count() <= 100 && b.chars().count() <= 100, "{a}");
+        assert!(a.ends_with(" #1 @aa"), "{a}");
         assert_ne!(a, b);
-        assert_ne!(a, agent_name("r", &long, 2));
+        assert_ne!(a, agent_name("r", &long, 2, "aa"));
+        assert_ne!(a, agent_name("r", &long, 1, "bb"));
     }
 }

@@ -271,6 +271,10 @@ async fn read_stream(client: Client, id: AgentId, session: Arc<Session>) {
 }
 
 impl Backend for Platform {
+    fn outage(&self) -> Option<crate::cursor::Outage> {
+        self.client.outage()
+    }
+
     fn pace(&self) -> Option<crate::cursor::Pace> {
         self.client.quotas().pace()
     }

@@ -53,6 +53,10 @@ impl V0 {
 }
 
 impl Backend for V0 {
+    fn outage(&self) -> Option<crate::cursor::Outage> {
+        self.client.outage()
+    }
+
     fn pace(&self) -> Option<crate::cursor::Pace> {
         self.client.quotas().pace()
     }

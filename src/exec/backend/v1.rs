@@ -372,7 +372,21 @@ fn view(id: &AgentId, run: &Run, url: Option<String>) -> AgentView {
 /// Status reads of one sweep in flight at once.
 const READS_AT_ONCE: usize = 16;
 
+/// Whether `agent` is the agent of the launch `spec`: its repository, and its name, which
+/// carries the run, instance, attempt and spec hash.
+fn is_launch_of(agent: &Agent, spec: &LaunchSpec) -> bool {
+    let same_repository = agent
+        .repos
+        .first()
+        .is_some_and(|r| r.url.eq_ignore_ascii_case(&spec.repository));
+    same_repository && agent.name.as_deref() == Some(spec.name.as_str())
+}
+
 impl Backend for V1 {
+    fn outage(&self) -> Option<crate::cursor::Outage> {
+        self.client.outage()
+    }
+
     fn pace(&self) -> Option<crate::cursor::Pace> {
         self.client.quotas().pace()
     }
@@ -427,21 +441,21 @@ impl Backend for V1 {
                 self.watch(&id);
                 Ok(view)
             }
-            // An earlier send made it: that agent is this launch.
-            Err(error) if error.conflict_code() == Some("agent_id_conflict") => {
-                let id = spec.agent_id.as_ref().ok_or(error)?;
-                let agent = self.client.v1_agent(id).await?;
-                self.adopt(&agent).await
-            }
+            // `agent_id_conflict`: an earlier send made it; the executor adopts it through
+            // `find_launched`, which checks it is this launch.
             Err(error) => Err(error),
         }
     }
 
     async fn find_launched(&self, spec: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
-        // With an agent id, sending the launch again is the lookup: the API answers
-        // `agent_id_conflict` when it exists, and `launch` reads it then.
-        if spec.agent_id.is_some() {
-            return Ok(None);
+        // With an agent id, one read: the id is this launch's (run, instance, attempt, spec),
+        // and the agent is still checked against it.
+        if let Some(id) = &spec.agent_id {
+            return match self.client.v1_agent(id).await {
+                Ok(agent) if is_launch_of(&agent, spec) => self.adopt(&agent).await.map(Some),
+                Ok(_) | Err(ApiError::NotFound { .. }) => Ok(None),
+                Err(error) => Err(error),
+            };
         }
         let floor = spec
             .since
@@ -461,11 +475,7 @@ impl Backend for V1 {
         .await?;
         for id in candidates {
             let agent = self.client.v1_agent(&id).await?;
-            let same_repository = agent
-                .repos
-                .first()
-                .is_some_and(|r| r.url.eq_ignore_ascii_case(&spec.repository));
-            if same_repository {
+            if is_launch_of(&agent, spec) {
                 return self.adopt(&agent).await.map(Some);
             }
         }
