@@ -816,3 +816,51 @@ async fn an_api_failing_mid_run_stops_it_within_the_budget_and_it_resumes(backen
     every_launch_once(&s.stats());
     s.shutdown().await;
 }
+
+/// While an apply holds the state, `runs` and `report` answer from its live snapshot, as
+/// `status` does; once its process is killed, its run shows as interrupted and prune takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_and_report_answer_during_an_apply_and_a_dead_run_shows_interrupted() {
+    let s = Scenario::on(Backend::V0).work(5000, 5000).start().await;
+    let mut running = s.spawn_apply(&Scenario::example("single-repo"));
+    s.wait_for_agents(1).await;
+    // The snapshot comes within its 2 s period.
+    let mut listed = s.run(&["runs", "--json"]).await;
+    for _ in 0..50 {
+        if listed.code == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        listed = s.run(&["runs", "--json"]).await;
+    }
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(
+        listed.stderr.contains("an apply is running"),
+        "{}",
+        listed.stderr
+    );
+    let runs: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(runs[0]["state"], "running", "{runs}");
+    let id = runs[0]["id"].as_str().unwrap().to_owned();
+    let report = s.run(&["report", "--format", "json"]).await;
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
+    assert!(
+        report.stdout.contains(&format!("\"run\": \"{id}\"")),
+        "{}",
+        report.stdout
+    );
+
+    let _ = running.kill();
+    let _ = running.wait();
+    assert_eq!(s.status().await["state"], "interrupted");
+    let pruned = s.run(&["runs", "prune", "--older-than", "0s"]).await;
+    assert_eq!(pruned.code, Some(0), "{}", pruned.stderr);
+    assert!(
+        pruned
+            .stdout
+            .contains(&format!("removed {id} (interrupted")),
+        "{}",
+        pruned.stdout
+    );
+    s.shutdown().await;
+}

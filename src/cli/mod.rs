@@ -170,7 +170,7 @@ pub enum Command {
 /// `orchestrate runs ...`.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Remove settled runs (succeeded, failed, cancelled) older than a duration.
+    /// Remove runs older than a duration that ended (succeeded, failed, cancelled, interrupted).
     Prune {
         /// Age beyond which settled runs are removed, e.g. 30d.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]

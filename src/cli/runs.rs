@@ -31,6 +31,54 @@ pub async fn open_run(dir: &Path, run: Option<String>) -> Result<(StoreHandle, R
     Ok((store, run))
 }
 
+/// Who holds the state, when an apply does: then its live snapshot answers instead.
+async fn holder(dir: &Path) -> Option<String> {
+    if !dir.join("db").exists() {
+        return None;
+    }
+    match StoreHandle::open(dir) {
+        Err(StateError::Locked { holder, .. }) => Some(holder),
+        Ok(probe) => {
+            probe.close().await;
+            None
+        }
+        Err(_) => None, // reported when the state is opened for real
+    }
+}
+
+/// The snapshot the apply holding the state (`holder`) writes of `run`, said as such.
+fn snapshot(
+    out: &Output,
+    dir: &Path,
+    run: Option<&str>,
+    holder: &str,
+) -> Result<crate::state::Snapshot, Error> {
+    let Some((snapshot, written)) = read_snapshot(dir, run) else {
+        return Err(Error::Usage(format!(
+            "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot{} yet",
+            dir.display(),
+            run.map(|r| format!(" of {r}")).unwrap_or_default()
+        )));
+    };
+    let age = SystemTime::now()
+        .duration_since(written)
+        .unwrap_or_default();
+    out.status(&format!(
+        "an apply is running ({holder}); its snapshot from {}s ago:",
+        age.as_secs()
+    ));
+    Ok(snapshot)
+}
+
+/// A run as the state records it, read with the state's lock held: one recorded `running`
+/// has no process any more (it would hold the lock), so it is interrupted.
+fn as_found(mut run: RunRecord) -> RunRecord {
+    if run.state == RunState::Running {
+        run.state = RunState::Interrupted;
+    }
+    run
+}
+
 /// The run named `run`, or the most recent one.
 async fn find_run(store: &StoreHandle, run: Option<String>) -> Result<RunRecord, Error> {
     let runs = store.read(Store::runs).await?;
@@ -63,44 +111,15 @@ pub async fn status(
     as_json: bool,
 ) -> Result<Exit, Error> {
     // While an apply holds the state, its live snapshot answers.
-    if dir.join("db").exists() {
-        match StoreHandle::open(dir) {
-            Err(StateError::Locked { holder, .. }) => {
-                return live_status(out, dir, run.as_deref(), as_json, &holder);
-            }
-            Ok(probe) => probe.close().await,
-            Err(_) => {} // reported by `open_run` below
-        }
+    if let Some(holder) = holder(dir).await {
+        let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
+        print_status(out, &snapshot.run, &snapshot.instances, as_json);
+        return Ok(Exit::Success);
     }
     let (store, run) = open_run(dir, run).await?;
     let id = run.id.clone();
     let records = store.read(move |s| s.instances(&id)).await?;
-    print_status(out, &run, &records, as_json);
-    Ok(Exit::Success)
-}
-
-/// `status` from the snapshot of the apply that holds the state.
-fn live_status(
-    out: &Output,
-    dir: &Path,
-    run: Option<&str>,
-    as_json: bool,
-    holder: &str,
-) -> Result<Exit, Error> {
-    let Some((snapshot, written)) = read_snapshot(dir, run) else {
-        return Err(Error::Usage(format!(
-            "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot yet",
-            dir.display()
-        )));
-    };
-    let age = SystemTime::now()
-        .duration_since(written)
-        .unwrap_or_default();
-    out.status(&format!(
-        "an apply is running ({holder}); its snapshot from {}s ago:",
-        age.as_secs()
-    ));
-    print_status(out, &snapshot.run, &snapshot.instances, as_json);
+    print_status(out, &as_found(run), &records, as_json);
     Ok(Exit::Success)
 }
 
@@ -147,15 +166,21 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
 
 /// `orchestrate runs [--json]`.
 pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error> {
-    let store = open(dir)?;
-    let listed = store
-        .read(|s| {
-            let runs = s.runs()?;
-            runs.into_iter()
-                .map(|run| Ok((s.instances(&run.id)?, run)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+    let listed = if let Some(holder) = holder(dir).await {
+        let snapshot = snapshot(out, dir, None, &holder)?;
+        out.status("(only the run it applies; the others are listed once it ends)");
+        vec![(snapshot.instances, snapshot.run)]
+    } else {
+        let store = open(dir)?;
+        store
+            .read(|s| {
+                let runs = s.runs()?;
+                runs.into_iter()
+                    .map(|run| Ok((s.instances(&run.id)?, as_found(run))))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+    };
     if as_json {
         let body: Vec<ListedRun> = listed
             .iter()
@@ -266,9 +291,15 @@ pub async fn report(
     run: Option<String>,
     format: crate::report::ReportFormat,
 ) -> Result<Exit, Error> {
-    let (store, run) = open_run(dir, run).await?;
-    let id = run.id.clone();
-    let instances = store.read(move |s| s.instances(&id)).await?;
+    let (run, instances) = if let Some(holder) = holder(dir).await {
+        let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
+        (snapshot.run, snapshot.instances)
+    } else {
+        let (store, run) = open_run(dir, run).await?;
+        let id = run.id.clone();
+        let instances = store.read(move |s| s.instances(&id)).await?;
+        (as_found(run), instances)
+    };
     out.stdout(&crate::report::Report { run, instances }.render(format));
     Ok(Exit::Success)
 }
@@ -307,18 +338,14 @@ pub async fn prune(
     dir: &Path,
     older_than: std::time::Duration,
 ) -> Result<Exit, Error> {
+    // The lock held, no run is live: interrupted ones (and `running` ones, whose process
+    // died) go too, their agents long done by the age that prunes them.
     let store = open(dir)?;
     let runs = store.read(Store::runs).await?;
-    let settled = |run: &RunRecord| {
-        matches!(
-            run.state,
-            RunState::Succeeded | RunState::Failed | RunState::Cancelled
-        )
-    };
-    let (old, kept): (Vec<RunRecord>, Vec<RunRecord>) = runs.into_iter().partition(|run| {
-        settled(run) && run.finished_at.unwrap_or(run.started_at).elapsed() > older_than
-    });
-    let unsettled = kept.iter().filter(|r| !settled(r)).count();
+    let (old, kept): (Vec<RunRecord>, Vec<RunRecord>) = runs
+        .into_iter()
+        .map(as_found)
+        .partition(|run| run.finished_at.unwrap_or(run.started_at).elapsed() > older_than);
     let writes = old
         .iter()
         .map(|run| crate::state::Write::RemoveRun(run.id.clone()))
@@ -332,16 +359,7 @@ pub async fn prune(
             run.started_at.rfc3339()
         ));
     }
-    let note = if unsettled > 0 {
-        format!("; {unsettled} unsettled run(s) kept whatever their age")
-    } else {
-        String::new()
-    };
-    out.status(&format!(
-        "pruned {} run(s), {} kept{note}",
-        old.len(),
-        kept.len()
-    ));
+    out.status(&format!("pruned {} run(s), {} kept", old.len(), kept.len()));
     Ok(Exit::Success)
 }
 
