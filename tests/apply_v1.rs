@@ -1,7 +1,7 @@
 //! `apply` end to end on what only Cursor API v1 has: runs and their event streams, usage,
 //! artifacts, `env_vars`.
 
-use crate::scenario::{Backend, Scenario, every_launch_once};
+use crate::scenario::{Backend, Scenario, every_launch_once, follow_ups};
 
 /// What a v1 run reports (result, duration, branches per repository, tokens) reaches
 /// `status`, the report, and `artifacts` downloads the agent's files. v1 only: v0 has no
@@ -275,5 +275,32 @@ async fn a_lost_state_adopts_the_same_launch_and_a_changed_prompt_gets_a_new_age
         pr,
         "the new agent's answer"
     );
+    s.shutdown().await;
+}
+
+/// An agent adopted after a lost state had its follow-ups already: they are confirmed from
+/// its runs, not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_state_does_not_send_an_adopted_agent_its_follow_ups_again() {
+    let mut s = Scenario::on(Backend::V1).start().await;
+    let file = s.write(
+        "followed.yaml",
+        "version: 1\nname: followed\ntasks:\n  fix:\n    repo: https://github.com/acme/api\n    prompt: Fix the tests.\n    follow_ups:\n      - prompt: Open the pull request.\n      - prompt: Write the changelog.\n",
+    );
+    let first = s.apply(&file, &[]).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(follow_ups(&s.stats()), [2]);
+
+    s.use_state("lost");
+    let again = s.apply(&file, &[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("adopted   fix[acme/api]"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(s.stats().agents, 1);
+    assert_eq!(follow_ups(&s.stats()), [2], "no follow-up sent twice");
+    assert_eq!(s.status().await["state"], "succeeded");
     s.shutdown().await;
 }

@@ -101,6 +101,25 @@ impl<B: Backend> Execution<B> {
                 Ok(true)
             }
             Choice::Send { number, text } => {
+                // An adopted agent may have had this one before its record was lost.
+                if record.adopted {
+                    match self
+                        .backend
+                        .follow_up_received(&agent.id, &text, record.follow_ups_sent)
+                        .await
+                    {
+                        Ok(true) => {
+                            self.follow_up_sent(index, record, number).await?;
+                            return Ok(true);
+                        }
+                        Ok(false) => record.adopted = false, // the rest are new
+                        Err(error) => {
+                            halt_on(&error)?;
+                            self.pause(self.config.poll.min).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 record.follow_up = Some(FollowUpIntent {
                     index: number - 1,
                     text: text.clone(),

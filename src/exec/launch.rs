@@ -246,6 +246,7 @@ impl<B: Backend> Execution<B> {
         found: bool,
     ) -> Result<(), Halt> {
         record.running(&agent.id.0, agent.status.to_string(), agent.url.clone());
+        record.adopted = found;
         let event = InstanceEvent::Launched {
             agent: agent.id.clone(),
             found,

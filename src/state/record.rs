@@ -285,6 +285,10 @@ pub struct InstanceRecord {
     /// The follow-up in flight.
     #[serde(default)]
     pub follow_up: Option<FollowUpIntent>,
+    /// Its agent was found, not launched, by this record (a lost answer, a lost state): the
+    /// follow-ups it may have had already are confirmed against it before any is sent.
+    #[serde(default)]
+    pub adopted: bool,
     /// When the last follow-up was accepted.
     #[serde(default)]
     pub follow_up_sent_at: Option<Timestamp>,
@@ -362,6 +366,7 @@ impl InstanceRecord {
             follow_ups_done: 0,
             follow_ups_sent: 0,
             follow_up: None,
+            adopted: false,
             follow_up_sent_at: None,
             started_at: None,
             finished_at: None,
@@ -389,6 +394,7 @@ impl InstanceRecord {
         (self.status, self.summary, self.pr_url, self.url) = (None, None, None, None);
         (self.follow_ups_done, self.follow_ups_sent) = (0, 0);
         (self.follow_up, self.follow_up_sent_at) = (None, None);
+        self.adopted = false;
         self.started_at = None;
         (self.duration_ms, self.tokens) = (None, None);
         self.branches.clear();
