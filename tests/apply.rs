@@ -864,3 +864,48 @@ async fn runs_and_report_answer_during_an_apply_and_a_dead_run_shows_interrupted
     );
     s.shutdown().await;
 }
+
+on_every_backend!(cancel_from_another_terminal_stops_a_running_apply);
+/// `cancel` while `apply` holds the state asks that apply, which stops its agents, records
+/// them cancelled and exits; `cancel` waits for it and says what was recorded.
+async fn cancel_from_another_terminal_stops_a_running_apply(backend: Backend) {
+    let s = Scenario::on(backend).work(5000, 5000).start().await;
+    let mut command = s.apply_command(&Scenario::example("pipeline"), &[]);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    s.wait_for_agents(3).await;
+    // The request names the run from the apply's snapshot, written every 2 s.
+    let mut cancel = s.run(&["cancel"]).await;
+    for _ in 0..30 {
+        if cancel.code == Some(0) || !cancel.stderr.contains("no snapshot") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel = s.run(&["cancel"]).await;
+    }
+    assert_eq!(cancel.code, Some(0), "{}", cancel.stderr);
+    assert!(
+        cancel.stderr.contains("asked the running apply"),
+        "{}",
+        cancel.stderr
+    );
+    assert!(
+        cancel.stderr.contains("cancelled: 3 cancelled, 4 skipped"),
+        "{}",
+        cancel.stderr
+    );
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cancel requested by another orchestrate"),
+        "{stderr}"
+    );
+    assert_eq!(s.stats().calls[backend.stop_route()], 3);
+    assert_eq!(s.stats().agents, 3, "nothing launched after the cancel");
+    s.shutdown().await;
+}

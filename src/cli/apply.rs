@@ -178,6 +178,16 @@ async fn apply(
     let interrupt = CancellationToken::new();
     let stop_agents = Arc::new(AtomicBool::new(false));
     let by_signal = watch_stops(out.clone(), interrupt.clone(), stop_agents.clone());
+    let run_id = prepared.plan().run.to_string();
+    // A request left by a `cancel` of an earlier process is not this apply's to act on.
+    crate::state::take_cancel_request(state_dir, &run_id);
+    let cancel_watch = watch_cancel_requests(
+        out.clone(),
+        state_dir.to_owned(),
+        run_id,
+        interrupt.clone(),
+        stop_agents.clone(),
+    );
     let live = LiveView::new(out, prepared.plan().instances.len());
     let lines = live.clone();
     let report = Arc::new(move |progress: &crate::exec::Progress| {
@@ -192,6 +202,7 @@ async fn apply(
     let view = live.follow(started.counts(), started.quota_clock());
     let halt = started.execute().await;
     view.abort();
+    cancel_watch.abort();
     live.finish();
     // In a terminal, the first Ctrl-C leaves a moment for a second one, which also stops
     // the agents; without a terminal nobody can press it, so nobody waits.
@@ -330,6 +341,28 @@ fn watch_stops(
         }
     });
     by_signal
+}
+
+/// How often an apply looks for a `cancel` from another process.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
+
+/// Acts on `orchestrate cancel RUN` run in another terminal: like a second Ctrl-C, it stops
+/// the launches and the running agents, which the apply then records as cancelled.
+fn watch_cancel_requests(
+    out: Output,
+    state_dir: std::path::PathBuf,
+    run: String,
+    interrupt: CancellationToken,
+    stop_agents: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !crate::state::take_cancel_request(&state_dir, &run) {
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+        out.status("\ncancel requested by another orchestrate: stopping the running agents...");
+        stop_agents.store(true, Ordering::SeqCst);
+        interrupt.cancel();
+    })
 }
 
 /// Tells how the apply ended, publishes the GitHub Actions summary, and picks the exit code.

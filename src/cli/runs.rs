@@ -32,7 +32,7 @@ pub async fn open_run(dir: &Path, run: Option<String>) -> Result<(StoreHandle, R
 }
 
 /// Who holds the state, when an apply does: then its live snapshot answers instead.
-async fn holder(dir: &Path) -> Option<String> {
+async fn apply_holding(dir: &Path) -> Option<String> {
     if !dir.join("db").exists() {
         return None;
     }
@@ -111,7 +111,7 @@ pub async fn status(
     as_json: bool,
 ) -> Result<Exit, Error> {
     // While an apply holds the state, its live snapshot answers.
-    if let Some(holder) = holder(dir).await {
+    if let Some(holder) = apply_holding(dir).await {
         let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
         print_status(out, &snapshot.run, &snapshot.instances, as_json);
         return Ok(Exit::Success);
@@ -166,7 +166,7 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
 
 /// `orchestrate runs [--json]`.
 pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error> {
-    let listed = if let Some(holder) = holder(dir).await {
+    let listed = if let Some(holder) = apply_holding(dir).await {
         let snapshot = snapshot(out, dir, None, &holder)?;
         out.status("(only the run it applies; the others are listed once it ends)");
         vec![(snapshot.instances, snapshot.run)]
@@ -208,8 +208,15 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error
     Ok(Exit::Success)
 }
 
-/// `orchestrate cancel RUN`.
+/// How long `cancel` waits for the apply it asked to stop.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `orchestrate cancel RUN`. While an apply holds the state, it is asked to cancel (it alone
+/// writes the store) and waited for.
 pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Result<Exit, Error> {
+    if let Some(holder) = apply_holding(dir).await {
+        return cancel_through(out, dir, run.as_deref(), &holder).await;
+    }
     let (store, run) = open_run(dir, run).await?;
     if run.simulated {
         return Err(Error::Usage(format!(
@@ -233,6 +240,55 @@ pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Result<Exi
             .map(|failure| Error::Unusable(format!("could not stop {failure}")))
             .collect(),
     ))
+}
+
+/// Asks the apply holding the state (`holder`) to cancel its run, waits until it let go of
+/// the state, and tells what it recorded.
+async fn cancel_through(
+    out: &Output,
+    dir: &Path,
+    run: Option<&str>,
+    holder: &str,
+) -> Result<Exit, Error> {
+    let Some((snapshot, _)) = read_snapshot(dir, run) else {
+        return Err(Error::Usage(format!(
+            "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot{} yet; try again in a few seconds",
+            dir.display(),
+            run.map(|r| format!(" of {r}")).unwrap_or_default()
+        )));
+    };
+    let id = snapshot.run.id;
+    crate::state::request_cancel(dir, &id).map_err(|error| StateError::Io {
+        dir: dir.to_owned(),
+        message: format!("cannot ask the running apply to cancel: {error}"),
+    })?;
+    out.status(&format!(
+        "asked the running apply ({holder}) to cancel run {id}; waiting for it to stop its agents..."
+    ));
+    let deadline = std::time::Instant::now() + CANCEL_WAIT;
+    while apply_holding(dir).await.is_some() {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Unusable(format!(
+                "the apply holding the state ({holder}) did not stop within {}s; it may still cancel run {id}",
+                CANCEL_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (store, run) = open_run(dir, Some(id)).await?;
+    let rid = run.id.clone();
+    let records = store.read(move |s| s.instances(&rid)).await?;
+    out.status(&format!(
+        "run {} {}: {}",
+        run.id,
+        run.state.as_str(),
+        Counts::of(&records)
+    ));
+    Ok(if run.state == RunState::Cancelled {
+        Exit::Success
+    } else {
+        Exit::TaskFailed
+    })
 }
 
 /// Which instances `retry` relaunches.
@@ -291,7 +347,7 @@ pub async fn report(
     run: Option<String>,
     format: crate::report::ReportFormat,
 ) -> Result<Exit, Error> {
-    let (run, instances) = if let Some(holder) = holder(dir).await {
+    let (run, instances) = if let Some(holder) = apply_holding(dir).await {
         let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
         (snapshot.run, snapshot.instances)
     } else {

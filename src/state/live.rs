@@ -1,6 +1,8 @@
 //! Live snapshots: while an `apply` holds the store, it writes its run's records to
 //! `DIR/live/<run>.json` every few seconds, so that `status` in another terminal can show
 //! them. Written to a temporary file and renamed, so a reader never sees half a snapshot.
+//! `cancel` in another terminal leaves `DIR/live/<run>.cancel` there, which the apply reads
+//! and acts on: the store stays with the one process that holds it.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -63,4 +65,35 @@ pub fn read_snapshot(dir: &Path, run: Option<&str>) -> Option<(Snapshot, SystemT
         .collect();
     found.sort_by_key(|(_, written)| *written);
     found.pop()
+}
+
+fn cancel_file(dir: &Path, run: &str) -> PathBuf {
+    let name = super::file_name(run);
+    folder(dir).join(format!("{name}.cancel"))
+}
+
+/// Asks the apply that holds the state to cancel `run`.
+pub fn request_cancel(dir: &Path, run: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder(dir))?;
+    std::fs::write(cancel_file(dir, run), run)
+}
+
+/// Whether a `cancel` asked for `run`; the request is taken (removed) when it did.
+pub fn take_cancel_request(dir: &Path, run: &str) -> bool {
+    std::fs::remove_file(cancel_file(dir, run)).is_ok()
+}
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_request_is_taken_once_and_only_for_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!take_cancel_request(dir.path(), "w/k"));
+        request_cancel(dir.path(), "w/k").unwrap();
+        assert!(!take_cancel_request(dir.path(), "w/other"));
+        assert!(take_cancel_request(dir.path(), "w/k"));
+        assert!(!take_cancel_request(dir.path(), "w/k"), "taken once");
+    }
 }

@@ -7,7 +7,9 @@ mod secrets;
 mod store;
 
 pub use handle::StoreHandle;
-pub use live::{Snapshot, read_snapshot, remove_snapshot, write_snapshot};
+pub use live::{
+    Snapshot, read_snapshot, remove_snapshot, request_cancel, take_cancel_request, write_snapshot,
+};
 pub use record::{
     Attempt, BranchOutput, Counts, Event, FollowUpIntent, InstanceRecord, InstanceState,
     LaunchIntent, LearnedLimit, RECORD_VERSION, RepositoryCache, RunRecord, RunState, Timestamp,
