@@ -351,18 +351,12 @@ async fn a_stop_signal_interrupts_and_the_hint_resumes(backend: Backend, name: &
     // Agents work 1 s: time enough to interrupt before the first one finishes.
     let s = Scenario::on(backend).work(1000, 1200).start().await;
     let file = Scenario::example("pipeline");
-    let mut command = s.apply_command(&file, &[]);
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
+    let child = s.spawn_watched(&file, &[]);
     s.wait_until(|stats| stats.agents == 3).await;
     signal(&child, name);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let ended = Scenario::ended(child).await;
+    let stderr = ended.stderr;
+    assert_eq!(ended.code, Some(3), "{stderr}");
     assert!(
         stderr.contains(&format!("{said}: no new agents are launched")),
         "{stderr}"
@@ -789,18 +783,12 @@ on_every_backend!(
 async fn an_api_failing_mid_run_stops_it_within_the_budget_and_it_resumes(backend: Backend) {
     let s = Scenario::on(backend).work(1500, 1500).start().await;
     let file = Scenario::example("pipeline");
-    let mut command = s.apply_command(&file, &["--outage-budget", "2s"]);
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
+    let child = s.spawn_watched(&file, &["--outage-budget", "2s"]);
     s.wait_until(|stats| stats.agents == 3).await;
     s.set_faults("5xx=1".parse().unwrap());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let ended = Scenario::ended(child).await;
+    let stderr = ended.stderr;
+    assert_eq!(ended.code, Some(4), "{stderr}");
     assert!(
         stderr.contains("cannot reach http://127.0.0.1:"),
         "{stderr}"
@@ -870,11 +858,7 @@ on_every_backend!(cancel_from_another_terminal_stops_a_running_apply);
 /// them cancelled and exits; `cancel` waits for it and says what was recorded.
 async fn cancel_from_another_terminal_stops_a_running_apply(backend: Backend) {
     let s = Scenario::on(backend).work(5000, 5000).start().await;
-    let mut command = s.apply_command(&Scenario::example("pipeline"), &[]);
-    command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
+    let child = s.spawn_watched(&Scenario::example("pipeline"), &[]);
     s.wait_for_agents(3).await;
     // The request names the run from the apply's snapshot, written every 2 s.
     let mut cancel = s.run(&["cancel"]).await;
@@ -896,11 +880,9 @@ async fn cancel_from_another_terminal_stops_a_running_apply(backend: Backend) {
         "{}",
         cancel.stderr
     );
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let ended = Scenario::ended(child).await;
+    let stderr = ended.stderr;
+    assert_eq!(ended.code, Some(1), "{stderr}");
     assert!(
         stderr.contains("cancel requested by another orchestrate"),
         "{stderr}"

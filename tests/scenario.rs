@@ -398,6 +398,21 @@ impl Scenario {
         Self::finish(self.apply_command(file, extra)).await
     }
 
+    /// Starts `apply FILE --yes` with `extra` in the background, its stderr kept for
+    /// [`Scenario::ended`].
+    pub(crate) fn spawn_watched(&self, file: &Path, extra: &[&str]) -> Child {
+        let mut command = self.apply_command(file, extra);
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        command.spawn().unwrap()
+    }
+
+    /// Waits for a child of [`Scenario::spawn_watched`] to end: its exit code and stderr.
+    pub(crate) async fn ended(child: Child) -> Ran {
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().into())
+            .await
+            .unwrap()
+    }
+
     /// Starts `apply FILE --yes` in the background, its output discarded.
     pub(crate) fn spawn_apply(&self, file: &Path) -> Child {
         let mut command = self.apply_command(file, &[]);
