@@ -250,14 +250,7 @@ async fn cancel_through(
     run: Option<&str>,
     holder: &str,
 ) -> Result<Exit, Error> {
-    let Some((snapshot, _)) = read_snapshot(dir, run) else {
-        return Err(Error::Usage(format!(
-            "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot{} yet; try again in a few seconds",
-            dir.display(),
-            run.map(|r| format!(" of {r}")).unwrap_or_default()
-        )));
-    };
-    let id = snapshot.run.id;
+    let id = snapshot(out, dir, run, holder)?.run.id;
     crate::state::request_cancel(dir, &id).map_err(|error| StateError::Io {
         dir: dir.to_owned(),
         message: format!("cannot ask the running apply to cancel: {error}"),
