@@ -68,9 +68,7 @@ pub async fn preflight(api: &Api, client: &Client) -> Result<(), ApplyError> {
     match answer {
         // A throttled read is an answer too: the API is there.
         Ok(()) | Err(ApiError::RateLimited { .. }) => Ok(()),
-        Err(error @ (ApiError::Network { .. } | ApiError::Server { .. })) => {
-            Err(ApplyError::Unreachable { url, error })
-        }
+        Err(error) if error.is_outage() => Err(ApplyError::Unreachable { url, error }),
         Err(error) => Err(ApplyError::Refused { url, error }),
     }
 }

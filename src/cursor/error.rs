@@ -83,6 +83,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Whether the API is out of reach rather than answering: no connection, or a 5xx.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, ApiError::Network { .. } | ApiError::Server { .. })
+    }
+
     /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {

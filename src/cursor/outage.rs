@@ -30,7 +30,7 @@ impl OutageClock {
     pub fn note(&self, result: Result<(), &ApiError>, now: Instant) {
         let mut row = self.row.lock().expect("not poisoned");
         match result {
-            Err(error @ (ApiError::Network { .. } | ApiError::Server { .. })) => {
+            Err(error) if error.is_outage() => {
                 let since = row.as_ref().map_or(now, |(since, _)| *since);
                 *row = Some((since, error.to_string()));
             }
