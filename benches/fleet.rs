@@ -219,6 +219,7 @@ async fn run_with<B: Backend>(
         config,
         CancellationToken::new(),
         Arc::new(|_: &orchestrate::exec::Progress| {}),
+        orchestrate::exec::Recall::new(),
     );
     let halt = execution.execute().await;
     (halt, execution.records())

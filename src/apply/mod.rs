@@ -13,6 +13,7 @@
 mod conclude;
 mod connect;
 mod discover;
+mod recall;
 mod records;
 
 use std::collections::BTreeSet;
@@ -26,12 +27,13 @@ use tokio_util::sync::CancellationToken;
 pub use conclude::{Conclusion, conclude};
 pub use connect::SIMULATED_SPEED;
 pub use discover::{DEFAULT_MAX_AGE, from_cache as discovered_from_cache};
+pub use recall::recall;
 pub use records::{Merged, merge, recorded_map};
 
 use crate::cursor::model::{Secret, Webhook};
 use crate::cursor::{ApiError, Client, ConfigError};
 use crate::exec::{
-    AnyBackend, Cancelled, ExecConfig, Execution, Halt, PollConfig, Reporter, RunEvent,
+    AnyBackend, Cancelled, ExecConfig, Execution, Halt, PollConfig, Recall, Reporter, RunEvent,
     WebhookListener, cancel_run,
 };
 use crate::plan::{Action, Options, Plan, PlanError};
@@ -215,6 +217,12 @@ pub enum ApplyError {
     /// Discover fleets cannot be resolved and no cached list stands in.
     #[error("cannot resolve discover fleets: {0}")]
     Discover(ApiError),
+    /// The run is new to this state, and the API cannot say whether an earlier apply
+    /// launched its agents: launching could make them twice.
+    #[error(
+        "cannot look for launches an earlier apply of this run made (so as not to launch them twice): {0}"
+    )]
+    Recall(ApiError),
 }
 
 impl ApplyError {
@@ -225,6 +233,7 @@ impl ApplyError {
             ApplyError::Config(_)
                 | ApplyError::Simulator(_)
                 | ApplyError::Discover(_)
+                | ApplyError::Recall(_)
                 | ApplyError::Unreachable { .. }
                 | ApplyError::Refused { .. }
         )
@@ -241,7 +250,9 @@ pub struct Prepared {
     plan: Plan,
     existing: Option<RunRecord>,
     merged: Merged,
+    recall: Recall,
     client: Client,
+    backend: Arc<AnyBackend>,
     simulator: Option<Simulator>,
     webhooks: Option<(Webhooks, tokio::net::TcpListener)>,
     request: Request,
@@ -304,12 +315,23 @@ pub async fn prepare(
         store.read(move |s| s.instances(&id)).await?
     };
     plan.diff(&recorded_map(&recorded, &request.retry));
+    let backend = Arc::new(AnyBackend::new(&plan.api, client.clone()));
+    // A simulated run's simulator is new: nothing of it can be found.
+    let recall = if existing.is_none() && simulator.is_none() {
+        recall(&mut plan, &backend)
+            .await
+            .map_err(ApplyError::Recall)?
+    } else {
+        Recall::new()
+    };
     let merged = merge(&plan, &recorded);
     let prepared = Prepared {
         plan,
         existing,
         merged,
+        recall,
         client,
+        backend,
         simulator,
         webhooks,
         request,
@@ -387,21 +409,15 @@ impl Prepared {
         &self.plan
     }
 
-    /// Instances to launch, relaunch, continue and keep.
-    pub fn actions(&self) -> [usize; 4] {
-        let count = |action| {
+    /// Instances to launch, relaunch, adopt, continue and keep ([`Action::ALL`]'s order).
+    pub fn actions(&self) -> [usize; 5] {
+        Action::ALL.map(|action| {
             self.plan
                 .instances
                 .iter()
                 .filter(|i| i.action == action)
                 .count()
-        };
-        [
-            count(Action::Launch),
-            count(Action::Relaunch),
-            count(Action::Continue),
-            count(Action::Keep),
-        ]
+        })
     }
 
     /// Agents this apply launches (retries may add more).
@@ -432,7 +448,9 @@ impl Prepared {
         let Prepared {
             plan,
             merged,
+            recall,
             client,
+            backend,
             simulator,
             webhooks,
             request,
@@ -442,7 +460,6 @@ impl Prepared {
             .tuning
             .exec_config(request.simulate, webhook.is_some());
         config.webhook = webhook;
-        let backend = Arc::new(AnyBackend::new(&plan.api, client.clone()));
         let execution = Execution::new(
             Arc::new(plan),
             merged.records,
@@ -451,6 +468,7 @@ impl Prepared {
             config.clone(),
             interrupt,
             report,
+            recall,
         );
         let (listener, webhook_path) = match (webhooks, config.webhook) {
             (Some((hooks, socket)), Some(webhook)) => {

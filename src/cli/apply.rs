@@ -164,9 +164,14 @@ async fn apply(
             "simulating {what} at {url} (agents work {SIMULATED_SPEED}x faster)"
         ));
     }
-    let [launch, relaunch, resume, keep] = prepared.actions();
+    let [launch, relaunch, adopt, resume, keep] = prepared.actions();
+    // Adopting happens only where a state lost its run: said then, not on every apply.
+    let adopt = match adopt {
+        0 => String::new(),
+        n => format!("{n} to adopt, "),
+    };
     out.status(&format!(
-        "run {}: {launch} to launch, {relaunch} to relaunch, {resume} to continue, {keep} to keep ({} at once)",
+        "run {}: {launch} to launch, {relaunch} to relaunch, {adopt}{resume} to continue, {keep} to keep ({} at once)",
         prepared.plan().run,
         prepared.plan().concurrency
     ));

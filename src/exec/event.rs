@@ -39,6 +39,14 @@ pub enum InstanceEvent {
         /// Whether it was found from an earlier launch instead of launched now.
         found: bool,
     },
+    /// An earlier apply launched this attempt with another spec (its records were lost): the
+    /// next attempt is a new agent.
+    Superseded {
+        /// The earlier attempt's agent.
+        agent: AgentId,
+        /// Its attempt.
+        attempt: u32,
+    },
     /// A follow-up is about to be sent; its intent is flushed first.
     FollowUpIntent {
         /// Which (1-based).
@@ -85,6 +93,7 @@ impl InstanceEvent {
             InstanceEvent::LaunchUncertain { .. } => "launch_uncertain",
             InstanceEvent::LaunchDeferred { .. } => "launch_deferred",
             InstanceEvent::Launched { .. } => "launched",
+            InstanceEvent::Superseded { .. } => "superseded",
             InstanceEvent::FollowUpIntent { .. } => "follow_up_intent",
             InstanceEvent::FollowUpSent { .. } => "follow_up_sent",
             InstanceEvent::FollowUpSkipped { .. } => "follow_up_skipped",
@@ -110,6 +119,9 @@ impl InstanceEvent {
                 };
                 format!("{how}: {agent}")
             }
+            InstanceEvent::Superseded { agent, attempt } => {
+                format!("attempt {attempt} ({agent}) was launched with another spec")
+            }
             InstanceEvent::FollowUpIntent { number } | InstanceEvent::FollowUpSent { number } => {
                 format!("follow-up {number}")
             }
@@ -134,6 +146,10 @@ impl InstanceEvent {
             } => Some(format!("launched  {key} ({agent})")),
             InstanceEvent::Launched { agent, found: true } => Some(format!(
                 "adopted   {key} ({agent}): launched before, not again"
+            )),
+            InstanceEvent::Superseded { agent, attempt } => Some(format!(
+                "found     {key} ({agent}): attempt {attempt} has another spec; attempt {} is a new agent",
+                attempt + 1
             )),
             InstanceEvent::LaunchDeferred { error, after } => Some(format!(
                 "deferred  {key}: {error}; launching again in {}",
@@ -167,8 +183,8 @@ impl InstanceEvent {
 pub enum RunEvent {
     /// An apply started on it, with what it would do.
     Applied {
-        /// Instances to launch, relaunch, continue and keep.
-        actions: [usize; 4],
+        /// Instances to launch, relaunch, adopt, continue and keep.
+        actions: [usize; 5],
     },
     /// The user cancelled it.
     Cancelled {
@@ -184,10 +200,12 @@ impl RunEvent {
     pub fn log(&self) -> Event {
         match self {
             RunEvent::Applied {
-                actions: [launch, relaunch, resume, keep],
+                actions: [launch, relaunch, adopt, resume, keep],
             } => Event::run(
                 "apply",
-                format!("{launch} launch, {relaunch} relaunch, {resume} continue, {keep} keep"),
+                format!(
+                    "{launch} launch, {relaunch} relaunch, {adopt} adopt, {resume} continue, {keep} keep"
+                ),
             ),
             RunEvent::Cancelled { stopped } => {
                 Event::run("cancelled", format!("{stopped} agents stopped"))

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{AgentView, Backend};
+use super::backend::{AgentView, Backend, Recall};
 use super::event::{InstanceEvent, Progress};
 use super::launch::Launching;
 use super::poller::{PollConfig, Poller};
@@ -130,6 +130,9 @@ pub struct Execution<B: Backend> {
     report: Reporter,
     /// Whether the run said it could not read token usage.
     told_tokens_unreadable: AtomicBool,
+    /// Launches earlier applies made, found in the API for a run whose records were lost;
+    /// each is taken by its instance's first attempt.
+    recall: Mutex<Recall>,
 }
 
 impl<B: Backend> Execution<B> {
@@ -143,6 +146,7 @@ impl<B: Backend> Execution<B> {
         config: ExecConfig,
         interrupt: CancellationToken,
         report: Reporter,
+        recall: Recall,
     ) -> Arc<Self> {
         let stop_polling = CancellationToken::new();
         let poller = Poller::start(backend.clone(), config.poll, stop_polling.clone());
@@ -170,6 +174,7 @@ impl<B: Backend> Execution<B> {
             config,
             report,
             told_tokens_unreadable: AtomicBool::new(false),
+            recall: Mutex::new(recall),
         })
     }
 
@@ -345,6 +350,14 @@ impl<B: Backend> Execution<B> {
             () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
             slot = self.slots.acquire() => slot.expect("the semaphore is never closed"),
         };
+        let recalled = self
+            .recall
+            .lock()
+            .expect("not poisoned")
+            .remove(&record.key);
+        if let Some(found) = recalled.filter(|_| record.state == InstanceState::Pending) {
+            self.recall(index, &mut record, found).await?;
+        }
         let mut launching = Launching {
             uncertain: record.state == InstanceState::Launching,
             lost: 0,
@@ -600,6 +613,7 @@ mod tests {
             webhook: None,
             outage_budget: Duration::from_secs(120),
         };
+        let backend_recall = backend.recall.lock().unwrap().clone();
         let execution = Execution::new(
             plan.clone(),
             records,
@@ -608,6 +622,7 @@ mod tests {
             config,
             CancellationToken::new(),
             report,
+            backend_recall,
         );
         let halt = execution.execute().await;
         let run = plan.run.to_string();
@@ -659,6 +674,87 @@ mod tests {
                 "succeeded t[a/x]: no pull request"
             ]
         );
+    }
+
+    fn launches(backend: &Scripted) -> Vec<String> {
+        let calls = backend.calls().into_iter();
+        calls
+            .filter_map(|c| match c {
+                Call::Launch { branch } => Some(branch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_records_were_lost_adopts_the_launch_recall_found() {
+        let backend = Arc::new(Scripted::default());
+        let found = super::super::backend::Recalled {
+            attempt: 2,
+            id: AgentId("bc-old".into()),
+            spec: None,
+        };
+        backend
+            .recall
+            .lock()
+            .unwrap()
+            .insert("t[a/x]".into(), found);
+        backend
+            .recalled
+            .lock()
+            .unwrap()
+            .insert("bc-old".into(), agent("bc-old", AgentStatus::Running));
+        let ran = execute(ONE, backend.clone()).await;
+        assert_eq!(ran.halt, None);
+        let record = &ran.records[0];
+        assert_eq!(record.state, InstanceState::Succeeded);
+        assert_eq!(
+            (record.attempt, record.agent_id.as_deref()),
+            (2, Some("bc-old"))
+        );
+        assert!(record.adopted);
+        assert!(launches(&backend).is_empty(), "{:?}", backend.calls());
+        assert_eq!(ran.logged, ["launched", "succeeded"]);
+        assert_eq!(
+            ran.told[0],
+            "adopted   t[a/x] (bc-old): launched before, not again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recalled_launch_of_another_spec_is_followed_by_a_new_attempt() {
+        for (spec, checked) in [(Some("ffffffff"), false), (None, true)] {
+            let backend = Arc::new(Scripted::default());
+            let found = super::super::backend::Recalled {
+                attempt: 1,
+                id: AgentId("bc-old".into()),
+                spec: spec.map(str::to_owned),
+            };
+            // Nothing checks out as this launch.
+            backend
+                .recall
+                .lock()
+                .unwrap()
+                .insert("t[a/x]".into(), found);
+            let ran = execute(ONE, backend.clone()).await;
+            let record = &ran.records[0];
+            assert_eq!(record.state, InstanceState::Succeeded);
+            assert_eq!(
+                (record.attempt, record.agent_id.as_deref()),
+                (2, Some("bc-1"))
+            );
+            let branches = launches(&backend);
+            assert_eq!(branches.len(), 1);
+            assert!(branches[0].ends_with("-attempt-2"), "{branches:?}");
+            let asked = backend.calls().contains(&Call::Recalled {
+                agent: "bc-old".into(),
+            });
+            assert_eq!(asked, checked, "a spec in the name needs no read");
+            assert_eq!(
+                ran.told[0],
+                "found     t[a/x] (bc-old): attempt 1 has another spec; attempt 2 is a new agent"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use super::backend::{AgentView, Backend, LaunchSpec, Statuses};
+use super::backend::{AgentView, Backend, LaunchSpec, Recall, Statuses, Wanted};
 use crate::cursor::{AgentId, AgentStatus, ApiError};
 
 /// An agent with `status`.
@@ -27,6 +27,7 @@ pub(super) fn agent(id: &str, status: AgentStatus) -> AgentView {
 pub(super) enum Call {
     Launch { branch: String },
     Find,
+    Recalled { agent: String },
     FollowUp { agent: String, text: String },
     Stop { agent: String },
 }
@@ -38,6 +39,10 @@ pub(super) struct Scripted {
     pub(super) launches: Mutex<VecDeque<Result<AgentView, ApiError>>>,
     /// The answer to every look for a lost launch.
     pub(super) found: Mutex<Option<AgentView>>,
+    /// What recall finds.
+    pub(super) recall: Mutex<Recall>,
+    /// The agents recall found that check out as their launch.
+    pub(super) recalled: Mutex<HashMap<String, AgentView>>,
     /// Each agent's statuses in turn, the last one repeated; unscripted agents finish.
     pub(super) statuses: Mutex<HashMap<String, VecDeque<AgentStatus>>>,
     /// Every call but status reads.
@@ -96,6 +101,21 @@ impl Backend for Scripted {
     async fn find_launched(&self, _: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
         self.calls.lock().unwrap().push(Call::Find);
         Ok(self.found.lock().unwrap().clone())
+    }
+
+    fn recalls(&self) -> bool {
+        true
+    }
+
+    async fn recall(&self, _: &str, _: &[Wanted]) -> Result<Recall, ApiError> {
+        Ok(self.recall.lock().unwrap().clone())
+    }
+
+    async fn recalled(&self, id: &AgentId, _: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
+        self.calls.lock().unwrap().push(Call::Recalled {
+            agent: id.0.clone(),
+        });
+        Ok(self.recalled.lock().unwrap().get(&id.0).cloned())
     }
 
     async fn statuses(&self, ids: &[AgentId], _: SystemTime) -> Result<Statuses, ApiError> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::backend::{AgentView, Backend, LaunchSpec, agent_name};
+use super::backend::{AgentView, Backend, LaunchSpec, Recalled, agent_name};
 use super::crash::{CrashPoint, crash_point};
 use super::event::InstanceEvent;
 use super::execution::{Execution, Halt, halt_on};
@@ -81,28 +81,9 @@ impl<B: Backend> Execution<B> {
         if self.interrupt.is_cancelled() {
             return Err(Halt::Interrupted);
         }
-        let instance = &self.plan.instances[index];
-        let attempt = record.attempt + 1;
-        // Where the API takes a client-chosen id, a resend of this launch is refused instead
-        // of duplicated; the API does not allow one with env_vars.
-        let agent_id =
-            instance.options.env_vars.is_none().then(|| {
-                agent_id_for(self.run.as_str(), &record.key, attempt, &record.spec_hash).0
-            });
-        let branch = attempt_branch(&instance.branch, attempt);
-        record.begin_attempt(LaunchIntent {
-            attempt,
-            at: Timestamp::now(),
-            repository: record.repository.clone(),
-            branch: branch.clone(),
-            agent_id,
-            name: Some(agent_name(
-                self.run.as_str(),
-                &record.key,
-                attempt,
-                &record.spec_hash,
-            )),
-        });
+        let intent = self.intent(index, record, record.attempt + 1);
+        let (attempt, branch) = (intent.attempt, intent.branch.clone());
+        record.begin_attempt(intent);
         launching.uncertain = false;
         self.emit(
             index,
@@ -110,6 +91,69 @@ impl<B: Backend> Execution<B> {
             InstanceEvent::LaunchIntent { attempt, branch },
         )
         .await
+    }
+
+    /// The intent of launching `attempt` of the instance, written now.
+    fn intent(&self, index: usize, record: &InstanceRecord, attempt: u32) -> LaunchIntent {
+        let instance = &self.plan.instances[index];
+        // Where the API takes a client-chosen id, a resend of this launch is refused instead
+        // of duplicated; the API does not allow one with env_vars.
+        let agent_id =
+            instance.options.env_vars.is_none().then(|| {
+                agent_id_for(self.run.as_str(), &record.key, attempt, &record.spec_hash).0
+            });
+        LaunchIntent {
+            attempt,
+            at: Timestamp::now(),
+            repository: record.repository.clone(),
+            branch: attempt_branch(&instance.branch, attempt),
+            agent_id,
+            name: Some(agent_name(
+                self.run.as_str(),
+                &record.key,
+                attempt,
+                &record.spec_hash,
+            )),
+        }
+    }
+
+    /// Picks up the launch of this instance that an earlier apply made and recall `found`
+    /// (the run's records were lost): adopted when it checks out as this very launch, else
+    /// the next attempt comes after it, on a branch of its own. Only reads are made until
+    /// the record says which, so a kill on the way leaves nothing to reconcile.
+    pub(super) async fn recall(
+        &self,
+        index: usize,
+        record: &mut InstanceRecord,
+        found: Recalled,
+    ) -> Result<(), Halt> {
+        let intent = self.intent(index, record, found.attempt);
+        if found.may_be(&record.spec_hash) {
+            let Some(spec) = self.launch_spec(index, record, intent.clone()).await? else {
+                return Ok(());
+            };
+            let agent = loop {
+                match self.backend.recalled(&found.id, &spec).await {
+                    Ok(agent) => break agent,
+                    Err(error) => {
+                        // Not knowing is not a reason to launch a second agent.
+                        halt_on(&error)?;
+                        self.pause(self.config.poll.min).await?;
+                    }
+                }
+            };
+            if let Some(agent) = agent {
+                record.skip_to(found.attempt - 1);
+                record.begin_attempt(intent);
+                return self.adopt(index, record, &agent, true).await;
+            }
+        }
+        record.skip_to(found.attempt);
+        let event = InstanceEvent::Superseded {
+            agent: found.id,
+            attempt: found.attempt,
+        };
+        self.emit(index, record, event).await
     }
 
     /// Launches the attempt the record's intent describes, or finds the agent an earlier send
@@ -120,7 +164,11 @@ impl<B: Backend> Execution<B> {
         record: &mut InstanceRecord,
         launching: &mut Launching,
     ) -> Result<(), Halt> {
-        let Some(spec) = self.launch_spec(index, record).await? else {
+        let intent = record
+            .launch
+            .clone()
+            .expect("a launching instance has an intent");
+        let Some(spec) = self.launch_spec(index, record, intent).await? else {
             return Ok(());
         };
         if launching.uncertain {
@@ -195,18 +243,15 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    /// What the intent launches, its prompt rendered from the needs' outputs; `None` when
+    /// What `intent` launches, its prompt rendered from the needs' outputs; `None` when
     /// the prompt cannot be rendered (the instance failed).
     async fn launch_spec(
         &self,
         index: usize,
         record: &mut InstanceRecord,
+        intent: LaunchIntent,
     ) -> Result<Option<LaunchSpec>, Halt> {
         let instance = &self.plan.instances[index];
-        let intent = record
-            .launch
-            .clone()
-            .expect("a launching instance has an intent");
         let prompt = {
             let context = self.context(index, None);
             self.plan

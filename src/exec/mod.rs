@@ -17,7 +17,8 @@ mod wait;
 mod webhook;
 
 pub use backend::{
-    AgentView, AnyBackend, Backend, LaunchSpec, Platform, Statuses, V0, V1, agent_name,
+    AgentView, AnyBackend, Backend, LaunchSpec, Platform, Recall, Recalled, Statuses, V0, V1,
+    Wanted, agent_name,
 };
 pub use cancel::{Cancelled, cancel_run};
 pub use event::{InstanceEvent, Progress, RunEvent};

@@ -81,6 +81,16 @@ impl Plan {
             self.instances[index].action = action;
         }
     }
+
+    /// Marks the instances to launch that already have their launch in the API (`found`
+    /// says which, by key) as adopted.
+    pub fn adopt(&mut self, found: impl Fn(&Instance) -> bool) {
+        for instance in &mut self.instances {
+            if instance.action == Action::Launch && found(instance) {
+                instance.action = Action::Adopt;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

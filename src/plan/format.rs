@@ -37,12 +37,7 @@ impl Plan {
 
     fn counts(&self) -> String {
         let mut counts = Vec::new();
-        for action in [
-            Action::Launch,
-            Action::Relaunch,
-            Action::Continue,
-            Action::Keep,
-        ] {
+        for action in Action::ALL {
             let n = self.instances.iter().filter(|i| i.action == action).count();
             if n > 0 {
                 counts.push(format!("{n} to {}", action.as_str()));
@@ -89,6 +84,7 @@ impl Plan {
             Action::Relaunch => '~',
             Action::Continue => '>',
             Action::Keep => '=',
+            Action::Adopt => '<',
         };
         match instance.relaunch {
             Some(reason) => {

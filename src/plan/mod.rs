@@ -41,9 +41,21 @@ pub enum Action {
     Relaunch,
     /// Started in an earlier apply: pick it up where it is.
     Continue,
+    /// Launched by an earlier apply whose records this state lacks (lost, pruned, another
+    /// machine's): its agent, found in the API, is picked up instead of launched again.
+    Adopt,
 }
 
 impl Action {
+    /// Every action, in the order plans count them.
+    pub const ALL: [Action; 5] = [
+        Action::Launch,
+        Action::Relaunch,
+        Action::Adopt,
+        Action::Continue,
+        Action::Keep,
+    ];
+
     /// The word shown in plans.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +63,7 @@ impl Action {
             Action::Keep => "keep",
             Action::Relaunch => "relaunch",
             Action::Continue => "continue",
+            Action::Adopt => "adopt",
         }
     }
 }

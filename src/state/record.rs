@@ -400,6 +400,12 @@ impl InstanceRecord {
         self.branches.clear();
     }
 
+    /// Numbers the next attempt after `attempt`: earlier applies, whose records were lost,
+    /// launched the ones up to it.
+    pub fn skip_to(&mut self, attempt: u32) {
+        self.attempt = self.attempt.max(attempt);
+    }
+
     /// The current attempt's agent is known: it works on the prompt.
     pub fn running(&mut self, agent: &str, status: String, url: Option<String>) {
         self.agent_id = Some(agent.to_owned());

@@ -87,23 +87,83 @@ where
 
 /// The API's limit on agent names.
 const MAX_NAME: usize = 100;
+/// The longest end of a name: ` #` and a `u32` attempt, ` @` and 8 characters of spec hash.
+const MAX_NAME_END: usize = 2 + 10 + 2 + 8;
 
 /// The name of a launch's agent: unique to run, instance, attempt and spec, readable in
 /// Cursor's list, at most 100 characters (a long one keeps its start and a hash of the
 /// whole). The API echoes it back, so an agent found by id or name is checked against the
 /// spec it was launched with: `@` and the spec hash's first 8 characters end it.
 pub fn agent_name(run: &str, instance: &str, attempt: u32, spec_hash: &str) -> String {
-    use sha2::Digest as _;
     let spec: String = spec_hash.chars().take(8).collect();
-    let end = format!(" #{attempt} @{spec}");
+    format!("{} #{attempt} @{spec}", name_stem(run, instance))
+}
+
+/// The part of every agent name of one instance of a run that does not change with the
+/// attempt or the spec.
+fn name_stem(run: &str, instance: &str) -> String {
+    use sha2::Digest as _;
     let name = format!("{run} {instance}");
-    if name.chars().count() + end.chars().count() <= MAX_NAME {
-        return name + &end;
+    if name.chars().count() + MAX_NAME_END <= MAX_NAME {
+        return name;
     }
     let hash = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..6]);
-    let room = MAX_NAME - hash.len() - 2 - end.chars().count();
+    let room = MAX_NAME - MAX_NAME_END - hash.len() - 2;
     let keep: String = name.chars().take(room).collect();
-    format!("{keep} ~{hash}{end}")
+    format!("{keep} ~{hash}")
+}
+
+/// The stem, attempt and spec hash prefix of a name [`agent_name`] made.
+fn parse_name(name: &str) -> Option<(&str, u32, &str)> {
+    let (rest, spec) = name.rsplit_once(" @")?;
+    let (stem, attempt) = rest.rsplit_once(" #")?;
+    let hex = !spec.is_empty() && spec.chars().all(|c| c.is_ascii_hexdigit());
+    Some((stem, attempt.parse().ok()?, spec)).filter(|_| hex)
+}
+
+/// One instance of a run new to this state, as recall looks for it.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// The instance key.
+    pub key: String,
+    /// `https://github.com/owner/name`.
+    pub repository: String,
+    /// The branch of its first attempt (v0).
+    pub branch: String,
+}
+
+/// The latest launch of an instance that an earlier apply made, found in the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recalled {
+    /// The attempt it was.
+    pub attempt: u32,
+    /// Its agent.
+    pub id: AgentId,
+    /// The start of the spec hash it was launched with, where the API echoes it (v1's
+    /// name); `None`: checked against the prompt when it is rendered (v0).
+    pub spec: Option<String>,
+}
+
+impl Recalled {
+    /// Whether it may be the launch of an instance whose spec hash is `spec_hash`.
+    pub fn may_be(&self, spec_hash: &str) -> bool {
+        self.spec
+            .as_ref()
+            .is_none_or(|s| spec_hash.starts_with(s.as_str()))
+    }
+}
+
+/// What recall found: the latest launch of each instance that has one.
+pub type Recall = HashMap<String, Recalled>;
+
+/// Keeps `found` in `recall` unless a later attempt of its instance is there already.
+fn keep_latest(recall: &mut Recall, key: &str, found: Recalled) {
+    match recall.get(key) {
+        Some(known) if known.attempt >= found.attempt => {}
+        _ => {
+            recall.insert(key.to_owned(), found);
+        }
+    }
 }
 
 /// An agent as the executor sees it.
@@ -150,6 +210,33 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         spec: &LaunchSpec,
     ) -> impl Future<Output = Result<Option<AgentView>, ApiError>> + Send;
+
+    /// Whether [`Backend::recall`] can find a run's launches without its records. When it
+    /// cannot (the default), a lost state launches the run again.
+    fn recalls(&self) -> bool {
+        false
+    }
+
+    /// The agents earlier applies of `run` launched for `wanted`, found without any record
+    /// of them (a lost, pruned or new state): the latest attempt of each, in one sweep of the
+    /// agent list.
+    fn recall(
+        &self,
+        _run: &str,
+        _wanted: &[Wanted],
+    ) -> impl Future<Output = Result<Recall, ApiError>> + Send {
+        async { Ok(Recall::new()) }
+    }
+
+    /// The agent `id` that recall found, if it is the launch `spec`: checked against its
+    /// repository and the identity the API echoes back.
+    fn recalled(
+        &self,
+        _id: &AgentId,
+        _spec: &LaunchSpec,
+    ) -> impl Future<Output = Result<Option<AgentView>, ApiError>> + Send {
+        async { Ok(None) }
+    }
 
     /// The statuses of `ids`, the oldest created around `oldest`, in as few calls as it can.
     fn statuses(
@@ -278,6 +365,26 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn recalls(&self) -> bool {
+        match self {
+            AnyBackend::V0(b) => b.recalls(),
+            AnyBackend::V1(b) => b.recalls(),
+            AnyBackend::Platform(b) => b.recalls(),
+        }
+    }
+
+    async fn recall(&self, run: &str, wanted: &[Wanted]) -> Result<Recall, ApiError> {
+        forward!(self, b => b.recall(run, wanted))
+    }
+
+    async fn recalled(
+        &self,
+        id: &AgentId,
+        spec: &LaunchSpec,
+    ) -> Result<Option<AgentView>, ApiError> {
+        forward!(self, b => b.recalled(id, spec))
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<AgentView, ApiError> {
         forward!(self, b => b.launch(spec))
     }
@@ -314,7 +421,7 @@ impl Backend for AnyBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::agent_name;
+    use super::*;
 
     #[test]
     fn agent_names_are_unique_and_short() {
@@ -332,5 +439,51 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, agent_name("r", &long, 2, "aa"));
         assert_ne!(a, agent_name("r", &long, 1, "bb"));
+    }
+
+    #[test]
+    fn a_name_gives_back_its_stem_attempt_and_spec() {
+        let long = "x".repeat(120);
+        for instance in ["bump[acme/api]", long.as_str()] {
+            let name = agent_name("sweep/default", instance, 12, "0123456789abcdef");
+            assert_eq!(
+                parse_name(&name),
+                Some((
+                    name_stem("sweep/default", instance).as_str(),
+                    12,
+                    "01234567"
+                ))
+            );
+            assert!(
+                agent_name("r", instance, u32::MAX, "0123456789")
+                    .chars()
+                    .count()
+                    <= 100
+            );
+        }
+        assert_eq!(parse_name("hand-made agent"), None);
+        assert_eq!(
+            parse_name("fix #12 @ bugs"),
+            None,
+            "no spec hash after ` @`"
+        );
+        assert_eq!(parse_name("fix #a @0123"), None, "no attempt after ` #`");
+    }
+
+    #[test]
+    fn recall_keeps_the_latest_attempt_and_checks_spec_prefixes() {
+        let found = |attempt, spec: Option<&str>| Recalled {
+            attempt,
+            id: AgentId(format!("bc-{attempt}")),
+            spec: spec.map(str::to_owned),
+        };
+        let mut recall = Recall::new();
+        for attempt in [2, 3, 1] {
+            keep_latest(&mut recall, "k", found(attempt, Some("abcd")));
+        }
+        assert_eq!(recall["k"].attempt, 3);
+        assert!(recall["k"].may_be("abcdef12"));
+        assert!(!recall["k"].may_be("abce0000"));
+        assert!(found(1, None).may_be("anything"), "checked by prompt later");
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! What it cannot do that the Cursor backends can: `POST /session` takes no id and the
 //! platform has no lookup of sessions, so a launch whose answer was lost (a crash or a
-//! dropped connection after sending) cannot be found again (see [`Backend::finds_launches`]);
+//! dropped connection after sending) cannot be found again (see [`Backend::finds_launches`]),
+//! nor can a run whose state was lost (see [`Backend::recalls`]);
 //! no branch is reported; the pull request is only what the agent's messages link to; no
 //! token counts.
 

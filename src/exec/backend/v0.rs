@@ -1,11 +1,13 @@
 //! The v0 backend: one agent per launch, statuses from list pages when cheaper, launches
 //! found again by repository, branch and creation time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use super::{AgentView, Backend, CLOCK_SLACK, LaunchSpec, Statuses};
+use super::{
+    AgentView, Backend, CLOCK_SLACK, LaunchSpec, Recall, Recalled, Statuses, Wanted, keep_latest,
+};
 use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Prompt, Source};
 use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
 
@@ -50,6 +52,42 @@ impl V0 {
         )
         .await
     }
+
+    /// Whether the first message of agent `id`'s conversation is `prompt`: on v0 the prompt
+    /// is what tells one launch on a branch from another.
+    async fn first_prompt_is(&self, id: &AgentId, prompt: &str) -> Result<bool, ApiError> {
+        let conversation = self.client.conversation(id).await?;
+        let first = conversation
+            .messages
+            .iter()
+            .find(|m| m.kind == "user_message");
+        Ok(first.is_some_and(|m| m.text.trim() == prompt.trim()))
+    }
+}
+
+/// Whether `agent` works on `repository` and pushes to `branch`.
+fn on_branch(agent: &Agent, repository: &str, branch: &str) -> bool {
+    agent
+        .repository()
+        .is_some_and(|r| r.eq_ignore_ascii_case(repository))
+        && agent.branch() == Some(branch)
+}
+
+/// The attempt a branch is of, given the first attempt's branches of a run's instances by
+/// repository (lowercase): `base` is attempt 1, `base-attempt-N` attempt N.
+fn attempt_of<'a>(
+    bases: &HashMap<(String, String), &'a str>,
+    repository: &str,
+    branch: &str,
+) -> Option<(&'a str, u32)> {
+    let repository = repository.to_ascii_lowercase();
+    if let Some(key) = bases.get(&(repository.clone(), branch.to_owned())) {
+        return Some((key, 1));
+    }
+    let (base, attempt) = branch.rsplit_once("-attempt-")?;
+    let attempt: u32 = attempt.parse().ok().filter(|n| *n >= 2)?;
+    let key = bases.get(&(repository, base.to_owned()))?;
+    Some((key, attempt))
 }
 
 impl Backend for V0 {
@@ -85,24 +123,86 @@ impl Backend for V0 {
     }
 
     async fn find_launched(&self, spec: &LaunchSpec) -> Result<Option<AgentView>, ApiError> {
-        let (repository, branch, since) = (&spec.repository, spec.branch.as_str(), spec.since);
-        let floor = since
+        let floor = spec
+            .since
             .checked_sub(CLOCK_SLACK)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut found = None;
-        self.sweep(since, |agent| {
-            let matches = agent
-                .repository()
-                .is_some_and(|r| r.eq_ignore_ascii_case(repository))
-                && agent.branch() == Some(branch)
+        self.sweep(spec.since, |agent| {
+            let matches = on_branch(&agent, &spec.repository, &spec.branch)
                 && agent.created().is_none_or(|c| c >= floor);
             if matches {
-                found = Some(AgentView::from(agent));
+                found = Some(agent);
             }
             matches
         })
         .await?;
-        Ok(found)
+        match found {
+            Some(agent) if self.first_prompt_is(&agent.id, &spec.prompt).await? => {
+                Ok(Some(agent.into()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn recalls(&self) -> bool {
+        true
+    }
+
+    async fn recall(&self, _run: &str, wanted: &[Wanted]) -> Result<Recall, ApiError> {
+        // The branches name the run (the default one does; a workflow's own should too), so
+        // repository and branch find its launches; the prompt is checked when rendered.
+        let bases: HashMap<(String, String), &str> = wanted
+            .iter()
+            .filter(|w| !w.branch.is_empty())
+            .map(|w| {
+                let at = (w.repository.to_ascii_lowercase(), w.branch.clone());
+                (at, w.key.as_str())
+            })
+            .collect();
+        let mut recall = Recall::new();
+        if bases.is_empty() {
+            return Ok(recall);
+        }
+        self.sweep(SystemTime::UNIX_EPOCH, |agent| {
+            let found = agent
+                .repository()
+                .zip(agent.branch())
+                .and_then(|(repository, branch)| attempt_of(&bases, repository, branch));
+            if let Some((key, attempt)) = found {
+                let id = agent.id.clone();
+                keep_latest(
+                    &mut recall,
+                    key,
+                    Recalled {
+                        attempt,
+                        id,
+                        spec: None,
+                    },
+                );
+            }
+            false
+        })
+        .await?;
+        Ok(recall)
+    }
+
+    async fn recalled(
+        &self,
+        id: &AgentId,
+        spec: &LaunchSpec,
+    ) -> Result<Option<AgentView>, ApiError> {
+        let agent = match self.client.agent(id).await {
+            Ok(agent) => agent,
+            Err(ApiError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if !on_branch(&agent, &spec.repository, &spec.branch)
+            || !self.first_prompt_is(id, &spec.prompt).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(agent.into()))
     }
 
     async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
@@ -184,5 +284,40 @@ impl From<Agent> for AgentView {
             duration: None,
             branches: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_tells_its_instance_and_attempt() {
+        let bases = HashMap::from([(
+            (
+                "https://github.com/a/x".to_owned(),
+                "orchestrate/w/k/t".to_owned(),
+            ),
+            "t[a/x]",
+        )]);
+        let of = |repository, branch| attempt_of(&bases, repository, branch);
+        assert_eq!(
+            of("https://github.com/A/X", "orchestrate/w/k/t"),
+            Some(("t[a/x]", 1))
+        );
+        assert_eq!(
+            of("https://github.com/a/x", "orchestrate/w/k/t-attempt-3"),
+            Some(("t[a/x]", 3))
+        );
+        assert_eq!(of("https://github.com/a/y", "orchestrate/w/k/t"), None);
+        assert_eq!(
+            of("https://github.com/a/x", "orchestrate/w/k/t-attempt-1"),
+            None
+        );
+        assert_eq!(
+            of("https://github.com/a/x", "orchestrate/w/k/t-attempt-x"),
+            None
+        );
+        assert_eq!(of("https://github.com/a/x", "orchestrate/w/k/other"), None);
     }
 }

@@ -19,7 +19,10 @@ use futures_util::StreamExt as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{AgentView, Backend, CLOCK_SLACK, LaunchSpec, Statuses};
+use super::{
+    AgentView, Backend, CLOCK_SLACK, LaunchSpec, Recall, Recalled, Statuses, Wanted, keep_latest,
+    name_stem, parse_name,
+};
 use crate::cursor::model::v1::{
     Agent, AgentRunId, CreateAgentRequest, ModelParam, ModelSpec, RepoSpec, Run, RunEvent,
     RunResult,
@@ -451,11 +454,7 @@ impl Backend for V1 {
         // With an agent id, one read: the id is this launch's (run, instance, attempt, spec),
         // and the agent is still checked against it.
         if let Some(id) = &spec.agent_id {
-            return match self.client.v1_agent(id).await {
-                Ok(agent) if is_launch_of(&agent, spec) => self.adopt(&agent).await.map(Some),
-                Ok(_) | Err(ApiError::NotFound { .. }) => Ok(None),
-                Err(error) => Err(error),
-            };
+            return self.recalled(id, spec).await;
         }
         let floor = spec
             .since
@@ -480,6 +479,46 @@ impl Backend for V1 {
             }
         }
         Ok(None)
+    }
+
+    fn recalls(&self) -> bool {
+        true
+    }
+
+    async fn recall(&self, run: &str, wanted: &[Wanted]) -> Result<Recall, ApiError> {
+        // Every launch's name carries the run, instance, attempt and spec hash.
+        let stems: HashMap<String, &str> = wanted
+            .iter()
+            .map(|w| (name_stem(run, &w.key), w.key.as_str()))
+            .collect();
+        let mut recall = Recall::new();
+        self.sweep(SystemTime::UNIX_EPOCH, |agent| {
+            let named = agent.name.as_deref().and_then(parse_name);
+            if let Some((key, (_, attempt, spec))) = named.and_then(|n| Some((*stems.get(n.0)?, n)))
+            {
+                let found = Recalled {
+                    attempt,
+                    id: agent.id.clone(),
+                    spec: Some(spec.to_owned()),
+                };
+                keep_latest(&mut recall, key, found);
+            }
+            false
+        })
+        .await?;
+        Ok(recall)
+    }
+
+    async fn recalled(
+        &self,
+        id: &AgentId,
+        spec: &LaunchSpec,
+    ) -> Result<Option<AgentView>, ApiError> {
+        match self.client.v1_agent(id).await {
+            Ok(agent) if is_launch_of(&agent, spec) => self.adopt(&agent).await.map(Some),
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     async fn statuses(&self, ids: &[AgentId], oldest: SystemTime) -> Result<Statuses, ApiError> {
