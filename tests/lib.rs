@@ -7,6 +7,8 @@
 //!   in `tests/fixtures/workflows/`.
 //! - `apply`: `apply` end to end against the simulator on every backend: examples, kill -9,
 //!   faults, re-apply, locking, timeouts, cancel, Ctrl-C.
+//! - `lost_state`: a run whose state is gone or broken is rebuilt from the API: adopted,
+//!   never launched twice; a changed prompt gets a new agent.
 //! - `apply_v1`: what only v1 has: run streams, usage, artifacts, `env_vars`.
 //! - `api_contract`: the API types read and write the reference's own JSON examples.
 //! - `contract`: the checks against Cursor's OpenAPI files can fail; `sim --strict`.
@@ -37,6 +39,7 @@ mod client_v1;
 mod contract;
 mod examples;
 mod invalid;
+mod lost_state;
 mod passthrough;
 mod plan_props;
 mod platform;

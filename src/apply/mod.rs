@@ -315,16 +315,16 @@ pub async fn prepare(
         store.read(move |s| s.instances(&id)).await?
     };
     plan.diff(&recorded_map(&recorded, &request.retry));
+    let merged = merge(&plan, &recorded);
     let backend = Arc::new(AnyBackend::new(&plan.api, client.clone()));
     // A simulated run's simulator is new: nothing of it can be found.
-    let recall = if existing.is_none() && simulator.is_none() {
-        recall(&mut plan, &backend)
+    let recall = if simulator.is_none() {
+        recall(&mut plan, &merged.records, &backend)
             .await
             .map_err(ApplyError::Recall)?
     } else {
         Recall::new()
     };
-    let merged = merge(&plan, &recorded);
     let prepared = Prepared {
         plan,
         existing,

@@ -1,19 +1,28 @@
-//! A run this state holds no records of may still have agents: an earlier apply, on a state
-//! since lost, pruned or on another machine, launched them. They are looked for before
-//! anything is launched, so that each is adopted instead of launched twice.
+//! An instance this state never launched may still have an agent: an earlier apply, on a
+//! state since lost, pruned or on another machine, launched it (or an apply killed between
+//! finding it and adopting it). Such launches are looked for before anything is launched, so
+//! that each is adopted instead of launched twice.
 
 use crate::cursor::ApiError;
 use crate::exec::{AnyBackend, Backend, Recall, Wanted};
-use crate::plan::{Action, Plan};
+use crate::plan::Plan;
+use crate::state::{InstanceRecord, InstanceState};
 
-/// The launches of `plan`'s run that the API holds, for the instances the plan would launch;
-/// the plan marks those that may be the same launch as adopted. One sweep of the agent list.
-pub async fn recall(plan: &mut Plan, backend: &AnyBackend) -> Result<Recall, ApiError> {
+/// The launches the API holds for the instances of `plan` whose `records` (in plan order)
+/// show none yet; the plan marks those that may be the same launch as adopted. One sweep of
+/// the agent list, made only when some instance has no launch.
+pub async fn recall(
+    plan: &mut Plan,
+    records: &[InstanceRecord],
+    backend: &AnyBackend,
+) -> Result<Recall, ApiError> {
+    let unlaunched = |r: &InstanceRecord| r.state == InstanceState::Pending && r.attempt == 0;
     let wanted: Vec<Wanted> = plan
         .instances
         .iter()
-        .filter(|i| i.action == Action::Launch)
-        .filter_map(|i| {
+        .zip(records)
+        .filter(|(_, r)| unlaunched(r))
+        .filter_map(|(i, _)| {
             Some(Wanted {
                 key: i.key.to_string(),
                 repository: i.repo.as_ref()?.to_string(),

@@ -82,11 +82,12 @@ impl Plan {
         }
     }
 
-    /// Marks the instances to launch that already have their launch in the API (`found`
-    /// says which, by key) as adopted.
+    /// Marks the instances to launch or continue that already have their launch in the API
+    /// (`found` says which) as adopted.
     pub fn adopt(&mut self, found: impl Fn(&Instance) -> bool) {
         for instance in &mut self.instances {
-            if instance.action == Action::Launch && found(instance) {
+            let open = matches!(instance.action, Action::Launch | Action::Continue);
+            if open && found(instance) {
                 instance.action = Action::Adopt;
             }
         }
