@@ -28,9 +28,15 @@ async fn a_lost_state_adopts_the_same_launch_and_a_changed_prompt_gets_a_new_age
     let pr = s.status().await.instances()[0]["pr_url"].clone();
 
     s.use_state("lost");
-    let plan = s.run(&["plan", file.to_str().unwrap(), "--run", "default"]).await;
+    let plan = s
+        .run(&["plan", file.to_str().unwrap(), "--run", "default"])
+        .await;
     assert_eq!(plan.code, Some(0), "{}", plan.stderr);
-    assert!(plan.stdout.contains("< readme[acme/api] (adopt)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("< readme[acme/api] (adopt)"),
+        "{}",
+        plan.stdout
+    );
     let again = s.apply(&file, &[]).await;
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert!(again.stderr.contains("1 to adopt"), "{}", again.stderr);
@@ -134,7 +140,10 @@ async fn state_deleted_at_random_moments_no_agent_is_launched_twice_and_nothing_
     assert_eq!(status["counts"], serde_json::json!({"succeeded": 50}));
     for instance in status.instances() {
         assert!(instance["agent_id"].is_string(), "{instance}");
-        assert!(instance["summary"].is_string(), "no result lost: {instance}");
+        assert!(
+            instance["summary"].is_string(),
+            "no result lost: {instance}"
+        );
     }
     s.shutdown().await;
 }

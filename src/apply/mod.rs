@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use conclude::{Conclusion, conclude};
 pub use connect::SIMULATED_SPEED;
 pub use discover::{DEFAULT_MAX_AGE, from_cache as discovered_from_cache};
-pub use recall::recall;
+pub use recall::{mark_adopted, recall};
 pub use records::{Merged, merge, recorded_map};
 
 use crate::cursor::model::{Secret, Webhook};

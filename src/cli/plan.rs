@@ -6,9 +6,10 @@ use super::workflow::load_and_plan;
 use super::{Error, Exit, Output};
 use crate::apply::{discovered_from_cache, now_or, recorded_map};
 use crate::plan::{Format, Options, Plan};
-use crate::state::StoreHandle;
+use crate::state::{InstanceRecord, StoreHandle};
 
-/// Prints the plan of `file` in `format`, with the diff against the state in `state_dir`.
+/// Prints the plan of `file` in `format`, with the diff against the state in `state_dir`,
+/// and the launches the API already holds (when `CURSOR_API_KEY` lets it look) as adopted.
 pub async fn run(
     out: &Output,
     state_dir: &Path,
@@ -16,16 +17,20 @@ pub async fn run(
     format: Format,
     run_key: Option<String>,
 ) -> Result<Exit, Error> {
+    let keyed = run_key.is_some();
     let options = Options {
         run_key,
         ..Options::default()
     };
     let (loaded, mut plan) = load_and_plan(file, &options)?;
+    let mut recorded = Vec::new();
     if state_dir.join("db").exists() {
         match StoreHandle::open(state_dir) {
             Ok(store) => {
-                if let Some(diffed) = against_state(&store, &loaded.workflow, &plan).await {
-                    plan = diffed;
+                if let Some((diffed, records)) =
+                    against_state(&store, &loaded.workflow, &plan).await
+                {
+                    (plan, recorded) = (diffed, records);
                 }
                 store.close().await;
             }
@@ -34,16 +39,27 @@ pub async fn run(
             )),
         }
     }
+    match crate::apply::mark_adopted(&mut plan, &recorded).await {
+        Ok(true) => {}
+        Ok(false) if keyed => out.status(
+            "note: without CURSOR_API_KEY, launches of this run that an earlier state made are not looked for: `apply` adopts them instead of launching",
+        ),
+        Ok(false) => {}
+        Err(error) => out.status(&format!(
+            "note: {error}; `apply` looks again before launching anything"
+        )),
+    }
     out.stdout(&plan.render(format));
     Ok(Exit::Success)
 }
 
-/// The plan again, as `apply` would build it for the recorded run, with each action set.
+/// The plan again, as `apply` would build it for the recorded run, with each action set, and
+/// the run's records.
 async fn against_state(
     store: &StoreHandle,
     workflow: &crate::spec::Workflow,
     plan: &Plan,
-) -> Option<Plan> {
+) -> Option<(Plan, Vec<InstanceRecord>)> {
     let id = plan.run.to_string();
     let (run, records) = store
         .read(move |s| Ok((s.run(&id)?, s.instances(&id)?)))
@@ -57,5 +73,5 @@ async fn against_state(
     };
     let mut diffed = Plan::build(workflow, &options).ok()?;
     diffed.diff(&recorded_map(&records, &[]));
-    Some(diffed)
+    Some((diffed, records))
 }
