@@ -148,7 +148,15 @@ async fn apply(
     request: Request,
     yes: bool,
 ) -> Result<Exit, Error> {
-    let store = StoreHandle::open(state_dir)?;
+    let (store, aside) = StoreHandle::open_setting_aside(state_dir)?;
+    if let Some(aside) = aside {
+        out.warn(&format!(
+            "the state in {} could not be opened; it was moved to {} and a new one started: \
+             launches it recorded are found again in the API and adopted, not launched twice",
+            state_dir.display(),
+            aside.display()
+        ));
+    }
     let hints = Hints::new(state_dir);
     let (file, simulate) = (request.file.clone(), request.simulate);
     let say = |line: &str| out.status(line);

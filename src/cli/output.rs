@@ -51,7 +51,7 @@ impl Output {
             (false, _) => "trace",
         };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("orchestrate={level},warn"))
+            tracing_subscriber::EnvFilter::new(format!("orchestrate={level},sled=error,warn"))
         });
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -79,6 +79,16 @@ impl Output {
         if !self.quiet {
             eprintln!("{text}");
         }
+    }
+
+    /// Writes a warning to stderr, always: something was done the user must know about.
+    pub fn warn(&self, text: &str) {
+        let prefix = if self.color {
+            "\x1b[1;33mwarning\x1b[0m"
+        } else {
+            "warning"
+        };
+        eprintln!("{prefix}: {text}");
     }
 
     /// Writes an error to stderr, always.

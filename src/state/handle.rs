@@ -4,7 +4,7 @@
 //! on it; writes that arrive while a flush runs are committed together by the next one, so a
 //! thousand agents changing state at once cost a handful of flushes, not a thousand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -40,19 +40,27 @@ impl std::fmt::Debug for Message {
 impl StoreHandle {
     /// Opens the store in `dir` on a new thread.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let store = Store::open(dir)?;
+        Self::serving(Store::open(dir)?)
+    }
+
+    /// Opens the store as [`Store::open_setting_aside`] does: a database sled cannot open
+    /// is moved aside (to the path returned) and a new one started.
+    pub fn open_setting_aside(dir: &Path) -> Result<(Self, Option<PathBuf>), StateError> {
+        let (store, aside) = Store::open_setting_aside(dir)?;
+        Ok((Self::serving(store)?, aside))
+    }
+
+    fn serving(store: Store) -> Result<Self, StateError> {
+        let dir = store.dir().to_owned();
         let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("orchestrate-store".into())
             .spawn(move || serve(store, &receiver))
             .map_err(|e| StateError::Io {
-                dir: dir.to_owned(),
+                dir: dir.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Self {
-            sender,
-            dir: dir.to_owned(),
-        })
+        Ok(Self { sender, dir })
     }
 
     /// The state directory.

@@ -35,6 +35,16 @@ pub enum StateError {
         /// What failed.
         message: String,
     },
+    /// The database cannot be opened: sled finds its own files corrupt.
+    #[error(
+        "the state in {dir} cannot be opened ({message}); `orchestrate apply` moves it aside, never deleting it, and rebuilds its runs from the API"
+    )]
+    Broken {
+        /// The directory.
+        dir: PathBuf,
+        /// What sled said.
+        message: String,
+    },
     /// A record cannot be read; it is left as it is.
     #[error(
         "the state in {dir} holds a record that cannot be read ({key}): {message}; it was left untouched"
@@ -129,48 +139,31 @@ fn run_prefix(run: &str) -> Vec<u8> {
 impl Store {
     /// Opens (or creates) the state in `dir`, taking it for this process.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let io = |message: String| StateError::Io {
-            dir: dir.to_owned(),
-            message,
+        let lock = take(dir)?;
+        let db = open_db(dir)?;
+        Self::with(dir, db, lock)
+    }
+
+    /// Opens the state in `dir` as [`Store::open`] does, except that a database sled cannot
+    /// open is moved aside (to the path returned) and a new one started in its place.
+    ///
+    /// sled can leave files it refuses to reopen after a kill (spacejam/sled#1509, #1527):
+    /// the runs they held are found again in the API by recall, so an empty state is a way
+    /// on where the broken one is a dead end. It is kept for a post-mortem, never deleted.
+    pub fn open_setting_aside(dir: &Path) -> Result<(Self, Option<PathBuf>), StateError> {
+        let lock = take(dir)?;
+        let (db, aside) = match open_db(dir) {
+            Err(StateError::Broken { .. }) => {
+                let aside = set_aside(dir)?;
+                (open_db(dir)?, Some(aside))
+            }
+            opened => (opened?, None),
         };
-        std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
-        restrict(dir, 0o700).map_err(|e| io(e.to_string()))?;
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("lock"))
-            .map_err(|e| io(e.to_string()))?;
-        if lock.try_lock_exclusive().is_err() {
-            let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(StateError::Locked {
-                dir: dir.to_owned(),
-                holder: if holder.is_empty() {
-                    "unknown process".to_owned()
-                } else {
-                    holder.to_owned()
-                },
-            });
-        }
-        let command: Vec<String> = std::env::args().take(3).collect();
-        let holder = format!(
-            "pid {} since {}: {}",
-            std::process::id(),
-            Timestamp::now().rfc3339(),
-            command.join(" ")
-        );
-        lock.set_len(0)
-            .and_then(|()| lock.rewind())
-            .and_then(|()| lock.write_all(holder.as_bytes()))
-            .map_err(|e| io(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .open()
-            .map_err(|e| io(e.to_string()))?;
-        let tree = |name: &str| db.open_tree(name).map_err(|e| io(e.to_string()));
+        Ok((Self::with(dir, db, lock)?, aside))
+    }
+
+    fn with(dir: &Path, db: sled::Db, lock: File) -> Result<Self, StateError> {
+        let tree = |name: &str| db.open_tree(name).map_err(|e| io_error(dir, e));
         Ok(Self {
             runs: tree("runs")?,
             instances: tree("instances")?,
@@ -392,6 +385,85 @@ fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
     Ok(())
+}
+
+fn io_error(dir: &Path, error: impl std::fmt::Display) -> StateError {
+    StateError::Io {
+        dir: dir.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// Creates `dir` if need be and takes its lock, writing who holds it for others to read.
+fn take(dir: &Path) -> Result<File, StateError> {
+    let io = |error: std::io::Error| io_error(dir, error);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    restrict(dir, 0o700).map_err(io)?;
+    let mut lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))
+        .map_err(io)?;
+    if lock.try_lock_exclusive().is_err() {
+        let mut holder = String::new();
+        let _ = lock.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(StateError::Locked {
+            dir: dir.to_owned(),
+            holder: if holder.is_empty() {
+                "unknown process".to_owned()
+            } else {
+                holder.to_owned()
+            },
+        });
+    }
+    let command: Vec<String> = std::env::args().take(3).collect();
+    let holder = format!(
+        "pid {} since {}: {}",
+        std::process::id(),
+        Timestamp::now().rfc3339(),
+        command.join(" ")
+    );
+    lock.set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| lock.write_all(holder.as_bytes()))
+        .map_err(io)?;
+    Ok(lock)
+}
+
+/// Opens the database in `dir/db`; files sled finds corrupt make it [`StateError::Broken`].
+fn open_db(dir: &Path) -> Result<sled::Db, StateError> {
+    sled::Config::new()
+        .path(dir.join("db"))
+        .open()
+        .map_err(|error| match error {
+            sled::Error::Io(_) => io_error(dir, error),
+            _ => StateError::Broken {
+                dir: dir.to_owned(),
+                // sled prints an empty backtrace after the cause: noise to a user.
+                message: error
+                    .to_string()
+                    .split(" backtrace")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+        })
+}
+
+/// Renames `dir/db` to a `db.broken-TIME` beside it, which no later open touches.
+fn set_aside(dir: &Path) -> Result<PathBuf, StateError> {
+    let stamp = Timestamp::now().rfc3339().replace(':', "-");
+    let mut aside = dir.join(format!("db.broken-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = dir.join(format!("db.broken-{stamp}-{n}"));
+    }
+    std::fs::rename(dir.join("db"), &aside).map_err(|error| io_error(dir, error))?;
+    Ok(aside)
 }
 
 #[cfg(test)]
