@@ -147,3 +147,76 @@ async fn state_deleted_at_random_moments_no_agent_is_launched_twice_and_nothing_
     }
     s.shutdown().await;
 }
+
+on_both_apis!(a_state_sled_cannot_open_is_moved_aside_and_the_run_rebuilt);
+/// sled can leave files it refuses to reopen after a kill (here: a truncated snapshot file,
+/// the one seen in the wild). Read-only commands say what is wrong; `apply` moves the
+/// database aside, keeping it, starts a new one and finishes the run through recall: every
+/// launch once, every follow-up once, every result there.
+async fn a_state_sled_cannot_open_is_moved_aside_and_the_run_rebuilt(backend: Backend) {
+    let s = Scenario::on(backend).work(40, 120).start().await;
+    let file = Scenario::fixture("crash");
+    let mut child = s.spawn_apply(&file);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    // Reopening recovers the log and writes a snapshot: the file a kill can leave torn.
+    let _ = s.run(&["runs"]).await;
+    let db = s.state().join("db");
+    let snapshots: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+        })
+        .collect();
+    assert!(!snapshots.is_empty(), "no snapshot in {}", db.display());
+    for snapshot in &snapshots {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(snapshot)
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+    }
+
+    let runs = s.run(&["runs"]).await;
+    assert_ne!(runs.code, Some(0));
+    assert!(
+        runs.stderr
+            .contains("cannot be opened (Read corrupted data")
+            && runs.stderr.contains("`orchestrate apply` moves it aside"),
+        "{}",
+        runs.stderr
+    );
+    let ran = s.apply(&file, &[]).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("could not be opened; it was moved to "),
+        "{}",
+        ran.stderr
+    );
+    let kept: Vec<_> = std::fs::read_dir(s.state())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("db.broken-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the broken database is kept");
+    let seen = s.stats();
+    every_launch_once(&seen);
+    assert_eq!(seen.agents, 50, "no agent made twice");
+    let once = [vec![1; 25], vec![2; 25]].concat();
+    assert_eq!(follow_ups(&seen), once, "each follow-up sent exactly once");
+    let status = s.status().await;
+    assert_eq!(status["counts"], serde_json::json!({"succeeded": 50}));
+    for instance in status.instances() {
+        assert!(
+            instance["summary"].is_string(),
+            "no result lost: {instance}"
+        );
+    }
+    s.shutdown().await;
+}

@@ -573,6 +573,46 @@ mod tests {
         assert!(store.runs.get("bad/x").unwrap().is_some(), "left untouched");
     }
 
+    #[test]
+    fn a_database_sled_cannot_open_is_refused_or_moved_aside_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store.write(&[Write::Run(run("w/default"))]).unwrap();
+        }
+        drop(Store::open(dir.path()).unwrap()); // recovery writes a snapshot
+        let db = dir.path().join("db");
+        let mut torn = 0;
+        for entry in std::fs::read_dir(&db).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                std::fs::write(&path, b"torn").unwrap();
+                torn += 1;
+            }
+        }
+        assert!(torn > 0, "sled wrote no snapshot to tear");
+        let refused = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(refused, StateError::Broken { .. }), "{refused}");
+        assert!(db.exists(), "a plain open changes nothing");
+
+        let (store, aside) = Store::open_setting_aside(dir.path()).unwrap();
+        let aside = aside.expect("moved aside");
+        assert!(
+            aside.join("conf").exists(),
+            "kept whole: {}",
+            aside.display()
+        );
+        assert!(store.run("w/default").unwrap().is_none(), "a new database");
+        drop(store);
+        let (_, again) = Store::open_setting_aside(dir.path()).unwrap();
+        assert_eq!(again, None, "a state that opens stays where it is");
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_directory_is_private() {
