@@ -40,11 +40,10 @@ pub async fn run(
         }
     }
     match crate::apply::mark_adopted(&mut plan, &recorded).await {
-        Ok(true) => {}
         Ok(false) if keyed => out.status(
             "note: without CURSOR_API_KEY, launches of this run that an earlier state made are not looked for: `apply` adopts them instead of launching",
         ),
-        Ok(false) => {}
+        Ok(_) => {}
         Err(error) => out.status(&format!(
             "note: {error}; `apply` looks again before launching anything"
         )),
