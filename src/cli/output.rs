@@ -83,22 +83,21 @@ impl Output {
 
     /// Writes a warning to stderr, always: something was done the user must know about.
     pub fn warn(&self, text: &str) {
-        let prefix = if self.color {
-            "\x1b[1;33mwarning\x1b[0m"
-        } else {
-            "warning"
-        };
-        eprintln!("{prefix}: {text}");
+        self.labelled("warning", "1;33", text);
     }
 
     /// Writes an error to stderr, always.
     pub fn error(&self, text: &str) {
-        let prefix = if self.color {
-            "\x1b[1;31merror\x1b[0m"
+        self.labelled("error", "1;31", text);
+    }
+
+    /// `label: text` on stderr, the label in the SGR colour `sgr` when colour is on.
+    fn labelled(&self, label: &str, sgr: &str, text: &str) {
+        if self.color {
+            eprintln!("\x1b[{sgr}m{label}\x1b[0m: {text}");
         } else {
-            "error"
-        };
-        eprintln!("{prefix}: {text}");
+            eprintln!("{label}: {text}");
+        }
     }
 
     /// Renders a load error: every problem with its source line, then a summary.
