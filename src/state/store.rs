@@ -433,24 +433,40 @@ fn take(dir: &Path) -> Result<File, StateError> {
     Ok(lock)
 }
 
+/// How long an open waits for sled's own lock after ours is taken.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// Opens the database in `dir/db`; files sled finds corrupt make it [`StateError::Broken`].
+///
+/// Our lock is taken first, so sled's lock can only be held by a store being closed: sled
+/// releases it when its last background thread ends, a moment after the `Db` is dropped.
+/// Opening again at once (a test, or `apply` after a read) waits for that instead of failing.
 fn open_db(dir: &Path) -> Result<sled::Db, StateError> {
-    sled::Config::new()
-        .path(dir.join("db"))
-        .open()
-        .map_err(|error| match error {
-            sled::Error::Io(_) => io_error(dir, error),
-            _ => StateError::Broken {
-                dir: dir.to_owned(),
-                // sled prints an empty backtrace after the cause: noise to a user.
-                message: error
-                    .to_string()
-                    .split(" backtrace")
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            },
-        })
+    let started = Instant::now();
+    let opened = loop {
+        match sled::Config::new().path(dir.join("db")).open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && started.elapsed() < SLED_LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => break opened,
+        }
+    };
+    opened.map_err(|error| match error {
+        sled::Error::Io(_) => io_error(dir, error),
+        _ => StateError::Broken {
+            dir: dir.to_owned(),
+            // sled prints an empty backtrace after the cause: noise to a user.
+            message: error
+                .to_string()
+                .split(" backtrace")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        },
+    })
 }
 
 /// Renames `dir/db` to a `db.broken-TIME` beside it, which no later open touches.
@@ -484,6 +500,21 @@ mod tests {
             started_at: Timestamp(1),
             finished_at: None,
         }
+    }
+
+    #[test]
+    fn reopening_at_once_waits_for_sled_to_let_go() {
+        // sled lets go of its lock when its background threads end, after the drop: a
+        // reopen in the same instant once failed with "could not acquire lock".
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..100 {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .write(&[Write::LastRepositoriesCall(Timestamp(n))])
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_repositories_call().unwrap(), Some(Timestamp(99)));
     }
 
     #[test]
