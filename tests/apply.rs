@@ -238,6 +238,34 @@ async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(backend
         assert_eq!(instance["action"], action, "{key}");
         assert_eq!(instance["relaunch"], reason, "{key}");
     }
+    // The text says why each relaunches, and shows what changed.
+    let plan = s.run(&["plan", file.to_str().unwrap()]).await;
+    let explained: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("  ~") || l.contains(" | ") && (l.contains("- |") || l.contains("+ |"))
+        })
+        .collect();
+    // Every backend explains it in the same words.
+    insta::allow_duplicates! {
+        insta::assert_snapshot!(explained.join("\n"), @r"
+          ~ fix-tests[acme/api] (relaunch: its prompt changed; a new agent and a new PR)
+              - | (<pr_url of bump[acme/api]>). Start from that branch, run the test suite and fix
+              + | (<pr_url of bump[acme/api]>). Start from that branch, run the whole test suite and fix
+          ~ fix-tests[acme/billing] (relaunch: its prompt changed; a new agent and a new PR)
+              - | (<pr_url of bump[acme/billing]>). Start from that branch, run the test suite and fix
+              + | (<pr_url of bump[acme/billing]>). Start from that branch, run the whole test suite and fix
+          ~ fix-tests[acme/web] (relaunch: its prompt changed; a new agent and a new PR)
+              - | (<pr_url of bump[acme/web]>). Start from that branch, run the test suite and fix
+              + | (<pr_url of bump[acme/web]>). Start from that branch, run the whole test suite and fix
+          ~ release-notes[acme/platform-docs] (relaunch: its needs fix-tests[acme/api], fix-tests[acme/billing], fix-tests[acme/web] are relaunched; a new agent and a new PR)
+        ");
+    }
+    let detailed = s
+        .run(&["plan", "--detailed-exitcode", file.to_str().unwrap()])
+        .await;
+    assert_eq!(detailed.code, Some(2), "changes to apply");
 
     let ran = s.apply(&file, &[]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
@@ -247,7 +275,11 @@ async fn editing_one_prompt_relaunches_only_that_task_and_its_dependents(backend
         "three fix-tests and the release note, nothing else"
     );
     every_launch_once(&s.stats());
-    // Applying again changes nothing.
+    // Applying again changes nothing, and the plan says so.
+    let detailed = s
+        .run(&["plan", "--detailed-exitcode", file.to_str().unwrap()])
+        .await;
+    assert_eq!(detailed.code, Some(0), "{}", detailed.stdout);
     assert_eq!(s.apply(&file, &[]).await.code, Some(0));
     assert_eq!(s.stats().agents, 11);
     s.shutdown().await;

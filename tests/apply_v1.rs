@@ -171,12 +171,16 @@ async fn unavailable_usage_is_said_once_and_fails_nothing() {
 async fn with_env_vars_a_crashed_launch_is_found_by_name() {
     let s = Scenario::on(Backend::V1).work(40, 80).start().await;
     let file = Scenario::fixture("env");
+    let mut traced = String::new();
     for point in ["launch:2", "launch:1", "launch:3"] {
         let mut command = s.apply_command(&file, &[]);
         command
             .env("NPM_TOKEN", "not-for-logs")
-            .env("ORCHESTRATE_CRASH_AFTER", point);
-        let code = Scenario::finish(command).await.code;
+            .env("ORCHESTRATE_CRASH_AFTER", point)
+            .arg("-vv");
+        let ran = Scenario::finish(command).await;
+        traced.push_str(&ran.stderr);
+        let code = ran.code;
         // Launches in flight when a process dies may have made every agent already, so only
         // the first kill is sure to come.
         assert!(
@@ -189,6 +193,13 @@ async fn with_env_vars_a_crashed_launch_is_found_by_name() {
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     let unset = "env_vars.NPM_TOKEN is `${NPM_TOKEN}`, and NPM_TOKEN is not set";
     assert!(ran.stderr.contains(unset), "{}", ran.stderr);
+    // At the most verbose level, each call and answer is traced, the secret redacted.
+    assert!(
+        traced.contains(" response ") && traced.contains("status=200"),
+        "{traced}"
+    );
+    assert!(traced.contains(r#""envVars":"[redacted]""#), "{traced}");
+    assert!(!traced.contains("not-for-logs"));
     let mut last = s.apply_command(&file, &[]);
     last.env("NPM_TOKEN", "not-for-logs");
     let ran = Scenario::finish(last).await;

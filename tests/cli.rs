@@ -158,3 +158,172 @@ fn github_actions_examples_use_real_commands() {
         }
     }
 }
+
+#[test]
+fn state_goes_before_or_after_the_command_and_only_where_it_is_used() {
+    let dir = crate::support::fresh_state();
+    let dir = dir.to_str().unwrap();
+    for args in [
+        vec!["--state", dir, "status"],
+        vec!["status", "--state", dir],
+    ] {
+        let output = orchestrate()
+            .env_remove("ORCHESTRATE_STATE")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("no state in {dir}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The command's own flag wins over one before it, which wins over the environment.
+    let output = orchestrate()
+        .env("ORCHESTRATE_STATE", "/from/env")
+        .args(["--state", "/before", "runs", "--state", dir])
+        .output()
+        .unwrap();
+    assert!(text(&output.stderr).contains(&format!("no state in {dir}")));
+    let output = orchestrate()
+        .env("ORCHESTRATE_STATE", "/from/env")
+        .args(["runs"])
+        .output()
+        .unwrap();
+    assert!(text(&output.stderr).contains("no state in /from/env"));
+    for command in ["schema", "sim", "validate", "me"] {
+        let output = orchestrate()
+            .args([command, "--state", dir, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        assert!(
+            text(&output.stderr).contains("unexpected argument '--state'"),
+            "{command}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    for (shell, marker) in [
+        ("bash", "_orchestrate()"),
+        ("zsh", "#compdef orchestrate"),
+        ("fish", "complete -c orchestrate"),
+    ] {
+        let output = orchestrate().args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = text(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("detailed-exitcode"), "{shell}");
+    }
+    let output = orchestrate().arg("man").output().unwrap();
+    let page = text(&output.stdout);
+    assert!(page.contains(".TH orchestrate 1"), "{page}");
+    for needed in ["CURSOR_API_KEY", "Exit codes:", "retry", "GLOBAL OPTIONS"] {
+        assert!(page.contains(needed), "the man page lacks {needed}");
+    }
+}
+
+#[test]
+fn one_output_flag_everywhere_and_the_old_spellings_still_work() {
+    let plan = |flag: &str| {
+        let output = orchestrate()
+            .args(["plan", flag, "json", "examples/workflows/pipeline.yaml"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{flag}: {}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    assert_eq!(plan("-o"), plan("--format"));
+    assert_eq!(plan("--output"), plan("--format"));
+    for args in [
+        ["status", "-o", "json"],
+        ["status", "--json", ""],
+        ["runs", "--output", "json"],
+        ["report", "-o", "junit"],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let output = orchestrate().args(&args).output().unwrap();
+        // No state yet: the flags parse, and the command says there is nothing to show.
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("no state in"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let help = text(
+        &orchestrate()
+            .args(["status", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(help.contains("-o, --output <FORMAT>"), "{help}");
+    assert!(
+        !help.contains("--json"),
+        "the old spelling is hidden: {help}"
+    );
+}
+
+#[test]
+fn validate_speaks_json_and_github_annotations() {
+    let files = [
+        "examples/workflows/single-repo.yaml",
+        "tests/fixtures/invalid/bare-number-duration.yaml",
+    ];
+    let output = orchestrate()
+        .args(["validate", "-o", "json"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(text(&output.stderr), "", "JSON alone: nothing on stderr");
+    insta::assert_snapshot!("validate_json", text(&output.stdout));
+    // Under GitHub Actions the annotations come by themselves, with the text on stderr.
+    let output = orchestrate()
+        .env("GITHUB_ACTIONS", "true")
+        .arg("validate")
+        .args(files)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    insta::assert_snapshot!(text(&output.stdout), @"::error file=tests/fixtures/invalid/bare-number-duration.yaml,line=4,col=12::`defaults.timeout` is a duration: `10` needs a unit%0Awrite `10m` for minutes, or `10s`, `10h`");
+    assert!(text(&output.stderr).contains("help: write `10m` for minutes"));
+}
+
+#[test]
+fn plan_detailed_exitcode_says_whether_apply_would_change_anything() {
+    let output = orchestrate()
+        .args([
+            "plan",
+            "--detailed-exitcode",
+            "examples/workflows/single-repo.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a new run launches: changes");
+    // An error is 1, so that 2 means only "changes".
+    let output = orchestrate()
+        .args([
+            "plan",
+            "--detailed-exitcode",
+            "tests/fixtures/invalid/cycle.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn an_age_without_a_unit_suggests_days() {
+    let output = orchestrate()
+        .args(["runs", "prune", "--older-than", "30"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    insta::assert_snapshot!(text(&output.stderr).lines().next().unwrap_or_default(), @"error: invalid value '30' for '--older-than <DURATION>': `30` is not a duration: a number needs a unit; write `30d` for days, or `30h`");
+}

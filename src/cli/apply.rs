@@ -62,18 +62,18 @@ pub struct ApplyArgs {
 pub struct TuningArgs {
     /// Shortest interval between two status reads of one agent (default 250ms; reads are
     /// paced by its age and the durations seen).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
     pub poll_interval: Option<Duration>,
     /// First wait before relaunching a failed attempt (it doubles each time).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
     pub retry_backoff: Option<Duration>,
     /// After a follow-up, how long a FINISHED status must be fresh to count if RUNNING was
     /// never seen.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
     pub follow_up_grace: Option<Duration>,
     /// How long the API may stay out of reach (no connection, or 5xx answers) before apply
     /// stops, resumable, with exit 4 (default 2m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
     pub outage_budget: Option<Duration>,
 }
 
@@ -464,7 +464,7 @@ mod tests {
     fn apply_args(args: &[&str]) -> ApplyArgs {
         let argv = ["orchestrate", "apply", "w.yaml"].iter().chain(args);
         match Cli::parse_from(argv).command {
-            Command::Apply(args) => args,
+            Command::Apply { args, .. } => args,
             other => panic!("{other:?}"),
         }
     }

@@ -22,6 +22,8 @@ pub enum ColorChoice {
 #[derive(Debug, Clone)]
 pub struct Output {
     color: bool,
+    /// Whether stdout is coloured: `--color always`, or a terminal when `auto`.
+    stdout_color: bool,
     quiet: bool,
     verbose: u8,
 }
@@ -30,13 +32,14 @@ impl Output {
     /// Output as the global flags ask.
     pub fn new(global: &GlobalArgs) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let color = match global.color {
+        let colored = |terminal: bool| match global.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => !no_color && std::io::stderr().is_terminal(),
+            ColorChoice::Auto => !no_color && terminal,
         };
         Self {
-            color,
+            color: colored(std::io::stderr().is_terminal()),
+            stdout_color: colored(std::io::stdout().is_terminal()),
             quiet: global.quiet,
             verbose: global.verbose,
         }
@@ -61,9 +64,30 @@ impl Output {
             .try_init();
     }
 
+    /// These settings, with status lines silenced when `quiet`.
+    #[must_use]
+    pub fn quieted(mut self, quiet: bool) -> Self {
+        self.quiet |= quiet;
+        self
+    }
+
     /// Whether `-q` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet
+    }
+
+    /// The terminal stdout is, for tables; `None` when it is piped (tab-separated rows).
+    pub fn terminal(&self) -> Option<crate::report::Terminal> {
+        let (_, width) = console::Term::stdout().size_checked()?;
+        Some(crate::report::Terminal {
+            width: width.max(40),
+            color: self.stdout_color,
+        })
+    }
+
+    /// Whether stdout is coloured (`+` green and `~` yellow in a plan).
+    pub fn stdout_color(&self) -> bool {
+        self.stdout_color
     }
 
     /// Writes a command's result to stdout.

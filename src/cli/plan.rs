@@ -16,6 +16,7 @@ pub async fn run(
     file: &Path,
     format: Format,
     run_key: Option<String>,
+    detailed_exitcode: bool,
 ) -> Result<Exit, Error> {
     let keyed = run_key.is_some();
     let options = Options {
@@ -48,8 +49,12 @@ pub async fn run(
             "note: {error}; `apply` looks again before launching anything"
         )),
     }
-    out.stdout(&plan.render(format));
-    Ok(Exit::Success)
+    out.stdout(&plan.render_colored(format, out.stdout_color()));
+    Ok(if detailed_exitcode && plan.changes() > 0 {
+        Exit::CHANGES
+    } else {
+        Exit::Success
+    })
 }
 
 /// The plan again, as `apply` would build it for the recorded run, with each action set, and
@@ -72,5 +77,12 @@ async fn against_state(
     };
     let mut diffed = Plan::build(workflow, &options).ok()?;
     diffed.diff(&recorded_map(&records, &[]));
+    // The workflow as the run last applied it says what a changed instance was.
+    let source = crate::spec::SourceFile::new(run.file.clone(), run.source.as_str());
+    if let Ok(recorded) = crate::spec::load_source(source) {
+        if let Ok(before) = Plan::build(&recorded.workflow, &options) {
+            diffed.explain(&before);
+        }
+    }
     Some((diffed, records))
 }

@@ -1,14 +1,13 @@
 //! `status`, `runs`, `cancel`, `retry`: looking at and acting on recorded runs.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::apply::TuningArgs;
-use super::{Error, Exit, Output};
+use super::{Error, Exit, Listing, Output};
 use crate::exec::{AnyBackend, cancel_run};
-use crate::report::{ListedRun, RunView};
+use crate::report::{ListedRun, RunView, Table, Tone, first_line, natural_cmp, short_id};
 use crate::state::{
     Counts, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle,
 };
@@ -103,31 +102,95 @@ async fn find_run(store: &StoreHandle, run: Option<String>) -> Result<RunRecord,
     })
 }
 
-/// `orchestrate status [RUN] [--json]`.
+/// What `status` shows, and how.
+#[derive(Debug, Clone, Default)]
+pub struct StatusView {
+    /// Table or JSON.
+    pub format: Listing,
+    /// Only instances in these states (all when empty).
+    pub only: Vec<InstanceState>,
+    /// Show it again as it changes until the run ends.
+    pub watch: bool,
+}
+
+/// `--state-is failed`: an instance state by the word `status` prints for it.
+pub fn parse_state(word: &str) -> Result<InstanceState, String> {
+    let word = word.trim().replace('-', "_");
+    InstanceState::ALL
+        .into_iter()
+        .find(|state| state.as_str() == word)
+        .ok_or_else(|| {
+            let known: Vec<&str> = InstanceState::ALL.iter().map(|s| s.as_str()).collect();
+            let close = crate::spec::did_you_mean(&word, known.iter().copied())
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            format!(
+                "`{word}` is not a state; {close}states: {}",
+                known.join(", ")
+            )
+        })
+}
+
+/// How often `status --watch` reads the run again.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `orchestrate status [RUN] [-o json] [--state-is STATES] [--watch]`.
 pub async fn status(
     out: &Output,
     dir: &Path,
     run: Option<String>,
-    as_json: bool,
+    view: StatusView,
 ) -> Result<Exit, Error> {
-    // While an apply holds the state, its live snapshot answers.
+    loop {
+        let (run_record, mut records) = read_status(out, dir, run.clone(), !view.watch).await?;
+        if !view.only.is_empty() {
+            records.retain(|r| view.only.contains(&r.state));
+        }
+        let text = status_text(out, &run_record, &records, view.format);
+        let live = run_record.state == RunState::Running;
+        if !view.watch || !live {
+            out.stdout(&text);
+            return Ok(Exit::Success);
+        }
+        // In a terminal the table is drawn again in place; piped, each reading follows.
+        let clear = if out.terminal().is_some() {
+            "\x1b[H\x1b[2J"
+        } else {
+            ""
+        };
+        out.stdout(&format!("{clear}{text}"));
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
+/// The run and its instances: from the live snapshot while an apply holds the state.
+async fn read_status(
+    out: &Output,
+    dir: &Path,
+    run: Option<String>,
+    say_snapshot: bool,
+) -> Result<(RunRecord, Vec<InstanceRecord>), Error> {
     if let Some(holder) = apply_holding(dir).await {
-        let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
-        print_status(out, &snapshot.run, &snapshot.instances, as_json);
-        return Ok(Exit::Success);
+        let quiet = out.clone().quieted(!say_snapshot);
+        let snapshot = snapshot(&quiet, dir, run.as_deref(), &holder)?;
+        return Ok((snapshot.run, snapshot.instances));
     }
     let (store, run) = open_run(dir, run).await?;
     let id = run.id.clone();
     let records = store.read(move |s| s.instances(&id)).await?;
-    print_status(out, &as_found(run), &records, as_json);
-    Ok(Exit::Success)
+    store.close().await;
+    Ok((as_found(run), records))
 }
 
-/// Prints a run's instances, as a table or as the stable JSON.
-fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_json: bool) {
-    if as_json {
-        out.stdout(&RunView::new(run, records).to_json());
-        return;
+/// A run's instances, as a table or as the stable JSON.
+fn status_text(
+    out: &Output,
+    run: &RunRecord,
+    records: &[InstanceRecord],
+    format: Listing,
+) -> String {
+    if format == Listing::Json {
+        return RunView::new(run, records).to_json();
     }
     let mut text = format!(
         "run {} ({}), started {}\n",
@@ -135,37 +198,43 @@ fn print_status(out: &Output, run: &RunRecord, records: &[InstanceRecord], as_js
         run.state.as_str(),
         run.started_at.rfc3339()
     );
-    text.push_str("INSTANCE\tSTATE\tAGENT\tBRANCH\tPR\tATTEMPTS\tTIME\tTOKENS\tSUMMARY\n");
+    let terminal = out.terminal();
+    let mut table = Table::new(&[
+        "INSTANCE", "STATE", "AGENT", "BRANCH", "PR", "ATTEMPTS", "TIME", "TOKENS", "SUMMARY",
+    ]);
+    let mut records: Vec<&InstanceRecord> = records.iter().collect();
+    records.sort_by(|a, b| natural_cmp(&a.key, &b.key));
     for r in records {
         let time = r.elapsed().map_or_else(
             || "-".to_owned(),
             |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
         );
         let summary = r.error.as_deref().or(r.summary.as_deref()).unwrap_or("-");
-        let summary: String = summary
-            .lines()
-            .next()
-            .unwrap_or("-")
-            .chars()
-            .take(60)
-            .collect();
-        let _ = writeln!(
-            text,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{time}\t{}\t{summary}",
-            r.key,
-            r.state.as_str(),
-            r.agent_id.as_deref().unwrap_or("-"),
-            if r.branch.is_empty() { "-" } else { &r.branch },
-            r.pr_url.as_deref().unwrap_or("-"),
-            r.attempt,
-            r.tokens_text(),
-        );
+        let agent = r.agent_id.as_deref().unwrap_or("-");
+        // Piped rows keep whole ids and summaries: scripts and `grep` want them.
+        let (agent, summary) = match terminal {
+            Some(_) => (short_id(agent), first_line(summary, 200)),
+            None => (agent.to_owned(), first_line(summary, usize::MAX)),
+        };
+        let plain = |text: &str| (text.to_owned(), Tone::Plain);
+        table.toned([
+            plain(&r.key),
+            (r.state.as_str().to_owned(), Tone::of(r.state)),
+            plain(&agent),
+            plain(if r.branch.is_empty() { "-" } else { &r.branch }),
+            plain(r.pr_url.as_deref().unwrap_or("-")),
+            plain(&r.attempt.to_string()),
+            plain(&time),
+            plain(&r.tokens_text()),
+            plain(&summary),
+        ]);
     }
-    out.stdout(&text);
+    text.push_str(&table.render(terminal));
+    text
 }
 
-/// `orchestrate runs [--json]`.
-pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error> {
+/// `orchestrate runs [-o json]`.
+pub async fn runs(out: &Output, dir: &Path, format: Listing) -> Result<Exit, Error> {
     let listed = if let Some(holder) = apply_holding(dir).await {
         let snapshot = snapshot(out, dir, None, &holder)?;
         out.status("(only the run it applies; the others are listed once it ends)");
@@ -181,7 +250,7 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error
             })
             .await?
     };
-    if as_json {
+    if format == Listing::Json {
         let body: Vec<ListedRun> = listed
             .iter()
             .map(|(records, run)| ListedRun::new(run, records))
@@ -192,19 +261,22 @@ pub async fn runs(out: &Output, dir: &Path, as_json: bool) -> Result<Exit, Error
         ));
         return Ok(Exit::Success);
     }
-    let mut text = String::from("RUN\tSTATE\tSTARTED\tINSTANCES\n");
+    let mut table = Table::new(&["RUN", "STATE", "STARTED", "INSTANCES"]);
     for (records, run) in &listed {
         let simulated = if run.simulated { " (simulated)" } else { "" };
-        let _ = writeln!(
-            text,
-            "{}\t{}{simulated}\t{}\t{}",
-            run.id,
-            run.state.as_str(),
-            run.started_at.rfc3339(),
-            Counts::of(records)
-        );
+        let tone = match run.state {
+            RunState::Succeeded => Tone::Good,
+            RunState::Running => Tone::Busy,
+            RunState::Failed | RunState::Cancelled | RunState::Interrupted => Tone::Bad,
+        };
+        table.toned([
+            (run.id.clone(), Tone::Plain),
+            (format!("{}{simulated}", run.state.as_str()), tone),
+            (run.started_at.rfc3339(), Tone::Plain),
+            (Counts::of(records).to_string(), Tone::Plain),
+        ]);
     }
-    out.stdout(&text);
+    out.stdout(&table.render(out.terminal()));
     Ok(Exit::Success)
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::debug;
+use tracing::{Level, debug, trace};
 use url::Url;
 
 use super::model::{
@@ -304,10 +304,20 @@ impl Client {
         }
         if let Some(body) = call.body {
             request = request.json(body);
+            if tracing::enabled!(Level::TRACE) {
+                trace!(method = %call.method, path = call.path, body = %redacted(body), "request");
+            }
         }
         let (response, headers) = send(request, permit).await?;
         let status = response.status();
         let body = response.bytes().await.map_err(network_error)?;
+        trace!(
+            method = %call.method,
+            path = call.path,
+            status = status.as_u16(),
+            body = %truncated(&String::from_utf8_lossy(&body)),
+            "response"
+        );
         if !status.is_success() {
             return Err(ApiError::from_status(
                 status.as_u16(),
@@ -323,6 +333,42 @@ impl Client {
         serde_json::from_slice(body).map_err(|e| ApiError::Decode {
             message: e.to_string(),
         })
+    }
+}
+
+/// Keys whose values `-vv` never prints: the agents' environment and webhook secrets.
+const SECRET_KEYS: [&str; 6] = [
+    "env_vars", "envVars", "secret", "apiKey", "token", "password",
+];
+
+/// A request body for `-vv`, with the values of [`SECRET_KEYS`] replaced.
+fn redacted<B: Serialize>(body: &B) -> String {
+    fn redact(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if SECRET_KEYS.contains(&key.as_str()) {
+                        *value = serde_json::Value::String("[redacted]".into());
+                    } else {
+                        redact(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(body).unwrap_or_default();
+    redact(&mut value);
+    truncated(&value.to_string())
+}
+
+/// At most 2,000 characters of a body: enough to see what the API said.
+fn truncated(text: &str) -> String {
+    const MAX: usize = 2000;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{Action, Instance, Plan, RelaunchReason};
@@ -30,7 +31,82 @@ pub enum End {
     Cancelled,
 }
 
+/// One field of an instance's spec as the recorded run had it and as the workflow has it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// `prompt`, `repo`, `follow-up 2`...
+    pub field: String,
+    /// As recorded.
+    pub before: String,
+    /// As the workflow says now.
+    pub after: String,
+}
+
 impl Instance {
+    /// The fields its spec hash covers, each as text: what a relaunch's diff compares.
+    fn spec_fields(&self) -> Vec<(String, String)> {
+        let mut fields = vec![
+            (
+                "repo".to_owned(),
+                self.repo
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+            ("ref".to_owned(), self.git_ref.clone().unwrap_or_default()),
+            ("branch".to_owned(), self.branch.clone()),
+            ("model".to_owned(), self.model.clone().unwrap_or_default()),
+            (
+                "target".to_owned(),
+                serde_json::to_string(&self.target).unwrap_or_default(),
+            ),
+            ("prompt".to_owned(), self.prompt.clone()),
+        ];
+        let count = self.follow_ups.len();
+        for (n, follow_up) in self.follow_ups.iter().enumerate() {
+            let when = follow_up
+                .condition
+                .as_deref()
+                .map(|c| format!("if {c}\n"))
+                .unwrap_or_default();
+            fields.push((
+                format!("follow-up {}", n + 1),
+                format!("{when}{}", follow_up.prompt),
+            ));
+        }
+        fields.push(("follow-ups".to_owned(), count.to_string()));
+        fields
+    }
+
+    /// What differs in its spec from `before`, the same instance in the recorded run.
+    pub fn changes_from(&self, before: &Instance) -> Vec<Change> {
+        let old: HashMap<String, String> = before.spec_fields().into_iter().collect();
+        let mut changes: Vec<Change> = self
+            .spec_fields()
+            .into_iter()
+            .filter_map(|(field, after)| {
+                let before = old.get(&field).cloned().unwrap_or_default();
+                (before != after).then_some(Change {
+                    field,
+                    before,
+                    after,
+                })
+            })
+            .collect();
+        // Follow-ups only the recorded run had are changes too.
+        let now: Vec<String> = self.spec_fields().into_iter().map(|(f, _)| f).collect();
+        for (field, before) in before.spec_fields() {
+            if !now.contains(&field) {
+                changes.push(Change {
+                    field,
+                    before,
+                    after: String::new(),
+                });
+            }
+        }
+        changes
+    }
+
     /// The hash of what makes this instance's agent do what it does: repository, ref, branch,
     /// model, target, prompt (with placeholders for outputs of needs) and follow-ups. A
     /// change to any of them relaunches it on re-apply.
@@ -79,6 +155,24 @@ impl Plan {
             };
             self.instances[index].relaunch = relaunch;
             self.instances[index].action = action;
+        }
+    }
+
+    /// Notes on each instance relaunched because its spec changed what changed since
+    /// `recorded`, the plan of the workflow as the recorded run last applied it.
+    pub fn explain(&mut self, recorded: &Plan) {
+        let before: HashMap<&str, &Instance> = recorded
+            .instances
+            .iter()
+            .map(|i| (i.key.as_str(), i))
+            .collect();
+        for instance in &mut self.instances {
+            if instance.relaunch != Some(RelaunchReason::SpecChanged) {
+                continue;
+            }
+            if let Some(old) = before.get(instance.key.as_str()) {
+                instance.changes = instance.changes_from(old);
+            }
         }
     }
 

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Action, AgentOptions, Instance, Plan, RelaunchReason, Target};
+use super::{Action, AgentOptions, Change, Instance, Plan, RelaunchReason, Target};
 
 /// How `plan` prints a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -23,8 +23,13 @@ pub enum Format {
 impl Plan {
     /// The plan in `format`.
     pub fn render(&self, format: Format) -> String {
+        self.render_colored(format, false)
+    }
+
+    /// The plan in `format`; text with `+` green, `~` yellow and diffs coloured if `color`.
+    pub fn render_colored(&self, format: Format, color: bool) -> String {
         match format {
-            Format::Text => self.text(),
+            Format::Text => self.text(Paint(color)),
             Format::Json => {
                 let mut json = serde_json::to_string_pretty(&self.json()).expect("plain data");
                 json.push('\n');
@@ -33,6 +38,14 @@ impl Plan {
             Format::Dot => self.dot(),
             Format::Mermaid => self.mermaid(),
         }
+    }
+
+    /// Instances `apply` would launch, relaunch, adopt or continue: all but those kept.
+    pub fn changes(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.action != Action::Keep)
+            .count()
     }
 
     fn counts(&self) -> String {
@@ -46,7 +59,45 @@ impl Plan {
         counts.join(", ")
     }
 
-    fn text(&self) -> String {
+    /// Tasks by action, in plan order: what a long plan comes to, before its detail.
+    fn summary(&self) -> String {
+        let actions: Vec<Action> = Action::ALL
+            .into_iter()
+            .filter(|a| self.instances.iter().any(|i| i.action == *a))
+            .collect();
+        let mut tasks: Vec<&str> = Vec::new();
+        for instance in &self.instances {
+            if !tasks.contains(&instance.task.as_str()) {
+                tasks.push(instance.task.as_str());
+            }
+        }
+        let width = tasks.iter().map(|t| t.len()).chain([4]).max().unwrap_or(4);
+        let mut out = format!("  {:width$}", "TASK");
+        for action in &actions {
+            let _ = write!(out, "  {:>8}", action.as_str().to_uppercase());
+        }
+        out.push('\n');
+        for task in tasks {
+            let _ = write!(out, "  {task:width$}");
+            for action in &actions {
+                let n = self
+                    .instances
+                    .iter()
+                    .filter(|i| i.task.as_str() == task && i.action == *action)
+                    .count();
+                let shown = if n == 0 {
+                    "-".to_owned()
+                } else {
+                    n.to_string()
+                };
+                let _ = write!(out, "  {shown:>8}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn text(&self, paint: Paint) -> String {
         let mut out = String::new();
         let waves = self.waves.len();
         let _ = writeln!(
@@ -61,10 +112,13 @@ impl Plan {
         if let Some(description) = &self.description {
             let _ = writeln!(out, "{}", description.trim());
         }
+        if self.instances.len() > 1 {
+            let _ = write!(out, "\n{}", self.summary());
+        }
         for (wave, members) in self.waves.iter().enumerate() {
             let _ = writeln!(out, "\nwave {}", wave + 1);
             for &index in members {
-                self.text_instance(&mut out, &self.instances[index]);
+                self.text_instance(&mut out, &self.instances[index], paint);
             }
         }
         let deferred = self.deferred();
@@ -78,17 +132,44 @@ impl Plan {
         out
     }
 
-    fn text_instance(&self, out: &mut String, instance: &Instance) {
-        let sign = match instance.action {
-            Action::Launch => '+',
-            Action::Relaunch => '~',
-            Action::Continue => '>',
-            Action::Keep => '=',
-            Action::Adopt => '<',
+    fn text_instance(&self, out: &mut String, instance: &Instance, paint: Paint) {
+        let (sign, tone) = match instance.action {
+            Action::Launch => ('+', GREEN),
+            Action::Relaunch => ('~', YELLOW),
+            Action::Continue => ('>', BLUE),
+            Action::Keep => ('=', DIM),
+            Action::Adopt => ('<', CYAN),
         };
+        let sign = paint.apply(tone, &sign.to_string());
         match instance.relaunch {
             Some(reason) => {
-                let _ = writeln!(out, "  {sign} {} (relaunch: {reason})", instance.key);
+                let why = match reason {
+                    RelaunchReason::SpecChanged if !instance.changes.is_empty() => {
+                        let fields: Vec<&str> =
+                            instance.changes.iter().map(|c| c.field.as_str()).collect();
+                        format!("its {} changed", fields.join(", "))
+                    }
+                    RelaunchReason::NeedRelaunched => {
+                        let needs: Vec<&str> = instance
+                            .needs
+                            .iter()
+                            .filter(|&&n| self.instances[n].action == Action::Relaunch)
+                            .map(|&n| self.instances[n].key.as_str())
+                            .collect();
+                        match needs.as_slice() {
+                            [one] => format!("its need {one} is relaunched"),
+                            many => format!("its needs {} are relaunched", many.join(", ")),
+                        }
+                    }
+                    other => other.to_string(),
+                };
+                // The old agent's work stays where it is: say what the new one costs.
+                let new = if instance.target.auto_create_pr {
+                    "a new agent and a new PR"
+                } else {
+                    "a new agent"
+                };
+                let _ = writeln!(out, "  {sign} {} (relaunch: {why}; {new})", instance.key);
             }
             None => {
                 let _ = writeln!(
@@ -96,6 +177,17 @@ impl Plan {
                     "  {sign} {} ({})",
                     instance.key,
                     instance.action.as_str()
+                );
+            }
+        }
+        for change in &instance.changes {
+            if !is_text_field(&change.field) {
+                let _ = writeln!(
+                    out,
+                    "      changed: {}: {} -> {}",
+                    change.field,
+                    paint.apply(RED, &shown(&change.before)),
+                    paint.apply(GREEN, &shown(&change.after))
                 );
             }
         }
@@ -174,9 +266,15 @@ impl Plan {
                 instance.condition.as_str()
             );
         }
-        let _ = writeln!(out, "      prompt:");
-        for line in instance.prompt.trim_end().lines() {
-            let _ = writeln!(out, "        | {line}");
+        let changed = |field: &str| instance.changes.iter().find(|c| c.field == field);
+        if let Some(change) = changed("prompt") {
+            let _ = writeln!(out, "      prompt (changed):");
+            text_diff(out, change, paint);
+        } else {
+            let _ = writeln!(out, "      prompt:");
+            for line in instance.prompt.trim_end().lines() {
+                let _ = writeln!(out, "        | {line}");
+            }
         }
         for (n, follow_up) in instance.follow_ups.iter().enumerate() {
             let when = follow_up
@@ -184,9 +282,22 @@ impl Plan {
                 .as_deref()
                 .map(|c| format!(" (if {c})"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "      follow-up {}{when}:", n + 1);
+            let field = format!("follow-up {}", n + 1);
+            if let Some(change) = changed(&field) {
+                let _ = writeln!(out, "      {field} (changed):");
+                text_diff(out, change, paint);
+                continue;
+            }
+            let _ = writeln!(out, "      {field}{when}:");
             for line in follow_up.prompt.trim_end().lines() {
                 let _ = writeln!(out, "        | {line}");
+            }
+        }
+        // A follow-up the recorded run had and the workflow no longer has.
+        for change in &instance.changes {
+            if change.after.is_empty() && change.field.starts_with("follow-up ") {
+                let _ = writeln!(out, "      {} (removed):", change.field);
+                text_diff(out, change, paint);
             }
         }
     }
@@ -239,6 +350,7 @@ impl Plan {
                     wave: i.wave,
                     action: i.action,
                     relaunch: i.relaunch,
+                    changes: &i.changes,
                 })
                 .collect(),
             waves: self
@@ -342,6 +454,61 @@ struct JsonInstance<'a> {
     action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     relaunch: Option<RelaunchReason>,
+    #[serde(skip_serializing_if = "<[Change]>::is_empty")]
+    changes: &'a [Change],
+}
+
+/// SGR colours of the text plan.
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const RED: &str = "31";
+const BLUE: &str = "34";
+const CYAN: &str = "36";
+const DIM: &str = "2";
+
+/// Whether the text plan is coloured.
+#[derive(Debug, Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, sgr: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Fields shown as a line diff (prompts) rather than `before -> after`.
+fn is_text_field(field: &str) -> bool {
+    field == "prompt" || field.starts_with("follow-up ")
+}
+
+/// A one-line value of a change, `(none)` when empty.
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        "(none)".to_owned()
+    } else {
+        format!("`{value}`")
+    }
+}
+
+/// The lines of a changed prompt: `-` as recorded, `+` as now, the others as they were.
+fn text_diff(out: &mut String, change: &Change, paint: Paint) {
+    let diff = similar::TextDiff::from_lines(change.before.trim_end(), change.after.trim_end());
+    for line in diff.iter_all_changes() {
+        let text = line.value().trim_end_matches('\n');
+        let _ = match line.tag() {
+            similar::ChangeTag::Equal => writeln!(out, "        | {text}"),
+            similar::ChangeTag::Delete => {
+                writeln!(out, "{}", paint.apply(RED, &format!("      - | {text}")))
+            }
+            similar::ChangeTag::Insert => {
+                writeln!(out, "{}", paint.apply(GREEN, &format!("      + | {text}")))
+            }
+        };
+    }
 }
 
 #[derive(Serialize)]

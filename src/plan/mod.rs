@@ -20,7 +20,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
 pub use context::{AgentOutput, NeedContext, RepoContext, RunContext, TaskContext};
-pub use diff::{End, Recorded};
+pub use diff::{Change, End, Recorded};
 pub use format::Format;
 pub use key::{DEFAULT_RUN_KEY, InstanceKey, RunId, RunKey, RunKeyError};
 pub use templates::{Context, DEFAULT_BRANCH, Field, Needs, Templates};
@@ -212,6 +212,8 @@ pub struct Instance {
     pub action: Action,
     /// Why, when it relaunches.
     pub relaunch: Option<RelaunchReason>,
+    /// What changed since the recorded run, when its spec did (see [`Plan::explain`]).
+    pub changes: Vec<Change>,
 }
 
 impl Instance {
@@ -517,6 +519,7 @@ impl Plan {
                     wave: 0,
                     action: Action::Launch,
                     relaunch: None,
+                    changes: Vec::new(),
                 });
             }
             by_task.push(indexes);

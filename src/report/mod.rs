@@ -4,9 +4,11 @@
 mod github;
 mod junit;
 mod markdown;
+mod table;
 mod view;
 
 pub use github::{GithubActions, write_github_outputs};
+pub use table::{Table, Terminal, Tone, first_line, natural_cmp, short_id};
 pub use view::{InstanceView, ListedRun, RunView};
 
 use crate::state::{Counts, InstanceRecord, RunRecord};

@@ -102,6 +102,28 @@ pub struct Located {
     file: String,
 }
 
+impl Located {
+    /// The file's name, as the user wrote it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Line and column (from 1) where the problem starts, unless it is the whole file's.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        self.location
+    }
+
+    /// What is wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.diagnostic.message
+    }
+
+    /// How to fix it, when there is more to say.
+    pub fn hint(&self) -> Option<&str> {
+        self.diagnostic.help.as_deref()
+    }
+}
+
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The position leads the message so that editors and CI logs can jump to it, as

@@ -28,7 +28,10 @@ pub use api::{
     PLATFORM_AGENT_VAR, PLATFORM_URL_VAR, Platform,
 };
 pub use diagnostic::{Diagnostic, Located, did_you_mean};
-pub use duration::{DURATION_FORMAT, DurationError, HumanDuration};
+pub use duration::{
+    DURATION_FORMAT, DurationError, HumanDuration, Scale, parse_age, parse_duration,
+    parse_flag_duration,
+};
 pub use fleet::{DetailedRepo, Discover, DiscoverFleet, Fleet, FleetRepo};
 pub use ids::{FleetName, TaskId, is_identifier};
 pub use mcp::{McpAuth, McpServer, McpTransport};

@@ -5,6 +5,7 @@
 //! Serde would stop at the first problem; walking the schema reports all of them, each at its
 //! place, with a hint. Only the keywords schemars emits for our types are interpreted.
 
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 use serde_json::Value as Schema;
@@ -155,7 +156,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(expected) = self.kinds(schema) {
             if !expected.contains(&kind) {
-                self.wrong_type(value, &expected, path);
+                self.wrong_type(value, &expected, schema, path);
                 return;
             }
         }
@@ -197,7 +198,13 @@ impl<'a> Checker<'a> {
                         .into_iter()
                         .collect(),
                 ));
-                self.wrong_type(value, &expected.unwrap_or_default(), path);
+                // A duration that may be null is still a duration: its hint says the unit.
+                let formatted = branches
+                    .iter()
+                    .map(|b| self.resolve(b))
+                    .find(|b| b.get("format").is_some())
+                    .unwrap_or(&Schema::Null);
+                self.wrong_type(value, &expected.unwrap_or_default(), formatted, path);
             }
             [only] => self.node(value, only, path),
             several => {
@@ -322,7 +329,7 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn wrong_type(&mut self, value: &Value, expected: &[Kind], path: &KeyPath) {
+    fn wrong_type(&mut self, value: &Value, expected: &[Kind], schema: &Schema, path: &KeyPath) {
         let found = Kind::of(value);
         let names: Vec<&str> = expected
             .iter()
@@ -334,6 +341,25 @@ impl<'a> Checker<'a> {
             [one] => (*one).to_owned(),
             [init @ .., last] => format!("{} or {last}", init.join(", ")),
         };
+        let duration = schema.get("format").and_then(Schema::as_str) == Some(DURATION_FORMAT);
+        if duration && matches!(found, Kind::Integer | Kind::Number) {
+            // "Quote it" would only lead to "a number needs a unit": say the unit now.
+            let shown = serde_yaml::to_string(value).unwrap_or_default();
+            let error = HumanDuration::from_str(shown.trim()).err();
+            self.found.push(
+                Diagnostic::at(
+                    self.spans.value(path),
+                    format!(
+                        "{} is a duration: `{}` needs a unit",
+                        display(path),
+                        shown.trim()
+                    ),
+                    "no unit",
+                )
+                .maybe_help(error.map(|e| e.help().to_owned())),
+            );
+            return;
+        }
         let help = if expected.contains(&Kind::String)
             && matches!(found, Kind::Integer | Kind::Number | Kind::Boolean)
         {
@@ -392,16 +418,14 @@ impl<'a> Checker<'a> {
 
     fn string(&mut self, text: &str, schema: &Schema, path: &KeyPath) {
         let problem = match schema.get("format").and_then(Schema::as_str) {
-            Some(DURATION_FORMAT) => text.parse::<HumanDuration>().err().map(|e| {
-                (
-                    e.to_string(),
-                    "write a number and a unit, for example 45s, 90m or 1h30m",
-                )
-            }),
+            Some(DURATION_FORMAT) => text
+                .parse::<HumanDuration>()
+                .err()
+                .map(|e| (e.to_string(), e.help().to_owned())),
             Some(REPO_URL_FORMAT) => text
                 .parse::<RepoUrl>()
                 .err()
-                .map(|e| (e.to_string(), e.help())),
+                .map(|e| (e.to_string(), e.help().to_owned())),
             _ => None,
         };
         if let Some((message, help)) = problem {
