@@ -924,3 +924,63 @@ async fn cancel_from_another_terminal_stops_a_running_apply(backend: Backend) {
     assert_eq!(s.stats().agents, 3, "nothing launched after the cancel");
     s.shutdown().await;
 }
+
+/// `status --watch` follows a run while an apply works on it and stops when it ends;
+/// `--state-is` keeps the instances in the states named.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_watches_a_run_to_its_end_and_filters_by_state() {
+    let s = Scenario::on(Backend::V1).work(1500, 2500).start().await;
+    let file = Scenario::example("pipeline");
+    let running = s.spawn_watched(&file, &[]);
+    s.wait_for_agents(1).await;
+    // Piped, each reading follows the last; the last one is the settled run.
+    let watched = s.run(&["status", "--watch"]).await;
+    assert_eq!(watched.code, Some(0), "{}", watched.stderr);
+    let readings: Vec<&str> = watched
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("run "))
+        .collect();
+    assert!(readings.len() >= 2, "{}", watched.stdout);
+    assert!(readings[0].contains("(running)"), "{readings:?}");
+    assert!(
+        readings.last().unwrap().contains("(succeeded)"),
+        "{readings:?}"
+    );
+    assert_eq!(Scenario::ended(running).await.code, Some(0));
+
+    let only = s
+        .run(&["status", "-o", "json", "--state-is", "succeeded,failed"])
+        .await;
+    let only: serde_json::Value = serde_json::from_str(&only.stdout).unwrap();
+    assert_eq!(only["instances"].as_array().unwrap().len(), 7);
+    let none = s
+        .run(&["status", "-o", "json", "--state-is", "failed"])
+        .await;
+    let none: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!(none["instances"].as_array().unwrap().len(), 0);
+    let typo = s.run(&["status", "--state-is", "sucess"]).await;
+    assert_eq!(typo.code, Some(2));
+    insta::assert_snapshot!(typo.stderr.lines().next().unwrap_or_default(), @"error: invalid value 'sucess' for '--state-is <STATES>': `sucess` is not a state; did you mean `succeeded`? states: pending, blocked, launching, running, following_up, succeeded, failed, timed_out, cancelled, skipped");
+    // Piped, the table is whole tab-separated rows, in plan order.
+    let table = s.run(&["status"]).await;
+    let keys: Vec<&str> = table
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "bump[acme/api]",
+            "bump[acme/billing]",
+            "bump[acme/web]",
+            "fix-tests[acme/api]",
+            "fix-tests[acme/billing]",
+            "fix-tests[acme/web]",
+            "release-notes[acme/platform-docs]"
+        ]
+    );
+    s.shutdown().await;
+}

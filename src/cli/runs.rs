@@ -121,7 +121,15 @@ pub fn parse_state(word: &str) -> Result<InstanceState, String> {
         .find(|state| state.as_str() == word)
         .ok_or_else(|| {
             let known: Vec<&str> = InstanceState::ALL.iter().map(|s| s.as_str()).collect();
+            // Typed states are short: a shared start is as good a guess as a close spelling.
+            let start: String = word.chars().take(3).collect();
             let close = crate::spec::did_you_mean(&word, known.iter().copied())
+                .or_else(|| {
+                    known
+                        .iter()
+                        .copied()
+                        .find(|k| !start.is_empty() && k.starts_with(&start))
+                })
                 .map(|c| format!("did you mean `{c}`? "))
                 .unwrap_or_default();
             format!(
