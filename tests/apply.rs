@@ -984,3 +984,106 @@ async fn status_watches_a_run_to_its_end_and_filters_by_state() {
     );
     s.shutdown().await;
 }
+
+/// In a terminal, an apply that would launch agents asks first, the plan and the question
+/// both on the terminal even with stdout redirected; the count it asks about is the count it
+/// launches, interrupted runs included; declining launches nothing and exits 3.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_is_asked_about_every_agent_it_launches() {
+    let s = Scenario::on(Backend::V1).work(200, 400).start().await;
+    let file = Scenario::example("pipeline");
+    // Killed after its second launch: the other instances have no agent yet.
+    let mut crashed = s.apply_command(&file, &["--max-concurrency", "1"]);
+    crashed.env("ORCHESTRATE_CRASH_AFTER", "launch:2");
+    assert_ne!(Scenario::finish(crashed).await.code, Some(0));
+    let launched = s.stats().agents;
+    assert!((2..7).contains(&launched), "{launched}");
+    let rest = 7 - launched;
+
+    let asked = |answer: &'static str| {
+        let mut command = s.command();
+        command
+            .arg("apply")
+            .arg(&file)
+            .args(["--poll-interval", "20ms"]);
+        let redirected = s.path("stdout.txt");
+        async move { Scenario::in_terminal(&command, answer, Some(&redirected)).await }
+    };
+    let declined = asked("n\n").await;
+    assert_eq!(declined.code, Some(3), "{}", declined.stdout);
+    assert!(
+        declined.stdout.contains("+ fix-tests[acme/api]"),
+        "the plan is shown: {}",
+        declined.stdout
+    );
+    let question = declined
+        .stdout
+        .lines()
+        .find(|l| l.contains("agent(s)? [y/N]"))
+        .unwrap_or_else(|| panic!("{}", declined.stdout));
+    assert!(
+        question.starts_with(&format!("Launch {rest} agent(s)? [y/N]")),
+        "{question}"
+    );
+    assert!(
+        declined
+            .stdout
+            .contains("not confirmed: nothing was launched; to launch, run `orchestrate --state"),
+        "{}",
+        declined.stdout
+    );
+    assert_eq!(s.stats().agents, launched, "declining launched nothing");
+
+    let accepted = asked("y\n").await;
+    assert_eq!(accepted.code, Some(0), "{}", accepted.stdout);
+    assert!(
+        accepted
+            .stdout
+            .contains(&format!("Launch {rest} agent(s)? [y/N]"))
+    );
+    assert_eq!(
+        s.stats().agents,
+        launched + rest,
+        "as many launched as asked about"
+    );
+    every_launch_once(&s.stats());
+    s.shutdown().await;
+}
+
+/// Without a terminal, event lines carry their time, and a heartbeat says every
+/// `--heartbeat` how far the run is and which agents still work.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unattended_apply_stamps_its_lines_and_beats() {
+    let s = Scenario::on(Backend::V1).work(1500, 2000).start().await;
+    let ran = s
+        .apply(&Scenario::example("single-repo"), &["--heartbeat", "300ms"])
+        .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let stamped = |line: &str| {
+        let b = line.as_bytes();
+        b.len() > 11 && b[0] == b'[' && b[3] == b':' && b[6] == b':' && b[9] == b']'
+    };
+    let launched = ran.stderr.lines().find(|l| l.contains("launched")).unwrap();
+    assert!(stamped(launched), "{launched}");
+    let beat = ran
+        .stderr
+        .lines()
+        .find(|l| l.contains("still running:"))
+        .unwrap_or_else(|| panic!("no heartbeat in:\n{}", ran.stderr));
+    assert!(stamped(beat), "{beat}");
+    assert!(
+        beat.contains("0/1 settled (1 running)")
+            && beat.contains("still running: readme[acme/api] ["),
+        "{beat}"
+    );
+    // `0s` turns it off.
+    let quiet = s
+        .apply(
+            &Scenario::example("single-repo"),
+            &["--run", "again", "--heartbeat", "0s"],
+        )
+        .await;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("still running:"), "{}", quiet.stderr);
+    s.shutdown().await;
+}

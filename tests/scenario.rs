@@ -386,6 +386,62 @@ impl Scenario {
             .unwrap()
     }
 
+    /// Runs `command` to its end in a pseudo-terminal (util-linux `script`, in every Debian),
+    /// with `input` typed: what a user at a terminal sees, stdout and stderr together in
+    /// [`Ran::stdout`]. The command's own stdout may still be redirected by `redirect`.
+    pub(crate) async fn in_terminal(
+        command: &Command,
+        input: &str,
+        redirect: Option<&Path>,
+    ) -> Ran {
+        let which = std::process::Command::new("sh")
+            .args(["-c", "command -v script"])
+            .output()
+            .unwrap();
+        assert!(
+            which.status.success(),
+            "util-linux `script` is needed for terminal tests"
+        );
+        let words = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|w| shlex::try_quote(&w.to_string_lossy()).unwrap().into_owned())
+            .collect::<Vec<_>>();
+        let mut line = words.join(" ");
+        if let Some(file) = redirect {
+            line.push_str(" > ");
+            line.push_str(&shlex::try_quote(&file.to_string_lossy()).unwrap());
+        }
+        let mut script = std::process::Command::new("script");
+        script
+            .env_clear()
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                script.env(key, value);
+            }
+        }
+        if let Some(dir) = command.get_current_dir() {
+            script.current_dir(dir);
+        }
+        let input = input.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut child = script.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap().into()
+        })
+        .await
+        .unwrap()
+    }
+
     /// Runs the binary with `args` to its end.
     pub(crate) async fn run(&self, args: &[&str]) -> Ran {
         let mut command = self.command();

@@ -420,10 +420,20 @@ impl Prepared {
         })
     }
 
-    /// Agents this apply launches (retries may add more).
+    /// Agents this apply launches (retries may add more): new and relaunched instances, and
+    /// continued ones no agent was launched for yet (pending when a run was interrupted, or
+    /// blocked by a need `retry` relaunches). What a confirmation asks about.
     pub fn new_agents(&self) -> usize {
-        let [launch, relaunch, ..] = self.actions();
-        launch + relaunch
+        self.plan
+            .instances
+            .iter()
+            .zip(&self.merged.records)
+            .filter(|(instance, record)| match instance.action {
+                Action::Launch | Action::Relaunch => true,
+                Action::Continue => record.agent_id.is_none() && record.launch.is_none(),
+                Action::Adopt | Action::Keep => false,
+            })
+            .count()
     }
 
     /// The in-process simulator's URL, when simulated.
@@ -567,6 +577,26 @@ impl Started {
     /// The counts per state, as they change.
     pub fn counts(&self) -> watch::Receiver<Counts> {
         self.execution.counts()
+    }
+
+    /// The instances whose agents work, with how long they have, longest first, when asked.
+    pub fn running(&self) -> impl Fn() -> Vec<(String, Duration)> + Send + 'static {
+        let execution = self.execution.clone();
+        move || {
+            let mut running: Vec<(String, Duration)> = execution
+                .records()
+                .into_iter()
+                .filter(|r| r.state.has_live_agent())
+                .map(|r| {
+                    (
+                        r.key,
+                        r.started_at.map(Timestamp::elapsed).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            running.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            running
+        }
     }
 
     /// How long calls have waited on the API's quotas so far, when asked.

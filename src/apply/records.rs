@@ -25,6 +25,7 @@ pub fn recorded_map(
                 spec_hash: r.spec_hash.clone(),
                 end,
                 relaunch_requested: retry.contains(&r.state),
+                launched: r.attempt > 0 || r.agent_id.is_some() || r.launch.is_some(),
             };
             (r.key.clone(), recorded)
         })

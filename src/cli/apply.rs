@@ -2,7 +2,7 @@
 //! library prepares, starts and concludes the run (`crate::apply`); this parses, confirms,
 //! shows progress and picks the exit code.
 
-use std::io::{BufRead, IsTerminal, Write as _};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::hint::Hints;
-use super::progress::LiveView;
+use super::progress::{DEFAULT_HEARTBEAT, LiveView, Sources};
 use super::{Error, Exit, Output};
 use crate::apply::{Conclusion, Finished, Request, SIMULATED_SPEED, Tuning, Webhooks, conclude};
 use crate::cursor::ConfigError;
@@ -75,6 +75,10 @@ pub struct TuningArgs {
     /// stops, resumable, with exit 4 (default 2m).
     #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
     pub outage_budget: Option<Duration>,
+    /// Without a terminal (CI, cron), how often to print the counts and the agents still
+    /// running (default 1m; 0s for never).
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, help_heading = "Tuning")]
+    pub heartbeat: Option<Duration>,
 }
 
 impl From<TuningArgs> for Tuning {
@@ -115,7 +119,8 @@ pub async fn run(
     args: ApplyArgs,
 ) -> Result<Exit, Error> {
     let loaded = spec::load(&args.file)?;
-    apply(out, state_dir, &loaded, args.request(), args.yes).await
+    let heartbeat = args.tuning.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
+    apply(out, state_dir, &loaded, args.request(), args.yes, heartbeat).await
 }
 
 /// `retry`: the run's recorded workflow applied again, its instances in a state of `states`
@@ -137,7 +142,8 @@ pub async fn retry(
         retry: states,
         ..Request::default()
     };
-    apply(out, state_dir, &loaded, request, yes).await
+    let heartbeat = tuning.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
+    apply(out, state_dir, &loaded, request, yes, heartbeat).await
 }
 
 /// Prepares, confirms, runs and concludes one apply.
@@ -147,6 +153,7 @@ async fn apply(
     loaded: &spec::Loaded,
     request: Request,
     yes: bool,
+    heartbeat: Duration,
 ) -> Result<Exit, Error> {
     let (store, aside) = StoreHandle::open_setting_aside(state_dir)?;
     if let Some(aside) = aside {
@@ -185,7 +192,9 @@ async fn apply(
     ));
     let new_agents = prepared.new_agents();
     if new_agents > 0 && !simulate && !yes && !confirm(out, &prepared, new_agents, &hints, &file)? {
-        return Err(Error::Usage("not confirmed: nothing launched".into()));
+        return Err(Error::NotConfirmed {
+            resume: hints.resume(&file, &prepared.plan().run_context.key),
+        });
     }
 
     let interrupt = CancellationToken::new();
@@ -201,7 +210,7 @@ async fn apply(
         interrupt.clone(),
         stop_agents.clone(),
     );
-    let live = LiveView::new(out, prepared.plan().instances.len());
+    let live = LiveView::new(out, prepared.plan().instances.len(), heartbeat);
     let lines = live.clone();
     let report = Arc::new(move |progress: &crate::exec::Progress| {
         if let Some(line) = progress.line() {
@@ -212,7 +221,11 @@ async fn apply(
     if let Some((addr, path)) = started.webhook_address() {
         out.status(&format!("receiving webhooks on {addr} at {path}"));
     }
-    let view = live.follow(started.counts(), started.quota_clock());
+    let view = live.follow(Sources {
+        counts: started.counts(),
+        waited: Box::new(started.quota_clock()),
+        running: Box::new(started.running()),
+    });
     let halt = started.execute().await;
     view.abort();
     cancel_watch.abort();
@@ -272,11 +285,20 @@ fn confirm(
             hints.resume(file, key)
         )));
     }
-    out.stdout(&prepared.plan().render(crate::plan::Format::Text));
-    eprint!("Launch {new_agents} agent(s)? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
+    // The plan and the question go to the same place, the terminal's stderr: with stdout
+    // redirected, one is never asked about a plan one cannot see.
+    let plan = prepared
+        .plan()
+        .render_colored(crate::plan::Format::Text, out.is_colored());
+    let answer = out.ask(
+        &plan,
+        &format!("Launch {new_agents} agent(s)? [y/N] "),
+        || {
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            answer
+        },
+    );
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 

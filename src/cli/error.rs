@@ -50,6 +50,13 @@ pub enum Error {
         /// What to do, printed after it.
         hint: String,
     },
+    /// The user declined the launch: nothing was done, and the command that launches is
+    /// given. Not bad input: the run is where it was, to continue when they want.
+    #[error("not confirmed: nothing was launched; to launch, run `{resume}`")]
+    NotConfirmed {
+        /// The command that launches without asking.
+        resume: String,
+    },
     /// Several errors, printed in turn; the worst decides the exit.
     #[error("{} errors", .0.len())]
     Many(Vec<Error>),
@@ -71,6 +78,7 @@ impl Error {
                 _ => Exit::ApiUnusable,
             },
             Error::Config(_) | Error::Unusable(_) => Exit::ApiUnusable,
+            Error::NotConfirmed { .. } => Exit::Interrupted,
             Error::Hinted { error, .. } => error.exit_code(),
             Error::Many(errors) => errors
                 .iter()
@@ -151,6 +159,12 @@ mod tests {
                 Exit::ApiUnusable,
             ),
             (Error::Usage("x".into()).hinted("do y"), Exit::Invalid),
+            (
+                Error::NotConfirmed {
+                    resume: "orchestrate apply w.yaml --run k --yes".into(),
+                },
+                Exit::Interrupted,
+            ),
             (
                 Error::Many(vec![Error::Usage("a".into()), Error::Unusable("b".into())]),
                 Exit::ApiUnusable,

@@ -71,6 +71,20 @@ impl Output {
         self
     }
 
+    /// Whether stderr is coloured.
+    pub fn is_colored(&self) -> bool {
+        self.color
+    }
+
+    /// Shows `context` and asks `question` on stderr, then returns what `read` answers.
+    pub fn ask(&self, context: &str, question: &str, read: impl FnOnce() -> String) -> String {
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "{context}\n{question}");
+        let _ = stderr.flush();
+        drop(stderr);
+        read()
+    }
+
     /// Whether `-q` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet

@@ -16,6 +16,8 @@ pub struct Recorded {
     pub end: End,
     /// The user asked to run it again (`retry`).
     pub relaunch_requested: bool,
+    /// An agent was launched for it, or a launch was begun (and may have made one).
+    pub launched: bool,
 }
 
 /// How a recorded instance ended, as far as the diff is concerned.
@@ -151,6 +153,9 @@ impl Plan {
                     (Action::Relaunch, Some(RelaunchReason::NeedRelaunched))
                 }
                 Some(r) if r.end != End::Unfinished => (Action::Keep, None),
+                // Recorded but never launched (a run stopped before its turn, or blocked by a
+                // need that runs again): what happens is a launch, and the plan says so.
+                Some(r) if !r.launched => (Action::Launch, None),
                 Some(_) => (Action::Continue, None),
             };
             self.instances[index].relaunch = relaunch;
@@ -216,6 +221,7 @@ mod tests {
                         End::Unfinished
                     },
                     relaunch_requested: false,
+                    launched: true,
                 };
                 (i.key.to_string(), r)
             })
@@ -311,5 +317,34 @@ mod tests {
         again.diff(&recorded);
         assert_eq!(again.instances[0].action, Action::Continue);
         assert_eq!(again.instances[4].action, Action::Launch);
+        // Recorded, but never launched (a run stopped before its turn): a launch.
+        recorded.get_mut("bump[a/y]").unwrap().launched = false;
+        again.diff(&recorded);
+        assert_eq!(again.instances[1].action, Action::Launch);
+    }
+
+    #[test]
+    fn a_changed_prompt_says_what_changed() {
+        let before = pipeline("bump it");
+        let mut after = pipeline("\"bump it\\nand test\"");
+        after.diff(&recorded_from(&before, true));
+        after.explain(&before);
+        let changes = &after.instances[0].changes;
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].field, "prompt");
+        assert_eq!(changes[0].before, "bump it");
+        assert!(
+            after.instances[2].changes.is_empty(),
+            "fix relaunches for its need only"
+        );
+        let text = after.render(crate::plan::Format::Text);
+        assert!(
+            text.contains("~ bump[a/x] (relaunch: its prompt changed; a new agent)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("        | bump it\n      + | and test"),
+            "{text}"
+        );
     }
 }

@@ -496,7 +496,12 @@ fn shown(value: &str) -> String {
 
 /// The lines of a changed prompt: `-` as recorded, `+` as now, the others as they were.
 fn text_diff(out: &mut String, change: &Change, paint: Paint) {
-    let diff = similar::TextDiff::from_lines(change.before.trim_end(), change.after.trim_end());
+    // Every line ends in a newline, so that the last is compared as the others are.
+    let (before, after) = (
+        format!("{}\n", change.before.trim_end()),
+        format!("{}\n", change.after.trim_end()),
+    );
+    let diff = similar::TextDiff::from_lines(&before, &after);
     for line in diff.iter_all_changes() {
         let text = line.value().trim_end_matches('\n');
         let _ = match line.tag() {

@@ -77,12 +77,7 @@ pub fn parse_duration(text: &str, scale: Scale) -> Result<Duration, DurationErro
             scale.examples()
         )
     };
-    let duration =
-        humantime::parse_duration(trimmed).map_err(|e| error(e.to_string(), examples()))?;
-    if duration.is_zero() {
-        return Err(error("it must be longer than zero".to_owned(), examples()));
-    }
-    Ok(duration)
+    humantime::parse_duration(trimmed).map_err(|e| error(e.to_string(), examples()))
 }
 
 /// `--older-than` and other ages: a bare number is refused with a suggestion in days.
