@@ -4,6 +4,7 @@
 //! and a heartbeat every `--heartbeat` with the counts and the agents still running, so
 //! that an hour of agents' work is not an hour of silence.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -89,10 +90,10 @@ pub fn heartbeat_line(moment: &Moment) -> String {
         short(moment.elapsed)
     );
     if let Some(left) = moment.estimate() {
-        line.push_str(&format!(", ~{} left", short(left)));
+        let _ = write!(line, ", ~{} left", short(left));
     }
     if moment.waited >= Duration::from_secs(1) {
-        line.push_str(&format!("; {} waited on quotas", short(moment.waited)));
+        let _ = write!(line, "; {} waited on quotas", short(moment.waited));
     }
     if !moment.running.is_empty() {
         let named: Vec<String> = moment
@@ -101,9 +102,9 @@ pub fn heartbeat_line(moment: &Moment) -> String {
             .take(SHOWN)
             .map(|(key, running)| format!("{key} [{} elapsed]", short(*running)))
             .collect();
-        line.push_str(&format!("; still running: {}", named.join(", ")));
+        let _ = write!(line, "; still running: {}", named.join(", "));
         if moment.running.len() > SHOWN {
-            line.push_str(&format!(" and {} more", moment.running.len() - SHOWN));
+            let _ = write!(line, " and {} more", moment.running.len() - SHOWN);
         }
     }
     line
