@@ -327,3 +327,85 @@ fn an_age_without_a_unit_suggests_days() {
     assert_eq!(output.status.code(), Some(2));
     insta::assert_snapshot!(text(&output.stderr).lines().next().unwrap_or_default(), @"error: invalid value '30' for '--older-than <DURATION>': `30` is not a duration: a number needs a unit; write `30d` for days, or `30h`");
 }
+
+/// The examples call the composite action with inputs it has (its required ones given) and
+/// read outputs it has; its own `orchestrate` lines parse.
+#[test]
+fn github_actions_examples_use_the_action_as_it_is() {
+    let root = crate::support::repo_root();
+    let action: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("action.yml")).unwrap()).unwrap();
+    assert_eq!(action["runs"]["using"], "composite");
+    let names = |key: &str| -> Vec<String> {
+        action[key]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (inputs, outputs) = (names("inputs"), names("outputs"));
+    let required: Vec<&String> = inputs
+        .iter()
+        .filter(|i| action["inputs"][i.as_str()]["required"] == true)
+        .collect();
+    assert!(required.iter().any(|r| *r == "workflow"));
+    let mut uses = 0;
+    for name in ["nightly-sweep.yml", "batch-refactor.yml"] {
+        let source =
+            std::fs::read_to_string(root.join("examples/github-actions").join(name)).unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
+        for (_, job) in yaml["jobs"].as_mapping().unwrap() {
+            for step in job["steps"].as_sequence().unwrap() {
+                let Some(used) = step["uses"].as_str() else {
+                    continue;
+                };
+                if !used.contains("/orchestrate@") {
+                    continue;
+                }
+                uses += 1;
+                let with = step["with"].as_mapping().unwrap();
+                let given: Vec<&str> = with.keys().map(|k| k.as_str().unwrap()).collect();
+                for key in &given {
+                    assert!(inputs.iter().any(|i| i == key), "{name}: no input `{key}`");
+                }
+                for key in &required {
+                    assert!(given.contains(&key.as_str()), "{name}: `{key}` is required");
+                }
+                let id = step["id"].as_str().unwrap();
+                let prefix = format!("steps.{id}.outputs.");
+                for (at, _) in source.match_indices(&prefix) {
+                    let rest = &source[at + prefix.len()..];
+                    let output: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                        .collect();
+                    assert!(outputs.contains(&output), "{name}: no output `{output}`");
+                }
+            }
+        }
+    }
+    assert_eq!(uses, 2, "each example uses the action");
+    let script = std::fs::read_to_string(root.join("action.yml")).unwrap();
+    for line in script
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("orchestrate "))
+    {
+        let mut words: Vec<&str> = line
+            .split_whitespace()
+            .skip(1)
+            .take_while(|w| !w.starts_with('"') && !w.starts_with('$') && *w != "||")
+            .collect();
+        // A flag whose value is a variable is checked without it.
+        if words.last().is_some_and(|w| w.starts_with("--")) {
+            words.pop();
+        }
+        let output = orchestrate().args(&words).arg("--help").output().unwrap();
+        assert!(
+            output.status.success(),
+            "action.yml: `{line}`: {}",
+            text(&output.stderr)
+        );
+    }
+}
