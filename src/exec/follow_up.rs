@@ -150,10 +150,13 @@ impl<B: Backend> Execution<B> {
         let rendered = instance.follow_ups.get(next).map(|follow_up| {
             let context = self.context(index, Some(output_of(agent, record)));
             let templates = &self.plan.templates;
+            let explained = |error: minijinja::Error| crate::plan::render_message(&error);
             let wanted = follow_up.condition.as_ref().map_or(Ok(true), |condition| {
-                templates.condition(condition, &context)
+                templates.condition(condition, &context).map_err(explained)
             });
-            let text = templates.render(Field::FollowUp(&instance.task, next), &context);
+            let text = templates
+                .render(Field::FollowUp(&instance.task, next), &context)
+                .map_err(explained);
             (wanted, text)
         });
         choose(number, rendered)

@@ -261,7 +261,10 @@ impl<B: Backend> Execution<B> {
         let prompt = match prompt {
             Ok(prompt) => prompt,
             Err(error) => {
-                let detail = format!("cannot render the prompt: {error}");
+                let detail = format!(
+                    "cannot render the prompt: {}",
+                    crate::plan::render_message(&error)
+                );
                 self.settle(index, record, InstanceState::Failed, detail)
                     .await?;
                 return Ok(None);

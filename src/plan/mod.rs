@@ -399,12 +399,28 @@ impl PlanError {
     }
 }
 
-fn render_message(error: &minijinja::Error) -> String {
+/// A render error for people: what failed, the expression it failed on and its line, and
+/// for a missing value how to give it a default.
+pub fn render_message(error: &minijinja::Error) -> String {
     let mut message = error
         .detail()
         .map_or_else(|| error.kind().to_string(), str::to_owned);
+    let expression = error
+        .range()
+        .zip(error.template_source())
+        .and_then(|(range, source)| source.get(range))
+        .map(str::trim);
+    if let Some(expression) = expression {
+        message = format!("{message}: `{expression}`");
+    }
     if let Some(line) = error.line() {
         message = format!("{message} (template line {line})");
+    }
+    if error.kind() == minijinja::ErrorKind::UndefinedError {
+        let shown = expression.unwrap_or("value");
+        message = format!(
+            "{message}; if it may be missing, give it a default: `{{{{ {shown} | default('none') }}}}`"
+        );
     }
     message
 }
@@ -771,4 +787,19 @@ fn check_branch(branch: &str) -> Result<(), &'static str> {
         return Err("it holds a space, a control character or one of ~ ^ : ? * [ \\");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod render_tests {
+    #[test]
+    fn a_render_error_names_the_expression_its_line_and_a_default() {
+        let env = crate::spec::template::environment();
+        let template = env
+            .template_from_str("Ship it.\nPR: {{ need.pr_url }}")
+            .unwrap();
+        let error = template
+            .render(minijinja::context! { need => minijinja::context! {} })
+            .unwrap_err();
+        insta::assert_snapshot!(super::render_message(&error), @"undefined value: `need.pr_url` (template line 2); if it may be missing, give it a default: `{{ need.pr_url | default('none') }}`");
+    }
 }

@@ -185,7 +185,7 @@ fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnost
         found.sort_by_key(Diagnostic::offset);
         found
     };
-    let found = shape::check(&document.value, &document.spans);
+    let found = shape::check(&document.value, &document.spans, file);
     if !found.is_empty() {
         return Err(sorted(found));
     }

@@ -11,16 +11,18 @@ use std::sync::LazyLock;
 use serde_json::Value as Schema;
 use serde_yaml::Value;
 
+use super::SourceFile;
 use super::yaml::{KeyPath, Spans};
 use super::{DURATION_FORMAT, Diagnostic, HumanDuration, REPO_URL_FORMAT, RepoUrl, did_you_mean};
 
 static WORKFLOW_SCHEMA: LazyLock<Schema> = LazyLock::new(super::json_schema);
 
 /// Every place where `value` does not fit the workflow schema.
-pub fn check(value: &Value, spans: &Spans) -> Vec<Diagnostic> {
+pub fn check(value: &Value, spans: &Spans, file: &SourceFile) -> Vec<Diagnostic> {
     let mut checker = Checker {
         root: &WORKFLOW_SCHEMA,
         spans,
+        file,
         found: Vec::new(),
     };
     checker.node(value, &WORKFLOW_SCHEMA, &KeyPath::root());
@@ -84,6 +86,7 @@ impl Kind {
 struct Checker<'a> {
     root: &'a Schema,
     spans: &'a Spans,
+    file: &'a SourceFile,
     found: Vec<Diagnostic>,
 }
 
@@ -215,6 +218,7 @@ impl<'a> Checker<'a> {
                     let mut trial = Checker {
                         root: self.root,
                         spans: self.spans,
+                        file: self.file,
                         found: Vec::new(),
                     };
                     trial.node(value, branch, path);
@@ -360,7 +364,16 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        let help = if expected.contains(&Kind::String)
+        let span = self.spans.value(path);
+        let template = (found == Kind::Mapping && expected.contains(&Kind::String))
+            .then(|| {
+                let line = self.file.line_column(span.start).0;
+                super::yaml::template_value_hint(self.file, line)
+            })
+            .flatten();
+        let help = if let Some(template) = template {
+            Some(template)
+        } else if expected.contains(&Kind::String)
             && matches!(found, Kind::Integer | Kind::Number | Kind::Boolean)
         {
             let shown = serde_yaml::to_string(value).unwrap_or_default();

@@ -116,6 +116,16 @@ impl Scope<'_> {
                         name: format!("{root}.{field}"),
                         known,
                     });
+                } else if let (true, Some(output)) = (root == "needs", parts.next()) {
+                    // `needs.<task>.<output>`: what a need's agent gives, known now, not
+                    // found missing when the need has run and paid for its agent.
+                    let outputs = || NEED_FIELDS.iter().chain(AGENT_FIELDS);
+                    if !outputs().any(|f| *f == output) {
+                        unknown.push(UnknownName {
+                            name: format!("needs.{field}.{output}"),
+                            known: outputs().map(|f| format!("needs.{field}.{f}")).collect(),
+                        });
+                    }
                 }
             }
         }
@@ -153,6 +163,14 @@ mod tests {
             ["agent", "repo.nme", "vars.x"]
         );
         assert_eq!(unknown_in("{{ needs.fix }}", &scope), ["needs.fix"]);
+        // A need's outputs are known before it runs: a typo is found now, not after.
+        assert_eq!(
+            unknown_in(
+                "{{ needs.bump.pr_ulr }} {{ needs.bump.pr_url }} {{ needs.bump.repo.name }}",
+                &scope
+            ),
+            ["needs.bump.pr_ulr"]
+        );
     }
 
     #[test]

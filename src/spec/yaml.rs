@@ -168,6 +168,10 @@ fn syntax_error(file: &SourceFile, error: &serde_yaml::Error) -> Diagnostic {
         || short.contains("cannot start any token") && file.text()[offset..].starts_with('\t')
     {
         Some("YAML does not allow tabs for indentation: indent with spaces".to_owned())
+    } else if let Some(quoted) = template_value_hint(file, location.line()) {
+        Some(quoted)
+    } else if let Some(indent) = indentation_hint(file, location.line(), location.column()) {
+        Some(indent)
     } else if short.starts_with("recursion limit exceeded") {
         Some("workflows nest a few levels deep; this file nests more than 128".to_owned())
     } else if short.contains("more than one document") {
@@ -181,6 +185,52 @@ fn syntax_error(file: &SourceFile, error: &serde_yaml::Error) -> Diagnostic {
         "here"
     };
     Diagnostic::at(span, format!("invalid YAML: {short}"), label).maybe_help(help)
+}
+
+/// The text of line `line` (from 1).
+fn line_text(file: &SourceFile, line: usize) -> &str {
+    let start = file.offset(line, 0);
+    let rest = &file.text()[start..];
+    rest.split('\n')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r')
+}
+
+/// `key: {{ name }} and more` is a YAML mapping, then nonsense: a value that starts with
+/// `{{` must be quoted. The hint writes the line quoted.
+pub fn template_value_hint(file: &SourceFile, line: usize) -> Option<String> {
+    let text = line_text(file, line);
+    let (key, value) = text.split_once(": ")?;
+    let value = value.trim();
+    if !value.starts_with("{{") && !value.starts_with("{%") {
+        return None;
+    }
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    Some(format!(
+        "a value that starts with `{{{{` is read as a YAML mapping: quote it: `{}: \"{escaped}\"`",
+        key.trim()
+    ))
+}
+
+/// An error at the first character of a line indented unlike the line above: most often
+/// a key that should line up with its siblings.
+fn indentation_hint(file: &SourceFile, line: usize, column: usize) -> Option<String> {
+    let text = line_text(file, line);
+    let indent = text.len() - text.trim_start_matches(' ').len();
+    if column != indent + 1 || text.trim().is_empty() {
+        return None;
+    }
+    let above = (1..line)
+        .rev()
+        .map(|l| line_text(file, l))
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let above_indent = above.len() - above.trim_start_matches(' ').len();
+    (above_indent != indent).then(|| {
+        format!(
+            "this line is indented {indent} spaces and the one above {above_indent}: keys of one mapping line up, and a nested one is indented further"
+        )
+    })
 }
 
 fn next_char_len(text: &str, offset: usize) -> usize {
