@@ -91,8 +91,15 @@ async fn api_commands_work_and_never_show_the_key() {
         &["-vv", "repos"],
         &["-vv", "agents", "list"],
         &["-vv", "agents", "list", "--json", "--all", "--limit", "1"],
+        &[
+            "-vv", "agents", "list", "-o", "json", "--all", "--limit", "1",
+        ],
     ]);
-    run_all(&url, "v0", commands).await;
+    let outputs = run_all(&url, "v0", commands).await;
+    // `-o json` is `--json` by its new name; piped, the table is whole tab-separated rows.
+    assert_eq!(outputs[4], outputs[5]);
+    let row = outputs[3].lines().nth(1).unwrap_or_default();
+    assert_eq!(row.split('\t').count(), 6, "{}", outputs[3]);
     sim.shutdown().await;
 }
 

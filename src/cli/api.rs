@@ -5,17 +5,28 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{Error, Exit, Output};
+use super::{Error, Exit, Listing, Output};
 use crate::cursor::model::v1::{self, AgentRunId};
 use crate::cursor::model::{Agent, AgentId};
 use crate::cursor::{ApiError, Client, ClientConfig, ConfigError, MAX_PAGE};
+use crate::report::{Table, Terminal, short_id};
 use crate::spec::ApiVersion;
 
 /// What every API command takes: the output form and the API version.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Print the API's JSON.
-    #[arg(long, global = true)]
+    /// Output format (`json`: the API's JSON).
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    output: Listing,
+    /// `-o json`, by its older name.
+    #[arg(long, global = true, hide = true)]
     json: bool,
     /// The API version to call: v1 (default) or v0.
     #[arg(long, global = true, value_name = "VERSION", env = crate::spec::API_VERSION_VAR, value_parser = str::parse::<ApiVersion>)]
@@ -101,7 +112,7 @@ pub fn client_for(api: &crate::spec::Api) -> Result<Client, Error> {
 pub async fn run(out: &Output, command: ApiCommand, args: ApiArgs) -> Result<Exit, Error> {
     let version = args.api.unwrap_or_default();
     let client = client_from_env()?;
-    let json = args.json;
+    let json = args.json || args.output == Listing::Json;
     if matches!(command, ApiCommand::Repos) && client.quotas().next_repositories_call().is_some() {
         out.status("waiting for the repositories quota (1 call per minute, 30 per hour)...");
     }
@@ -189,7 +200,7 @@ async fn agents(
                     &serde_json::json!({ "agents": agents, "nextCursor": cursor }),
                 );
             } else {
-                out.stdout(&agent_table(&agents));
+                out.stdout(&agent_table(&agents, out.terminal()));
                 if let Some(cursor) = cursor {
                     out.status(&format!("more: orchestrate agents list --cursor {cursor}"));
                 }
@@ -244,24 +255,31 @@ async fn agents(
     Ok(())
 }
 
-fn agent_table(agents: &[Agent]) -> String {
-    let mut table = String::from("ID\tSTATUS\tREPOSITORY\tBRANCH\tPR\tCREATED\n");
+fn agent_table(agents: &[Agent], terminal: Option<Terminal>) -> String {
+    let mut table = Table::new(&["ID", "STATUS", "REPOSITORY", "BRANCH", "PR", "CREATED"]);
     for agent in agents {
         let repo = agent
             .repository()
             .unwrap_or("-")
             .trim_start_matches("https://github.com/");
-        let _ = writeln!(
-            table,
-            "{}\t{}\t{repo}\t{}\t{}\t{}",
-            agent.id,
-            agent.status,
-            agent.branch().unwrap_or("-"),
-            agent.pr_url().unwrap_or("-"),
-            agent.created_at.as_deref().unwrap_or("-"),
-        );
+        table.row([
+            shown_id(&agent.id.0, terminal),
+            agent.status.to_string(),
+            repo.to_owned(),
+            agent.branch().unwrap_or("-").to_owned(),
+            agent.pr_url().unwrap_or("-").to_owned(),
+            agent.created_at.clone().unwrap_or_else(|| "-".into()),
+        ]);
     }
-    table
+    table.render(terminal)
+}
+
+/// An agent id, short in a terminal (as git shows commits), whole when piped.
+fn shown_id(id: &str, terminal: Option<Terminal>) -> String {
+    match terminal {
+        Some(_) => short_id(id),
+        None => id.to_owned(),
+    }
 }
 
 fn agent_details(agent: &Agent) -> String {
@@ -353,7 +371,7 @@ async fn agents_v1(
                     &serde_json::json!({ "items": agents, "nextCursor": cursor }),
                 );
             } else {
-                out.stdout(&agent_table_v1(&agents));
+                out.stdout(&agent_table_v1(&agents, out.terminal()));
                 if let Some(cursor) = cursor {
                     out.status(&format!("more: orchestrate agents list --cursor {cursor}"));
                 }
@@ -462,20 +480,21 @@ fn conversation_text_v1(runs: &[v1::Run]) -> String {
     text
 }
 
-fn agent_table_v1(agents: &[v1::Agent]) -> String {
-    let mut table = String::from("ID\tSTATUS\tNAME\tLATEST RUN\tCREATED\n");
+fn agent_table_v1(agents: &[v1::Agent], terminal: Option<Terminal>) -> String {
+    let mut table = Table::new(&["ID", "STATUS", "NAME", "LATEST RUN", "CREATED"]);
     for agent in agents {
-        let _ = writeln!(
-            table,
-            "{}\t{}\t{}\t{}\t{}",
-            agent.id,
-            agent.status.as_deref().unwrap_or("-"),
-            agent.name.as_deref().unwrap_or("-"),
-            agent.latest_run_id.as_ref().map_or("-", |r| r.0.as_str()),
-            agent.created_at.as_deref().unwrap_or("-"),
-        );
+        table.row([
+            shown_id(&agent.id.0, terminal),
+            agent.status.clone().unwrap_or_else(|| "-".into()),
+            agent.name.clone().unwrap_or_else(|| "-".into()),
+            agent
+                .latest_run_id
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |r| shown_id(&r.0, terminal)),
+            agent.created_at.clone().unwrap_or_else(|| "-".into()),
+        ]);
     }
-    table
+    table.render(terminal)
 }
 
 /// The items of one page from after `cursor`, or of every page with `all`; and the cursor of
