@@ -167,6 +167,52 @@ pub fn parse(file: &SourceFile) -> Result<Workflow, Vec<Diagnostic>> {
     parse_with_spans(file).map(|(workflow, _)| workflow)
 }
 
+/// The problems of the whole workflow (references, cycles, templates) found despite schema
+/// problems, so that one `validate` reports both kinds. The keys with schema problems are
+/// left out, and the workflow checked without them; problems in the task or section that
+/// held them are dropped, as they may come from the removal. Nothing when a problem cannot
+/// be set aside that way (a whole task, a required key).
+fn checks_despite(
+    document: &yaml::Document,
+    shape: &[Diagnostic],
+    file: &SourceFile,
+) -> Vec<Diagnostic> {
+    let mut pruned = document.value.clone();
+    let mut damaged = Vec::new();
+    for diagnostic in shape {
+        let Some((span, _)) = &diagnostic.primary else {
+            return Vec::new();
+        };
+        let Some(path) = document.spans.node_at(span.start) else {
+            return Vec::new();
+        };
+        // A key inside a task (`tasks.ID.KEY`) or a section (`defaults.KEY`): never a whole
+        // task, whose removal would make references to it look wrong.
+        let in_task = path.to_string().starts_with("tasks.");
+        let region = if in_task { 2 } else { 1 };
+        if path.depth() <= region || !path.remove_from(&mut pruned) {
+            return Vec::new();
+        }
+        damaged.push(document.spans.whole(&path.prefix(region)));
+    }
+    if !shape::check(&pruned, &document.spans, file).is_empty() {
+        return Vec::new();
+    }
+    let Ok(workflow) = serde_yaml::from_value::<Workflow>(pruned) else {
+        return Vec::new();
+    };
+    checks::check(&workflow, &document.spans, file)
+        .into_iter()
+        .filter(|d| {
+            d.primary.as_ref().is_some_and(|(span, _)| {
+                !damaged
+                    .iter()
+                    .any(|r| span.start < r.end && r.start < span.end.max(span.start + 1))
+            })
+        })
+        .collect()
+}
+
 fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnostic>> {
     if file.text().trim().is_empty() {
         return Err(vec![Diagnostic::file("the file is empty").help(
@@ -185,8 +231,10 @@ fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnost
         found.sort_by_key(Diagnostic::offset);
         found
     };
-    let found = shape::check(&document.value, &document.spans, file);
+    let mut found = shape::check(&document.value, &document.spans, file);
     if !found.is_empty() {
+        let semantic = checks_despite(&document, &found, file);
+        found.extend(semantic);
         return Err(sorted(found));
     }
     let workflow: Workflow = serde_yaml::from_value(document.value).map_err(|error| {
@@ -200,4 +248,40 @@ fn parse_with_spans(file: &SourceFile) -> Result<(Workflow, Spans), Vec<Diagnost
         return Err(sorted(found));
     }
     Ok((workflow, document.spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(yaml: &str) -> Vec<String> {
+        parse(&SourceFile::new("w.yaml", yaml))
+            .unwrap_err()
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn schema_and_workflow_problems_are_reported_together_and_only_real_ones() {
+        let base = "version: 1\nname: w\ntasks:\n  bump:\n    repo: https://github.com/a/b\n";
+        // A bad key in one task, an unknown name in another: both at once.
+        let both = messages(&format!(
+            "{base}    prompt: Bump.\n    timeot: 1h\n  fix:\n    repo: https://github.com/a/b\n    prompt: \"{{{{ repo.nme }}}}\"\n"
+        ));
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[1].contains("repo.nme"), "{both:?}");
+        // A task missing its prompt cannot be set aside: the others' references to it would
+        // look wrong, so only the schema problem is said.
+        let missing = messages(&format!(
+            "{base}  fix:\n    repo: https://github.com/a/b\n    needs: [bump]\n    prompt: Fix.\n"
+        ));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("prompt"), "{missing:?}");
+        // A problem in the task that held the bad key is not reported: it may come from the
+        // removal (here, a task without `repo` or `fleet`).
+        let same_task =
+            messages("version: 1\nname: w\ntasks:\n  bump:\n    repo: 42\n    prompt: Bump.\n");
+        assert_eq!(same_task.len(), 1, "{same_task:?}");
+    }
 }

@@ -32,6 +32,35 @@ impl KeyPath {
         Self::default()
     }
 
+    /// How many keys and indexes deep it is.
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Its first `depth` segments.
+    #[must_use]
+    pub fn prefix(&self, depth: usize) -> Self {
+        Self(self.0.iter().take(depth).cloned().collect())
+    }
+
+    /// Removes the key it names from its mapping in `value`; false when it names no key.
+    pub fn remove_from(&self, value: &mut Value) -> bool {
+        let Some((Segment::Key(last), parents)) = self.0.split_last() else {
+            return false;
+        };
+        let mut node = value;
+        for segment in parents {
+            let next = match segment {
+                Segment::Key(key) => node.get_mut(key.as_str()),
+                Segment::Index(index) => node.get_mut(*index),
+            };
+            let Some(next) = next else { return false };
+            node = next;
+        }
+        node.as_mapping_mut()
+            .is_some_and(|mapping| mapping.remove(last.as_str()).is_some())
+    }
+
     /// This path extended by a key.
     #[must_use]
     pub fn key(&self, key: &str) -> Self {
@@ -103,6 +132,26 @@ impl Spans {
     pub fn key(&self, path: &KeyPath) -> Span {
         self.find(path)
             .map_or(Span::point(0), |n| n.key.unwrap_or(n.value))
+    }
+
+    /// The deepest node whose key or value holds `offset`: where a problem found there is.
+    pub fn node_at(&self, offset: usize) -> Option<&KeyPath> {
+        let holds = |span: Span| span.start <= offset && offset < span.end.max(span.start + 1);
+        self.nodes
+            .iter()
+            .filter(|(_, node)| holds(node.value) || node.key.is_some_and(holds))
+            .max_by_key(|(path, _)| path.0.len())
+            .map(|(path, _)| path)
+    }
+
+    /// From the start of the key at `path` to the end of its value.
+    pub fn whole(&self, path: &KeyPath) -> Span {
+        let value = self.value(path);
+        let start = self
+            .find(path)
+            .and_then(|n| n.key)
+            .map_or(value.start, |k| k.start);
+        Span::new(start.min(value.start), value.end)
     }
 
     fn find(&self, path: &KeyPath) -> Option<&NodeSpans> {
