@@ -1087,3 +1087,56 @@ async fn an_unattended_apply_stamps_its_lines_and_beats() {
     assert!(!quiet.stderr.contains("still running:"), "{}", quiet.stderr);
     s.shutdown().await;
 }
+
+/// A need that opened no pull request has no `pr_url`: a prompt that prints it fails to
+/// launch, saying so and how to print something else, rather than sending "Review ." to a
+/// paid agent; `or` gives the words to print instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_output_is_never_printed_as_nothing() {
+    let s = Scenario::on(Backend::V1).start().await;
+    let file = s.write(
+        "missing.yaml",
+        "version: 1\nname: missing\ntasks:\n  bump:\n    repo: https://github.com/acme/api\n    prompt: Bump.\n\
+         \n  review:\n    repo: https://github.com/acme/api\n    needs: [bump]\n    prompt: \"Review {{ needs.bump[0].pr_url }}.\"\n\
+         \n  note:\n    repo: https://github.com/acme/api\n    needs: [bump]\n    prompt: \"Review {{ needs.bump[0].pr_url or 'the branch' }}.\"\n",
+    );
+    let ran = s.apply(&file, &[]).await;
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let status = s.status().await;
+    assert_eq!(status.count("succeeded"), 2, "{status}");
+    let review = status
+        .instances()
+        .iter()
+        .find(|i| i["key"] == "review[acme/api]")
+        .unwrap();
+    assert_eq!(review["state"], "failed");
+    // Its error is recorded, for `status` and the report, and said once as it happens.
+    let why = review["error"].as_str().unwrap_or_default();
+    insta::assert_snapshot!(why, @"cannot render the prompt: a value is missing, and would print as nothing: `needs.bump[0].pr_url` (template line 1); if it may be missing, say what to print instead: `{{ needs.bump[0].pr_url or 'none' }}`");
+    assert_eq!(
+        ran.stderr.matches("would print as nothing").count(),
+        1,
+        "{}",
+        ran.stderr
+    );
+    let prompts: Vec<String> = s
+        .launches()
+        .iter()
+        .map(|l| {
+            l.body["prompt"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        prompts.contains(&"Review the branch.".to_owned()),
+        "{prompts:?}"
+    );
+    assert_eq!(
+        prompts.len(),
+        2,
+        "the review was never launched: {prompts:?}"
+    );
+    s.shutdown().await;
+}

@@ -110,6 +110,23 @@ pub fn heartbeat_line(moment: &Moment) -> String {
     line
 }
 
+/// An event line with its first word coloured by what it says: green for success, red for
+/// failure, yellow for a retry or a wait, cyan for a launch.
+pub fn painted(line: &str, color: bool) -> String {
+    let word = line.split_whitespace().next().unwrap_or_default();
+    let sgr = match word {
+        "succeeded" => "32",
+        "failed" | "timed_out" | "cancelled" | "blocked" => "31",
+        "retrying" | "waiting" | "warning:" => "33",
+        "launched" | "adopted" | "found" => "36",
+        _ => return line.to_owned(),
+    };
+    if !color {
+        return line.to_owned();
+    }
+    format!("\x1b[{sgr}m{word}\x1b[0m{}", &line[word.len()..])
+}
+
 /// `[07:12:03]`: the time an unattended log line was written (UTC).
 fn stamp() -> String {
     let now = Timestamp::now().rfc3339();
@@ -162,6 +179,7 @@ impl LiveView {
 
     /// Shows one event.
     pub fn event(&self, line: &str) {
+        let line = painted(line, self.out.is_colored());
         match &self.bar {
             Some(bar) => bar.println(line),
             None => self.out.status(&format!("{} {line}", stamp())),
@@ -254,6 +272,19 @@ mod tests {
         moment.settled_at_start = 3;
         moment.waited = Duration::from_millis(12_400);
         insta::assert_snapshot!(live_line(&moment), @"3/6 settled · 1 pending, 2 running, 3 succeeded · 2m 30s elapsed · 12s waited on quotas · longest: fix[a/1] 2m 10s");
+    }
+
+    #[test]
+    fn event_lines_are_coloured_by_their_first_word_only_when_asked() {
+        assert_eq!(
+            painted("failed    fix[a/b]: ERROR", false),
+            "failed    fix[a/b]: ERROR"
+        );
+        assert_eq!(
+            painted("failed    fix[a/b]: ERROR", true),
+            "\x1b[31mfailed\x1b[0m    fix[a/b]: ERROR"
+        );
+        assert_eq!(painted("note      x", true), "note      x");
     }
 
     #[test]

@@ -261,11 +261,12 @@ impl<B: Backend> Execution<B> {
         let prompt = match prompt {
             Ok(prompt) => prompt,
             Err(error) => {
+                // Recorded as its error: the report and `status` say why it never ran.
                 let detail = format!(
                     "cannot render the prompt: {}",
                     crate::plan::render_message(&error)
                 );
-                self.settle(index, record, InstanceState::Failed, detail)
+                self.fail(index, record, InstanceState::Failed, detail)
                     .await?;
                 return Ok(None);
             }

@@ -13,9 +13,19 @@ pub struct RepoContext {
     pub owner: String,
     /// Name.
     pub name: String,
-    /// The ref the agent starts from; empty for the default branch.
-    #[serde(rename = "ref")]
+    /// The ref the agent starts from; empty for the default branch (`none` to templates).
+    #[serde(rename = "ref", serialize_with = "none_if_empty")]
     pub git_ref: String,
+}
+
+/// An empty value as `none`: false in an `if`, and an error where a template would print
+/// it (see [`crate::spec::template::environment`]), never an empty string in a prompt.
+fn none_if_empty<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_empty() {
+        serializer.serialize_none()
+    } else {
+        serializer.serialize_str(value)
+    }
 }
 
 /// `run.*`.
@@ -45,9 +55,11 @@ pub struct AgentOutput {
     pub status: String,
     /// The agent's summary of its work.
     pub summary: String,
-    /// Branch the agent pushed to.
+    /// Branch the agent pushed to (`none` to templates until it names one).
+    #[serde(serialize_with = "none_if_empty")]
     pub branch: String,
-    /// Pull request URL, empty when none was opened.
+    /// Pull request URL, empty when none was opened (`none` to templates).
+    #[serde(serialize_with = "none_if_empty")]
     pub pr_url: String,
     /// Link to the agent in Cursor.
     pub url: String,

@@ -405,10 +405,19 @@ pub fn render_message(error: &minijinja::Error) -> String {
     let mut message = error
         .detail()
         .map_or_else(|| error.kind().to_string(), str::to_owned);
+    // minijinja points at the failing step (`.bump.pr_url` of `needs.bump.pr_url`): the
+    // expression is taken back to where its name starts.
     let expression = error
         .range()
         .zip(error.template_source())
-        .and_then(|(range, source)| source.get(range))
+        .and_then(|(range, source)| {
+            let name = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']');
+            let start = source
+                .get(..range.start)?
+                .rfind(|c: char| !name(c))
+                .map_or(0, |at| at + 1);
+            source.get(start..range.end)
+        })
         .map(str::trim);
     if let Some(expression) = expression {
         message = format!("{message}: `{expression}`");
@@ -419,7 +428,7 @@ pub fn render_message(error: &minijinja::Error) -> String {
     if error.kind() == minijinja::ErrorKind::UndefinedError {
         let shown = expression.unwrap_or("value");
         message = format!(
-            "{message}; if it may be missing, give it a default: `{{{{ {shown} | default('none') }}}}`"
+            "{message}; if it may be missing, say what to print instead: `{{{{ {shown} or 'none' }}}}`"
         );
     }
     message
@@ -800,6 +809,17 @@ mod render_tests {
         let error = template
             .render(minijinja::context! { need => minijinja::context! {} })
             .unwrap_err();
-        insta::assert_snapshot!(super::render_message(&error), @"undefined value: `need.pr_url` (template line 2); if it may be missing, give it a default: `{{ need.pr_url | default('none') }}`");
+        insta::assert_snapshot!(super::render_message(&error), @"undefined value: `need.pr_url` (template line 2); if it may be missing, say what to print instead: `{{ need.pr_url or 'none' }}`");
+        // A value that is there but empty (no PR opened) is the same error, not "".
+        let error = template
+            .render(minijinja::context! { need => minijinja::context! { pr_url => () } })
+            .unwrap_err();
+        insta::assert_snapshot!(super::render_message(&error), @"a value is missing, and would print as nothing: `need.pr_url` (template line 2); if it may be missing, say what to print instead: `{{ need.pr_url or 'none' }}`");
+        let shown = env
+            .template_from_str("{{ need.pr_url or 'no PR' }}{% if not need.pr_url %}!{% endif %}")
+            .unwrap()
+            .render(minijinja::context! { need => minijinja::context! { pr_url => () } })
+            .unwrap();
+        assert_eq!(shown, "no PR!");
     }
 }

@@ -33,6 +33,17 @@ pub fn environment() -> Environment<'static> {
     env.set_lstrip_blocks(true);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
+    // A missing value (a need that opened no PR, the default branch's `repo.ref`) is
+    // `none`: testable in an `if`, an error where it would be printed as nothing.
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::UndefinedError,
+                "a value is missing, and would print as nothing",
+            ));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 }
 
