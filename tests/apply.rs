@@ -1140,3 +1140,32 @@ async fn a_missing_output_is_never_printed_as_nothing() {
     );
     s.shutdown().await;
 }
+
+/// `retry` in a terminal asks about every agent it will launch: the failed instance, its
+/// blocked dependent (never launched) and the dependent that ran on the failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_asks_about_as_many_agents_as_it_launches() {
+    let s = Scenario::on(Backend::V1).faults("error=1.0").start().await;
+    assert_eq!(
+        s.apply(&Scenario::fixture("chain"), &[]).await.code,
+        Some(1)
+    );
+    let before = s.stats().agents;
+    s.set_faults(orchestrate::sim::Faults::default());
+    let mut command = s.command();
+    command.args(["retry", "--failed", "--poll-interval", "15ms"]);
+    let ran = Scenario::in_terminal(&command, "y\n", None).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stdout);
+    let launched = s.stats().agents - before;
+    assert!(
+        ran.stdout
+            .contains(&format!("Launch {launched} agent(s)? [y/N]")),
+        "{launched} launched:\n{}",
+        ran.stdout
+    );
+    assert_eq!(
+        launched, 3,
+        "bump, fix (blocked before) and report (its need relaunched)"
+    );
+    s.shutdown().await;
+}
