@@ -409,3 +409,52 @@ fn github_actions_examples_use_the_action_as_it_is() {
         );
     }
 }
+
+/// The README's workflows are valid (the ones that start with `version:`), and each
+/// `orchestrate ...` line of its shell blocks parses: the documentation cannot rot unseen.
+#[test]
+fn the_readme_workflows_validate_and_its_commands_parse() {
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut workflows, mut commands) = (0, 0);
+    let mut blocks = readme.split("```").skip(1).step_by(2);
+    while let Some(block) = blocks.next() {
+        let (lang, body) = block.split_once('\n').unwrap_or((block, ""));
+        match lang.trim() {
+            "yaml" if body.lines().any(|l| l.starts_with("version: 1")) => {
+                workflows += 1;
+                let file = dir.path().join(format!("readme-{workflows}.yaml"));
+                std::fs::write(&file, body).unwrap();
+                let output = orchestrate().arg("validate").arg(&file).output().unwrap();
+                assert!(
+                    output.status.success(),
+                    "README workflow {workflows}:\n{body}\n{}",
+                    text(&output.stderr)
+                );
+            }
+            "sh" => {
+                for line in body
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("orchestrate "))
+                {
+                    commands += 1;
+                    let line = line.split(" #").next().unwrap_or(line);
+                    let line = line.split(" >").next().unwrap_or(line);
+                    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+                    let output = orchestrate().args(&words).arg("--help").output().unwrap();
+                    assert!(
+                        output.status.success(),
+                        "README: `{line}`: {}",
+                        text(&output.stderr)
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        workflows >= 2 && commands >= 6,
+        "{workflows} workflows, {commands} commands"
+    );
+}
