@@ -417,8 +417,7 @@ fn the_readme_workflows_validate_and_its_commands_parse() {
     let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut workflows, mut commands) = (0, 0);
-    let mut blocks = readme.split("```").skip(1).step_by(2);
-    while let Some(block) = blocks.next() {
+    for block in readme.split("```").skip(1).step_by(2) {
         let (lang, body) = block.split_once('\n').unwrap_or((block, ""));
         match lang.trim() {
             "yaml" if body.lines().any(|l| l.starts_with("version: 1")) => {
