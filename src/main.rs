@@ -1,8 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = orchestrate::cli::Cli::parse();
+    let cli = orchestrate::cli::parse();
     orchestrate::cli::run(cli).into()
 }

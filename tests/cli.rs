@@ -457,3 +457,43 @@ fn the_readme_workflows_validate_and_its_commands_parse() {
         "{workflows} workflows, {commands} commands"
     );
 }
+
+/// Global options are not offered where they do nothing (`schema`, `completions`, `man`),
+/// yet still accepted there, so a script that passes `-q` everywhere keeps working.
+#[test]
+fn global_options_are_not_offered_where_they_do_nothing() {
+    for command in ["schema", "completions", "man"] {
+        let help = text(
+            &orchestrate()
+                .args([command, "--help"])
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        for option in ["--color", "--verbose", "--quiet", "--state"] {
+            assert!(
+                !help.contains(option),
+                "`{command} --help` offers {option}:\n{help}"
+            );
+        }
+    }
+    let plain = orchestrate().arg("schema").output().unwrap();
+    let flagged = orchestrate()
+        .args(["schema", "-q", "--color", "always"])
+        .output()
+        .unwrap();
+    assert!(flagged.status.success());
+    assert_eq!(plain.stdout, flagged.stdout);
+    // Where they do something, they are offered.
+    let help = text(
+        &orchestrate()
+            .args(["plan", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        help.contains("Global options:") && help.contains("--color <WHEN>"),
+        "{help}"
+    );
+}

@@ -355,6 +355,34 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// Commands whose output no global option changes: the options are not offered there.
+const PLAIN_COMMANDS: [&str; 3] = ["schema", "completions", "man"];
+
+/// The command line as users see it: [`Cli`], with the global options hidden from the
+/// commands they do nothing for (`schema` prints the same JSON whatever `--color` says).
+/// There they are still accepted, so that a script that passes `-q` to every command works.
+pub fn command() -> clap::Command {
+    let command = Cli::command();
+    // A subcommand's own argument of a global one's id stops that one from reaching it:
+    // each is shadowed by a hidden copy, which keeps its parser, action and default.
+    let hidden: Vec<clap::Arg> = ["verbose", "quiet", "color"]
+        .iter()
+        .filter_map(|id| command.get_arguments().find(|arg| arg.get_id() == id))
+        .map(|arg| arg.clone().global(false).hide(true))
+        .collect();
+    PLAIN_COMMANDS.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| sub.args(hidden.clone()))
+    })
+}
+
+/// Parses the process's arguments as [`command`] describes them; a usage error exits with
+/// clap's message (exit 2).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches as _;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 /// Runs the command `cli` describes; an error is printed here, and its exit code returned.
 pub fn run(cli: Cli) -> Exit {
     let out = Output::new(&cli.global);
@@ -408,13 +436,13 @@ fn execute(out: &Output, cli: Cli) -> Result<Exit, Error> {
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "orchestrate", &mut script);
+            clap_complete::generate(shell, &mut command(), "orchestrate", &mut script);
             out.stdout(&String::from_utf8_lossy(&script));
             Ok(Exit::Success)
         }
         Command::Man => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
+            clap_mangen::Man::new(command())
                 .render(&mut page)
                 .expect("writing to memory");
             out.stdout(&String::from_utf8_lossy(&page));
