@@ -578,8 +578,19 @@ impl Checks<'_> {
         }
         for (id, task) in &self.workflow.tasks {
             let path = KeyPath::of(&["tasks", id.as_str()]);
+            // As the planner pairs them: two tasks on one fleet meet per repository.
+            let listed = task
+                .needs
+                .iter()
+                .filter(|need| {
+                    let other = self.workflow.tasks.get(*need).map(|t| &t.fleet);
+                    task.fleet.is_none() || other != Some(&task.fleet)
+                })
+                .map(TaskId::as_str)
+                .collect();
             let scope = Scope {
                 needs: task.needs.iter().map(TaskId::as_str).collect(),
+                listed,
                 ..instance.clone()
             };
             self.template(&env, &task.prompt, &path.key("prompt"), &scope);
@@ -635,14 +646,15 @@ impl Checks<'_> {
         for unknown in scope.unknown(used) {
             let span = self.inside(path, &unknown.name);
             let close = did_you_mean(&unknown.name, unknown.known.iter().map(String::as_str));
-            let help = match close {
-                Some(close) => format!("did you mean `{close}`?"),
-                None if unknown.name.starts_with("needs.") => format!(
+            let help = match (unknown.instead, close) {
+                (Some(instead), _) => instead,
+                (None, Some(close)) => format!("did you mean `{close}`?"),
+                (None, None) if unknown.name.starts_with("needs.") => format!(
                     "`needs.<task>` holds the outputs of the tasks this task lists in `needs:`; add `{}` there",
                     &unknown.name["needs.".len()..]
                 ),
-                None if unknown.known.is_empty() => "nothing is declared there".to_owned(),
-                None => format!("available here: {}", unknown.known.join(", ")),
+                (None, None) if unknown.known.is_empty() => "nothing is declared there".to_owned(),
+                (None, None) => format!("available here: {}", unknown.known.join(", ")),
             };
             self.found.push(
                 Diagnostic::at(

@@ -56,6 +56,9 @@ pub struct Scope<'a> {
     pub instance: bool,
     /// Task ids usable as `needs.<task>`.
     pub needs: Vec<&'a str>,
+    /// Those of `needs` that are a list (every instance of the task), not one paired entry:
+    /// the two tasks are not on one fleet.
+    pub listed: Vec<&'a str>,
     /// Whether `agent` is in scope (follow-ups).
     pub agent: bool,
     /// Whether the top-level `date` and `name` of `run_key` are in scope.
@@ -69,6 +72,8 @@ pub struct UnknownName {
     pub name: String,
     /// The names that are in scope at that level.
     pub known: Vec<String>,
+    /// What to write instead, when it is known better than by spelling.
+    pub instead: Option<String>,
 }
 
 impl Scope<'_> {
@@ -117,6 +122,7 @@ impl Scope<'_> {
                 unknown.push(UnknownName {
                     name: root.to_owned(),
                     known,
+                    instead: None,
                 });
                 continue;
             }
@@ -126,15 +132,27 @@ impl Scope<'_> {
                     unknown.push(UnknownName {
                         name: format!("{root}.{field}"),
                         known,
+                        instead: None,
                     });
                 } else if let (true, Some(output)) = (root == "needs", parts.next()) {
                     // `needs.<task>.<output>`: what a need's agent gives, known now, not
                     // found missing when the need has run and paid for its agent.
                     let outputs = || NEED_FIELDS.iter().chain(AGENT_FIELDS);
+                    let name = format!("needs.{field}.{output}");
                     if !outputs().any(|f| *f == output) {
                         unknown.push(UnknownName {
-                            name: format!("needs.{field}.{output}"),
+                            name,
                             known: outputs().map(|f| format!("needs.{field}.{f}")).collect(),
+                            instead: None,
+                        });
+                    } else if self.listed.contains(&field) {
+                        // Not on one fleet: `needs.<task>` is every instance of it.
+                        unknown.push(UnknownName {
+                            name,
+                            known: Vec::new(),
+                            instead: Some(format!(
+                                "`needs.{field}` is the list of every `{field}` instance here (the two tasks are not on one fleet): write `needs.{field}[0].{output}` for the first, or loop with `{{% for n in needs.{field} %}}{{{{ n.{output} }}}}{{% endfor %}}`"
+                            )),
                         });
                     }
                 }
@@ -174,6 +192,22 @@ mod tests {
             ["agent", "repo.nme", "vars.x"]
         );
         assert_eq!(unknown_in("{{ needs.fix }}", &scope), ["needs.fix"]);
+        // A need on another fleet is a list: its outputs are reached through an item.
+        let listed = Scope {
+            listed: vec!["bump"],
+            ..scope.clone()
+        };
+        assert_eq!(
+            unknown_in("{{ needs.bump.pr_url }}", &listed),
+            ["needs.bump.pr_url"]
+        );
+        assert_eq!(
+            unknown_in(
+                "{{ needs.bump[0].pr_url }}{% for b in needs.bump %}{{ b.pr_url }}{% endfor %}",
+                &listed
+            ),
+            Vec::<String>::new()
+        );
         // A need's outputs are known before it runs: a typo is found now, not after.
         assert_eq!(
             unknown_in(
