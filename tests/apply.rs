@@ -962,7 +962,7 @@ async fn status_watches_a_run_to_its_end_and_filters_by_state() {
     let typo = s.run(&["status", "--state-is", "sucess"]).await;
     assert_eq!(typo.code, Some(2));
     insta::assert_snapshot!(typo.stderr.lines().next().unwrap_or_default(), @"error: invalid value 'sucess' for '--state-is <STATES>': `sucess` is not a state; did you mean `succeeded`? states: pending, blocked, launching, running, following_up, succeeded, failed, timed_out, cancelled, skipped");
-    // Piped, the table is whole tab-separated rows, in plan order.
+    // Piped, the table is whole tab-separated rows, by wave, then task order, then key.
     let table = s.run(&["status"]).await;
     let keys: Vec<&str> = table
         .stdout
@@ -1166,6 +1166,39 @@ async fn retry_asks_about_as_many_agents_as_it_launches() {
     assert_eq!(
         launched, 3,
         "bump, fix (blocked before) and report (its need relaunched)"
+    );
+    s.shutdown().await;
+}
+
+/// `status` lists instances by wave, then task order in the file (as the plan does), then
+/// by key with numbers read as numbers (`svc-2` before `svc-10`), not as strings sort.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_rows_come_in_plan_order() {
+    let s = Scenario::on(Backend::V1).start().await;
+    let file = s.write(
+        "order.yaml",
+        "version: 1\nname: order\nfleets:\n  svc:\n    - https://github.com/acme/svc-10\n    - https://github.com/acme/svc-2\n    - https://github.com/acme/svc-1\n\
+         tasks:\n  zeta:\n    fleet: svc\n    prompt: Z.\n  alpha:\n    repo: https://github.com/acme/docs\n    needs: [zeta]\n    prompt: A.\n  beta:\n    fleet: svc\n    prompt: B.\n",
+    );
+    assert_eq!(s.apply(&file, &[]).await.code, Some(0));
+    let table = s.run(&["status"]).await;
+    let keys: Vec<&str> = table
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "zeta[acme/svc-1]",
+            "zeta[acme/svc-2]",
+            "zeta[acme/svc-10]",
+            "beta[acme/svc-1]",
+            "beta[acme/svc-2]",
+            "beta[acme/svc-10]",
+            "alpha[acme/docs]",
+        ]
     );
     s.shutdown().await;
 }

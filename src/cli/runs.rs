@@ -211,7 +211,13 @@ fn status_text(
         "INSTANCE", "STATE", "AGENT", "BRANCH", "PR", "ATTEMPTS", "TIME", "TOKENS", "SUMMARY",
     ]);
     let mut records: Vec<&InstanceRecord> = records.iter().collect();
-    records.sort_by(|a, b| natural_cmp(&a.key, &b.key));
+    let order = task_order(run);
+    let rank = |r: &InstanceRecord| order.get(&r.task).copied().unwrap_or((usize::MAX, 0));
+    records.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| natural_cmp(&a.key, &b.key))
+    });
     for r in records {
         let time = r.elapsed().map_or_else(
             || "-".to_owned(),
@@ -239,6 +245,35 @@ fn status_text(
     }
     text.push_str(&table.render(terminal));
     text
+}
+
+/// Each task's place in plan order, from the workflow the run recorded: its wave (the
+/// longest chain of needs before it), then its place in the file. Empty if the recorded
+/// workflow no longer loads; rows then follow their keys.
+fn task_order(run: &RunRecord) -> std::collections::HashMap<String, (usize, usize)> {
+    let source = crate::spec::SourceFile::new(run.file.clone(), run.source.as_str());
+    let Ok(loaded) = crate::spec::load_source(source) else {
+        return std::collections::HashMap::new();
+    };
+    let tasks = &loaded.workflow.tasks;
+    let mut wave: Vec<Option<usize>> = vec![None; tasks.len()];
+    // Needs form a DAG (validated), so a task's wave is known once its needs' are; a pass
+    // per wave settles them all.
+    for _ in 0..=tasks.len() {
+        for (index, (_, task)) in tasks.iter().enumerate() {
+            let needs: Option<Vec<usize>> = task
+                .needs
+                .iter()
+                .map(|need| tasks.get_index_of(need).and_then(|n| wave[n]))
+                .collect();
+            wave[index] = needs.map(|needs| needs.into_iter().map(|w| w + 1).max().unwrap_or(0));
+        }
+    }
+    tasks
+        .keys()
+        .enumerate()
+        .map(|(index, id)| (id.to_string(), (wave[index].unwrap_or(usize::MAX), index)))
+        .collect()
 }
 
 /// `orchestrate runs [-o json]`.
