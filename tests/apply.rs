@@ -964,12 +964,7 @@ async fn status_watches_a_run_to_its_end_and_filters_by_state() {
     insta::assert_snapshot!(typo.stderr.lines().next().unwrap_or_default(), @"error: invalid value 'sucess' for '--state-is <STATES>': `sucess` is not a state; did you mean `succeeded`? states: pending, blocked, launching, running, following_up, succeeded, failed, timed_out, cancelled, skipped");
     // Piped, the table is whole tab-separated rows, by wave, then task order, then key.
     let table = s.run(&["status"]).await;
-    let keys: Vec<&str> = table
-        .stdout
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split('\t').next())
-        .collect();
+    let keys = table_keys(&table.stdout);
     assert_eq!(
         keys,
         [
@@ -1182,12 +1177,7 @@ async fn status_rows_come_in_plan_order() {
     );
     assert_eq!(s.apply(&file, &[]).await.code, Some(0));
     let table = s.run(&["status"]).await;
-    let keys: Vec<&str> = table
-        .stdout
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split('\t').next())
-        .collect();
+    let keys = table_keys(&table.stdout);
     assert_eq!(
         keys,
         [
@@ -1201,4 +1191,14 @@ async fn status_rows_come_in_plan_order() {
         ]
     );
     s.shutdown().await;
+}
+
+/// The instance keys of a piped `status` table, in its order (after the run line and the
+/// header).
+fn table_keys(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split('\t').next())
+        .collect()
 }

@@ -142,19 +142,7 @@ fn github_actions_examples_use_real_commands() {
             .map(str::trim)
             .filter(|l| l.starts_with("orchestrate "))
         {
-            let words: Vec<&str> = line
-                .split_whitespace()
-                .skip(1)
-                .take_while(|w| {
-                    !w.starts_with('$') && !w.starts_with('"') && *w != "\\" && *w != ">"
-                })
-                .collect();
-            let output = orchestrate().args(&words).arg("--help").output().unwrap();
-            assert!(
-                output.status.success(),
-                "{name}: `{line}`: {}",
-                text(&output.stderr)
-            );
+            assert_parses(line, name);
         }
     }
 }
@@ -392,21 +380,7 @@ fn github_actions_examples_use_the_action_as_it_is() {
         .map(str::trim)
         .filter(|l| l.starts_with("orchestrate "))
     {
-        let mut words: Vec<&str> = line
-            .split_whitespace()
-            .skip(1)
-            .take_while(|w| !w.starts_with('"') && !w.starts_with('$') && *w != "||")
-            .collect();
-        // A flag whose value is a variable is checked without it.
-        if words.last().is_some_and(|w| w.starts_with("--")) {
-            words.pop();
-        }
-        let output = orchestrate().args(&words).arg("--help").output().unwrap();
-        assert!(
-            output.status.success(),
-            "action.yml: `{line}`: {}",
-            text(&output.stderr)
-        );
+        assert_parses(line, "action.yml");
     }
 }
 
@@ -438,15 +412,7 @@ fn the_readme_workflows_validate_and_its_commands_parse() {
                     .filter(|l| l.starts_with("orchestrate "))
                 {
                     commands += 1;
-                    let line = line.split(" #").next().unwrap_or(line);
-                    let line = line.split(" >").next().unwrap_or(line);
-                    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
-                    let output = orchestrate().args(&words).arg("--help").output().unwrap();
-                    assert!(
-                        output.status.success(),
-                        "README: `{line}`: {}",
-                        text(&output.stderr)
-                    );
+                    assert_parses(line, "README");
                 }
             }
             _ => {}
@@ -495,5 +461,25 @@ fn global_options_are_not_offered_where_they_do_nothing() {
     assert!(
         help.contains("Global options:") && help.contains("--color <WHEN>"),
         "{help}"
+    );
+}
+
+/// Checks that the `orchestrate ...` command line `line` (from `whence`) parses: its words
+/// up to the first variable, quote, redirection or comment, with `--help` appended, which
+/// clap answers only for a valid command. A flag whose value was cut is checked without it.
+fn assert_parses(line: &str, whence: &str) {
+    let mut words: Vec<&str> = line
+        .split_whitespace()
+        .skip(1)
+        .take_while(|w| !w.starts_with(['$', '"', '#']) && !matches!(*w, "\\" | ">" | "||"))
+        .collect();
+    if words.last().is_some_and(|w| w.starts_with("--")) {
+        words.pop();
+    }
+    let output = orchestrate().args(&words).arg("--help").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{whence}: `{line}`: {}",
+        text(&output.stderr)
     );
 }
