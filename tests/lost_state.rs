@@ -220,3 +220,43 @@ async fn a_state_sled_cannot_open_is_moved_aside_and_the_run_rebuilt(backend: Ba
     }
     s.shutdown().await;
 }
+
+on_both_apis!(a_pruned_run_applied_again_adopts_its_agents);
+/// `runs prune` forgets a finished run; applying it again finds its agents in the API and
+/// adopts them: nothing is launched twice and its results come back.
+async fn a_pruned_run_applied_again_adopts_its_agents(backend: Backend) {
+    let mut s = Scenario::on(backend).start().await;
+    let file = s.write(
+        "pair.yaml",
+        "version: 1\nname: pair\nfleets:\n  both:\n    - repo: https://github.com/acme/api\n    - repo: https://github.com/acme/web\ntasks:\n  fix:\n    fleet: both\n    prompt: Fix the tests.\n    auto_create_pr: true\n    follow_ups:\n      - prompt: Write the changelog.\n",
+    );
+    let first = s.apply(&file, &[]).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let prs: Vec<_> = s
+        .status()
+        .await
+        .instances()
+        .iter()
+        .map(|i| i["pr_url"].clone())
+        .collect();
+
+    let pruned = s.run(&["runs", "prune", "--older-than", "0s"]).await;
+    assert_eq!(pruned.code, Some(0), "{}", pruned.stderr);
+    let listed = s.run(&["runs", "-o", "json"]).await;
+    assert_eq!(listed.stdout.trim(), "[]", "pruned: {}", listed.stdout);
+
+    let again = s.apply(&file, &[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(again.stderr.contains("2 to adopt"), "{}", again.stderr);
+    assert_eq!(s.stats().agents, 2, "no agent launched twice");
+    assert_eq!(follow_ups(&s.stats()), [1, 1], "no follow-up sent twice");
+    let back: Vec<_> = s
+        .status()
+        .await
+        .instances()
+        .iter()
+        .map(|i| i["pr_url"].clone())
+        .collect();
+    assert_eq!(back, prs, "every result is back");
+    s.shutdown().await;
+}
