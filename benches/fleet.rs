@@ -333,7 +333,7 @@ async fn fleet(scenario: &Scenario, runner: Runner) -> Figures {
     let workflow = spec::parse(&SourceFile::new("fleet.yaml", yaml)).unwrap();
     let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreHandle::open(dir.path()).unwrap();
+    let store = StoreHandle::open(&dir.path().into()).unwrap();
     let run = plan.run.to_string();
     let records = orchestrate::apply::merge(&plan, &[]).records;
     store

@@ -70,7 +70,7 @@ fn main() {
         // The state a killed apply left.
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = StoreHandle::open(dir.path()).unwrap();
+            let store = StoreHandle::open(&dir.path().into()).unwrap();
             let mut writes = Vec::new();
             for instance in &plan.instances {
                 let repo = instance.repo.as_ref().unwrap().to_string();
@@ -112,7 +112,7 @@ fn main() {
         }
 
         let start = Instant::now();
-        let store = StoreHandle::open(dir.path()).unwrap();
+        let store = StoreHandle::open(&dir.path().into()).unwrap();
         let id = run.clone();
         let records = store.read(move |s| s.instances(&id)).await.unwrap();
         let read = start.elapsed();

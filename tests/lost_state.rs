@@ -225,7 +225,7 @@ on_both_apis!(a_pruned_run_applied_again_adopts_its_agents);
 /// `runs prune` forgets a finished run; applying it again finds its agents in the API and
 /// adopts them: nothing is launched twice and its results come back.
 async fn a_pruned_run_applied_again_adopts_its_agents(backend: Backend) {
-    let mut s = Scenario::on(backend).start().await;
+    let s = Scenario::on(backend).start().await;
     let file = s.write(
         "pair.yaml",
         "version: 1\nname: pair\nfleets:\n  both:\n    - repo: https://github.com/acme/api\n    - repo: https://github.com/acme/web\ntasks:\n  fix:\n    fleet: both\n    prompt: Fix the tests.\n    auto_create_pr: true\n    follow_ups:\n      - prompt: Write the changelog.\n",

@@ -279,6 +279,8 @@ pub async fn prepare(
         first.run = first.run.simulated();
     }
     let id = first.run.to_string();
+    // A shared database locks each run; a directory was taken whole when it was opened.
+    store.lock_run(&id).await?;
     let existing = store.read(move |s| s.run(&id)).await?;
     if let Some(run) = &existing {
         check_continuable(run, &first.api, request.simulate)?;

@@ -18,7 +18,7 @@ use crate::apply::{Conclusion, Finished, Request, SIMULATED_SPEED, Tuning, Webho
 use crate::cursor::ConfigError;
 use crate::report::{GithubActions, Report};
 use crate::spec::{self, Api, SourceFile};
-use crate::state::StoreHandle;
+use crate::state::{Location, StoreHandle};
 
 /// `orchestrate apply` options.
 #[derive(Debug, Args)]
@@ -115,19 +115,19 @@ impl ApplyArgs {
 /// Runs `apply`.
 pub async fn run(
     out: &Output,
-    state_dir: &std::path::Path,
+    state: &Location,
     args: ApplyArgs,
 ) -> Result<Exit, Error> {
     let loaded = spec::load(&args.file)?;
     let heartbeat = args.tuning.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
-    apply(out, state_dir, &loaded, args.request(), args.yes, heartbeat).await
+    apply(out, state, &loaded, args.request(), args.yes, heartbeat).await
 }
 
 /// `retry`: the run's recorded workflow applied again, its instances in a state of `states`
 /// relaunched.
 pub async fn retry(
     out: &Output,
-    state_dir: &std::path::Path,
+    state: &Location,
     run: &crate::state::RunRecord,
     states: Vec<crate::state::InstanceState>,
     tuning: TuningArgs,
@@ -143,28 +143,28 @@ pub async fn retry(
         ..Request::default()
     };
     let heartbeat = tuning.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
-    apply(out, state_dir, &loaded, request, yes, heartbeat).await
+    apply(out, state, &loaded, request, yes, heartbeat).await
 }
 
 /// Prepares, confirms, runs and concludes one apply.
 async fn apply(
     out: &Output,
-    state_dir: &std::path::Path,
+    state: &Location,
     loaded: &spec::Loaded,
     request: Request,
     yes: bool,
     heartbeat: Duration,
 ) -> Result<Exit, Error> {
-    let (store, aside) = StoreHandle::open_setting_aside(state_dir)?;
+    let (store, aside) = StoreHandle::open_setting_aside(state)?;
     if let Some(aside) = aside {
         out.warn(&format!(
             "the state in {} could not be opened; it was moved to {} and a new one started: \
              launches it recorded are found again in the API and adopted, not launched twice",
-            state_dir.display(),
+            state.describe(),
             aside.display()
         ));
     }
-    let hints = Hints::new(state_dir);
+    let hints = Hints::new(state);
     let (file, simulate) = (request.file.clone(), request.simulate);
     let say = |line: &str| out.status(line);
     let prepared = crate::apply::prepare(&store, loaded, request, &say)
@@ -202,10 +202,10 @@ async fn apply(
     let by_signal = watch_stops(out.clone(), interrupt.clone(), stop_agents.clone());
     let run_id = prepared.plan().run.to_string();
     // A request left by a `cancel` of an earlier process is not this apply's to act on.
-    crate::state::take_cancel_request(state_dir, &run_id);
+    let _ = store.take_cancel_request(&run_id).await;
     let cancel_watch = watch_cancel_requests(
         out.clone(),
-        state_dir.to_owned(),
+        store.clone(),
         run_id,
         interrupt.clone(),
         stop_agents.clone(),
@@ -385,13 +385,14 @@ const CANCEL_POLL: Duration = Duration::from_millis(250);
 /// the launches and the running agents, which the apply then records as cancelled.
 fn watch_cancel_requests(
     out: Output,
-    state_dir: std::path::PathBuf,
+    store: StoreHandle,
     run: String,
     interrupt: CancellationToken,
     stop_agents: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while !crate::state::take_cancel_request(&state_dir, &run) {
+        // A store out of reach asks again on the next turn: its own retries say why.
+        while !store.take_cancel_request(&run).await.unwrap_or(false) {
             tokio::time::sleep(CANCEL_POLL).await;
         }
         out.status("\ncancel requested by another orchestrate: stopping the running agents...");
@@ -515,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_says_both_ways_forward_and_means_exit_4() {
-        let hints = Hints::new(std::path::Path::new("/tmp/st"));
+        let hints = Hints::new(&Location::parse("/tmp/st"));
         let error = explain(
             crate::apply::ApplyError::Config(ConfigError::MissingKey),
             &hints,

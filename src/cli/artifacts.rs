@@ -12,12 +12,12 @@ use crate::spec::{Api, ApiVersion};
 /// Lists an instance's artifacts, or downloads them into `out_dir`.
 pub async fn run(
     out: &Output,
-    dir: &Path,
+    state: &crate::state::Location,
     run: String,
     instance: String,
     out_dir: Option<PathBuf>,
 ) -> Result<Exit, Error> {
-    let (store, run) = open_run(dir, Some(run)).await?;
+    let (store, run) = open_run(state, Some(run)).await?;
     if run.api != Api::Cursor(ApiVersion::V1) {
         return Err(Error::Usage(format!(
             "run {} used {}; only API v1 agents keep artifacts",

@@ -15,6 +15,7 @@ mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use crate::state::Location;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -40,8 +41,8 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     /// `--state` before the command name, as hints print it (the command's own wins).
-    #[arg(long, value_name = "DIR", hide = true)]
-    pub state: Option<PathBuf>,
+    #[arg(long, value_name = "DIR|URL", hide = true)]
+    pub state: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -88,27 +89,25 @@ pub struct GlobalArgs {
 /// `--state`, taken by the commands that read or write a state (and only by them).
 #[derive(Debug, Clone, Args)]
 pub struct StateArg {
-    /// The directory given, if any.
+    /// The directory or database URL given, if any.
     #[arg(
         long = "state",
-        value_name = "DIR",
-        help = "Directory of the run state [env: ORCHESTRATE_STATE] [default: .orchestrate]"
+        value_name = "DIR|URL",
+        help = "Where the run state is: a directory (embedded store), or a postgres:// URL that several runners share [env: ORCHESTRATE_STATE] [default: .orchestrate]"
     )]
-    dir: Option<PathBuf>,
+    dir: Option<String>,
 }
 
 impl StateArg {
     /// The directory: this flag, else `--state` before the command, else
     /// `ORCHESTRATE_STATE`, else `.orchestrate`.
-    fn resolve(self, before: Option<&PathBuf>) -> PathBuf {
-        self.dir
+    fn resolve(self, before: Option<&String>) -> Location {
+        let given = self
+            .dir
             .or_else(|| before.cloned())
-            .or_else(|| {
-                std::env::var_os("ORCHESTRATE_STATE")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from(hint::DEFAULT_STATE))
+            .or_else(|| std::env::var("ORCHESTRATE_STATE").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| hint::DEFAULT_STATE.to_owned());
+        Location::parse(&given)
     }
 }
 

@@ -6,13 +6,13 @@ use super::workflow::load_and_plan;
 use super::{Error, Exit, Output};
 use crate::apply::{discovered_from_cache, now_or, recorded_map};
 use crate::plan::{Format, Options, Plan};
-use crate::state::{InstanceRecord, StoreHandle};
+use crate::state::{InstanceRecord, Location, StoreHandle};
 
-/// Prints the plan of `file` in `format`, with the diff against the state in `state_dir`,
+/// Prints the plan of `file` in `format`, with the diff against the state at `state`,
 /// and the launches the API already holds (when `CURSOR_API_KEY` lets it look) as adopted.
 pub async fn run(
     out: &Output,
-    state_dir: &Path,
+    state: &Location,
     file: &Path,
     format: Format,
     run_key: Option<String>,
@@ -25,8 +25,8 @@ pub async fn run(
     };
     let (loaded, mut plan) = load_and_plan(file, &options)?;
     let mut recorded = Vec::new();
-    if state_dir.join("db").exists() {
-        match StoreHandle::open(state_dir) {
+    if state.exists() {
+        match StoreHandle::open(state) {
             Ok(store) => {
                 if let Some((diffed, records)) =
                     against_state(&store, &loaded.workflow, &plan).await

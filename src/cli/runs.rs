@@ -8,35 +8,39 @@ use super::apply::TuningArgs;
 use super::{Error, Exit, Listing, Output};
 use crate::exec::{AnyBackend, cancel_run};
 use crate::report::{ListedRun, RunView, Table, Tone, first_line, natural_cmp, short_id};
+use crate::state::read_snapshot;
 use crate::state::{
-    Counts, InstanceRecord, InstanceState, RunRecord, RunState, Store, StoreHandle,
+    Counts, InstanceRecord, InstanceState, Location, RunRecord, RunState, Store, StoreHandle,
 };
-use crate::state::{StateError, read_snapshot};
 
-fn open(dir: &Path) -> Result<StoreHandle, Error> {
-    if !dir.join("db").exists() {
+fn open(state: &Location) -> Result<StoreHandle, Error> {
+    if !state.exists() {
         return Err(Error::Usage(format!(
             "no state in {}: nothing has been applied there yet",
-            dir.display()
+            state.describe()
         )));
     }
-    Ok(StoreHandle::open(dir)?)
+    Ok(StoreHandle::open(state)?)
 }
 
 /// The state and the run named `run` (or the most recent one) in it.
-pub async fn open_run(dir: &Path, run: Option<String>) -> Result<(StoreHandle, RunRecord), Error> {
-    let store = open(dir)?;
+pub async fn open_run(
+    state: &Location,
+    run: Option<String>,
+) -> Result<(StoreHandle, RunRecord), Error> {
+    let store = open(state)?;
     let run = find_run(&store, run).await?;
     Ok((store, run))
 }
 
-/// Who holds the state, when an apply does: then its live snapshot answers instead.
-async fn apply_holding(dir: &Path) -> Option<String> {
-    if !dir.join("db").exists() {
+/// Who holds a state directory, when an apply does: then its live snapshot answers instead.
+/// A shared database is read as it is, whoever applies its runs.
+async fn apply_holding(state: &Location) -> Option<String> {
+    if state.dir().is_none() || !state.exists() {
         return None;
     }
-    match StoreHandle::open(dir) {
-        Err(StateError::Locked { holder, .. }) => Some(holder),
+    match StoreHandle::open(state) {
+        Err(crate::state::StateError::Locked { holder, .. }) => Some(holder),
         Ok(probe) => {
             probe.close().await;
             None
@@ -48,10 +52,11 @@ async fn apply_holding(dir: &Path) -> Option<String> {
 /// The snapshot the apply holding the state (`holder`) writes of `run`, said as such.
 fn snapshot(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     run: Option<&str>,
     holder: &str,
 ) -> Result<crate::state::Snapshot, Error> {
+    let dir = state.dir().unwrap_or(Path::new(""));
     let Some((snapshot, written)) = read_snapshot(dir, run) else {
         return Err(Error::Usage(format!(
             "the state in {} is in use by another orchestrate ({holder}), which has written no snapshot{} yet",
@@ -69,14 +74,6 @@ fn snapshot(
     Ok(snapshot)
 }
 
-/// A run as the state records it, read with the state's lock held: one recorded `running`
-/// has no process any more (it would hold the lock), so it is interrupted.
-fn as_found(mut run: RunRecord) -> RunRecord {
-    if run.state == RunState::Running {
-        run.state = RunState::Interrupted;
-    }
-    run
-}
 
 /// The run named `run`, or the most recent one.
 async fn find_run(store: &StoreHandle, run: Option<String>) -> Result<RunRecord, Error> {
@@ -145,12 +142,12 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// `orchestrate status [RUN] [-o json] [--state-is STATES] [--watch]`.
 pub async fn status(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     run: Option<String>,
     view: StatusView,
 ) -> Result<Exit, Error> {
     loop {
-        let (run_record, mut records) = read_status(out, dir, run.clone(), !view.watch).await?;
+        let (run_record, mut records) = read_status(out, state, run.clone(), !view.watch).await?;
         if !view.only.is_empty() {
             records.retain(|r| view.only.contains(&r.state));
         }
@@ -174,20 +171,21 @@ pub async fn status(
 /// The run and its instances: from the live snapshot while an apply holds the state.
 async fn read_status(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     run: Option<String>,
     say_snapshot: bool,
 ) -> Result<(RunRecord, Vec<InstanceRecord>), Error> {
-    if let Some(holder) = apply_holding(dir).await {
+    if let Some(holder) = apply_holding(state).await {
         let quiet = out.clone().quieted(!say_snapshot);
-        let snapshot = snapshot(&quiet, dir, run.as_deref(), &holder)?;
+        let snapshot = snapshot(&quiet, state, run.as_deref(), &holder)?;
         return Ok((snapshot.run, snapshot.instances));
     }
-    let (store, run) = open_run(dir, run).await?;
+    let (store, run) = open_run(state, run).await?;
     let id = run.id.clone();
     let records = store.read(move |s| s.instances(&id)).await?;
+    let run = store.as_found(run).await?;
     store.close().await;
-    Ok((as_found(run), records))
+    Ok((run, records))
 }
 
 /// A run's instances, as a table or as the stable JSON.
@@ -277,18 +275,18 @@ fn task_order(run: &RunRecord) -> std::collections::HashMap<String, (usize, usiz
 }
 
 /// `orchestrate runs [-o json]`.
-pub async fn runs(out: &Output, dir: &Path, format: Listing) -> Result<Exit, Error> {
-    let listed = if let Some(holder) = apply_holding(dir).await {
-        let snapshot = snapshot(out, dir, None, &holder)?;
+pub async fn runs(out: &Output, state: &Location, format: Listing) -> Result<Exit, Error> {
+    let listed = if let Some(holder) = apply_holding(state).await {
+        let snapshot = snapshot(out, state, None, &holder)?;
         out.status("(only the run it applies; the others are listed once it ends)");
         vec![(snapshot.instances, snapshot.run)]
     } else {
-        let store = open(dir)?;
+        let store = open(state)?;
         store
             .read(|s| {
                 let runs = s.runs()?;
                 runs.into_iter()
-                    .map(|run| Ok((s.instances(&run.id)?, as_found(run))))
+                    .map(|run| Ok((s.instances(&run.id)?, s.as_found(run)?)))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?
@@ -326,13 +324,23 @@ pub async fn runs(out: &Output, dir: &Path, format: Listing) -> Result<Exit, Err
 /// How long `cancel` waits for the apply it asked to stop.
 const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// `orchestrate cancel RUN`. While an apply holds the state, it is asked to cancel (it alone
-/// writes the store) and waited for.
-pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Result<Exit, Error> {
-    if let Some(holder) = apply_holding(dir).await {
-        return cancel_through(out, dir, run.as_deref(), &holder).await;
+/// `orchestrate cancel RUN`. While an apply holds the run, it is asked to cancel (it alone
+/// writes the run's records) and waited for.
+pub async fn cancel(out: &Output, state: &Location, run: Option<String>) -> Result<Exit, Error> {
+    if let Some(holder) = apply_holding(state).await {
+        let dir = state.dir().expect("only a directory is held whole");
+        let id = snapshot(out, state, run.as_deref(), &holder)?.run.id;
+        crate::state::request_cancel(dir, &id).map_err(|error| crate::state::StateError::Io {
+            at: state.describe(),
+            message: format!("cannot ask the running apply to cancel: {error}"),
+        })?;
+        return cancel_through(out, state, None, &id, &holder).await;
     }
-    let (store, run) = open_run(dir, run).await?;
+    let (store, run) = open_run(state, run).await?;
+    if let Some(holder) = store.holder(&run.id).await? {
+        store.request_cancel(&run.id).await?;
+        return cancel_through(out, state, Some(store), &run.id, &holder).await;
+    }
     if run.simulated {
         return Err(Error::Usage(format!(
             "run {} was simulated; its agents ended with its simulator",
@@ -357,24 +365,28 @@ pub async fn cancel(out: &Output, dir: &Path, run: Option<String>) -> Result<Exi
     ))
 }
 
-/// Asks the apply holding the state (`holder`) to cancel its run, waits until it let go of
-/// the state, and tells what it recorded.
+/// Waits until the apply asked to cancel run `id` (`holder`) let go of it, and tells what
+/// it recorded. `shared` is the open database whose run lock tells; a directory's lock tells
+/// without it.
 async fn cancel_through(
     out: &Output,
-    dir: &Path,
-    run: Option<&str>,
+    state: &Location,
+    shared: Option<StoreHandle>,
+    id: &str,
     holder: &str,
 ) -> Result<Exit, Error> {
-    let id = snapshot(out, dir, run, holder)?.run.id;
-    crate::state::request_cancel(dir, &id).map_err(|error| StateError::Io {
-        dir: dir.to_owned(),
-        message: format!("cannot ask the running apply to cancel: {error}"),
-    })?;
     out.status(&format!(
         "asked the running apply ({holder}) to cancel run {id}; waiting for it to stop its agents..."
     ));
     let deadline = std::time::Instant::now() + CANCEL_WAIT;
-    while apply_holding(dir).await.is_some() {
+    loop {
+        let applying = match &shared {
+            Some(store) => store.holder(id).await?.is_some(),
+            None => apply_holding(state).await.is_some(),
+        };
+        if !applying {
+            break;
+        }
         if std::time::Instant::now() > deadline {
             return Err(Error::Unusable(format!(
                 "the apply holding the state ({holder}) did not stop within {}s; it may still cancel run {id}",
@@ -383,7 +395,8 @@ async fn cancel_through(
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let (store, run) = open_run(dir, Some(id)).await?;
+    drop(shared);
+    let (store, run) = open_run(state, Some(id.to_owned())).await?;
     let rid = run.id.clone();
     let records = store.read(move |s| s.instances(&rid)).await?;
     out.status(&format!(
@@ -433,36 +446,36 @@ impl RetrySelect {
 /// instances (and re-run their dependents) with the workflow the run recorded.
 pub async fn retry(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     run: Option<String>,
     select: RetrySelect,
     tuning: TuningArgs,
     yes: bool,
 ) -> Result<Exit, Error> {
     let record = {
-        let store = open(dir)?;
+        let store = open(state)?;
         let found = find_run(&store, run).await;
         store.close().await;
         found?
     };
-    super::apply::retry(out, dir, &record, select.states(), tuning, yes).await
+    super::apply::retry(out, state, &record, select.states(), tuning, yes).await
 }
 
 /// `orchestrate report [RUN] --format markdown|json|junit`.
 pub async fn report(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     run: Option<String>,
     format: crate::report::ReportFormat,
 ) -> Result<Exit, Error> {
-    let (run, instances) = if let Some(holder) = apply_holding(dir).await {
-        let snapshot = snapshot(out, dir, run.as_deref(), &holder)?;
+    let (run, instances) = if let Some(holder) = apply_holding(state).await {
+        let snapshot = snapshot(out, state, run.as_deref(), &holder)?;
         (snapshot.run, snapshot.instances)
     } else {
-        let (store, run) = open_run(dir, run).await?;
+        let (store, run) = open_run(state, run).await?;
         let id = run.id.clone();
         let instances = store.read(move |s| s.instances(&id)).await?;
-        (as_found(run), instances)
+        (store.as_found(run).await?, instances)
     };
     out.stdout(&crate::report::Report { run, instances }.render(format));
     Ok(Exit::Success)
@@ -470,14 +483,26 @@ pub async fn report(
 
 /// `orchestrate runs rm RUN [--force]`: one run out of the state. A run whose agents may
 /// still work is refused without `--force`: its results would be lost.
-pub async fn remove(out: &Output, dir: &Path, run: &str, force: bool) -> Result<Exit, Error> {
-    let store = open(dir)?;
+pub async fn remove(
+    out: &Output,
+    state: &Location,
+    run: &str,
+    force: bool,
+) -> Result<Exit, Error> {
+    let store = open(state)?;
     let found = find_run(&store, Some(run.to_owned())).await?;
+    if let Some(holder) = store.holder(&found.id).await? {
+        return Err(crate::state::StateError::RunLocked {
+            run: found.id,
+            holder,
+        }
+        .into());
+    }
     let id = found.id.clone();
     let records = store.read(move |s| s.instances(&id)).await?;
     let live = records.iter().filter(|r| r.state.has_live_agent()).count();
     if live > 0 && !found.simulated && !force {
-        let hints = super::hint::Hints::new(dir);
+        let hints = super::hint::Hints::new(state);
         return Err(Error::Usage(format!(
             "run {} has {live} instance(s) whose agents may still work; stop them first with `{}`, or remove it anyway with --force (their results are lost)",
             found.id,
@@ -499,17 +524,24 @@ pub async fn remove(out: &Output, dir: &Path, run: &str, force: bool) -> Result<
 /// `orchestrate runs prune --older-than AGE`.
 pub async fn prune(
     out: &Output,
-    dir: &Path,
+    state: &Location,
     older_than: std::time::Duration,
 ) -> Result<Exit, Error> {
-    // The lock held, no run is live: interrupted ones (and `running` ones, whose process
-    // died) go too, their agents long done by the age that prunes them.
-    let store = open(dir)?;
-    let runs = store.read(Store::runs).await?;
-    let (old, kept): (Vec<RunRecord>, Vec<RunRecord>) = runs
-        .into_iter()
-        .map(as_found)
-        .partition(|run| run.finished_at.unwrap_or(run.started_at).elapsed() > older_than);
+    // Interrupted runs (recorded `running`, their process gone) go too, their agents long
+    // done by the age that prunes them; a run another process applies stays.
+    let store = open(state)?;
+    let runs = store
+        .read(|s| {
+            s.runs()?
+                .into_iter()
+                .map(|run| s.as_found(run))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let (old, kept): (Vec<RunRecord>, Vec<RunRecord>) = runs.into_iter().partition(|run| {
+        run.state != RunState::Running
+            && run.finished_at.unwrap_or(run.started_at).elapsed() > older_than
+    });
     let writes = old
         .iter()
         .map(|run| crate::state::Write::RemoveRun(run.id.clone()))

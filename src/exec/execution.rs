@@ -596,7 +596,7 @@ mod tests {
         // The records a first apply starts from.
         let records = crate::apply::merge(&plan, &[]).records;
         let dir = tempfile::tempdir().unwrap();
-        let store = StoreHandle::open(dir.path()).unwrap();
+        let store = StoreHandle::open(&dir.path().into()).unwrap();
         let told = Arc::new(Mutex::new(Vec::new()));
         let report: Reporter = {
             let told = told.clone();

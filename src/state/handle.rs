@@ -5,6 +5,8 @@
 //! thousand agents changing state at once cost a handful of flushes, not a thousand.
 
 use std::path::{Path, PathBuf};
+
+use super::location::Location;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -24,7 +26,11 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     sender: mpsc::Sender<Message>,
-    dir: std::path::PathBuf,
+    /// The store's directory on this machine (see [`Store::local_dir`]).
+    dir: PathBuf,
+    /// Where the state is, for messages.
+    at: String,
+    snapshots: bool,
 }
 
 impl std::fmt::Debug for Message {
@@ -38,34 +44,80 @@ impl std::fmt::Debug for Message {
 }
 
 impl StoreHandle {
-    /// Opens the store in `dir` on a new thread.
-    pub fn open(dir: &Path) -> Result<Self, StateError> {
-        Self::serving(Store::open(dir)?)
+    /// Opens the store at `location` on a new thread.
+    pub fn open(location: &Location) -> Result<Self, StateError> {
+        Self::serving(Store::open(location)?)
     }
 
     /// Opens the store as [`Store::open_setting_aside`] does: a database sled cannot open
     /// is moved aside (to the path returned) and a new one started.
-    pub fn open_setting_aside(dir: &Path) -> Result<(Self, Option<PathBuf>), StateError> {
-        let (store, aside) = Store::open_setting_aside(dir)?;
+    pub fn open_setting_aside(location: &Location) -> Result<(Self, Option<PathBuf>), StateError> {
+        let (store, aside) = Store::open_setting_aside(location)?;
         Ok((Self::serving(store)?, aside))
     }
 
     fn serving(store: Store) -> Result<Self, StateError> {
-        let dir = store.dir().to_owned();
+        let (dir, at) = (store.local_dir().to_owned(), store.describe());
+        let snapshots = store.needs_snapshots();
         let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("orchestrate-store".into())
             .spawn(move || serve(store, &receiver))
             .map_err(|e| StateError::Io {
-                dir: dir.clone(),
+                at: at.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Self { sender, dir })
+        Ok(Self {
+            sender,
+            dir,
+            at,
+            snapshots,
+        })
     }
 
-    /// The state directory.
+    /// The store's directory on this machine: the state itself for sled, and for a shared
+    /// database the place of what must stay local (webhook secrets).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the state is, for messages (a database URL without its password).
+    pub fn describe(&self) -> &str {
+        &self.at
+    }
+
+    /// Whether other processes read this store only through live snapshots (sled).
+    pub fn needs_snapshots(&self) -> bool {
+        self.snapshots
+    }
+
+    /// Takes `run` for this process (see [`Store::lock_run`]).
+    pub async fn lock_run(&self, run: &str) -> Result<(), StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.lock_run(&run)).await
+    }
+
+    /// Who else applies `run` now, if anyone.
+    pub async fn holder(&self, run: &str) -> Result<Option<String>, StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.holder(&run)).await
+    }
+
+    /// A run as found: one recorded `running` that no process applies is interrupted.
+    pub async fn as_found(&self, run: crate::state::RunRecord) -> Result<crate::state::RunRecord, StateError> {
+        self.read(move |store| store.as_found(run)).await
+    }
+
+    /// Asks the process applying `run` to cancel it.
+    pub async fn request_cancel(&self, run: &str) -> Result<(), StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.request_cancel(&run)).await
+    }
+
+    /// Whether a `cancel` asked for `run`; the request is taken when it did.
+    pub async fn take_cancel_request(&self, run: &str) -> Result<bool, StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.take_cancel_request(&run)).await
     }
 
     /// Commits `writes` together and returns once they are on disk.
@@ -109,7 +161,7 @@ impl StoreHandle {
 
     fn gone(&self) -> StateError {
         StateError::Io {
-            dir: self.dir.clone(),
+            at: self.at.clone(),
             message: "the store thread stopped".into(),
         }
     }

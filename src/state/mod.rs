@@ -1,12 +1,18 @@
-//! The state of runs: a sled store in `--state DIR`, used through a store thread.
+//! The state of runs: a sled store in `--state DIR`, or a PostgreSQL database that several
+//! runners share (`--state postgres://...`), used through a store thread.
 
 mod handle;
 mod live;
+mod location;
+mod postgres;
 mod record;
 mod secrets;
+mod sled;
 mod store;
 
 pub use handle::StoreHandle;
+pub use location::{Location, PgUrl};
+pub use postgres::{RECONNECT_FOR, SCHEMA_VERSION};
 pub use live::{
     Snapshot, read_snapshot, remove_snapshot, request_cancel, take_cancel_request, write_snapshot,
 };
