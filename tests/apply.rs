@@ -294,11 +294,20 @@ async fn a_second_apply_on_the_same_state_is_refused_and_changes_nothing(backend
     let before = s.stats();
     let ran = s.apply(&file, &[]).await;
     assert_eq!(ran.code, Some(2));
-    let holder = format!(
-        "the state in {} is in use by another orchestrate (pid {}",
-        s.state().display(),
-        first.id()
-    );
+    let holder = match s.database() {
+        Some(_) => format!(
+            "is being applied by another orchestrate (host {}, pid {}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim(),
+            first.id()
+        ),
+        None => format!(
+            "the state in {} is in use by another orchestrate (pid {}",
+            s.state().display(),
+            first.id()
+        ),
+    };
     assert!(ran.stderr.contains(&holder), "{}", ran.stderr);
     let after = s.stats();
     let launched = |stats: &orchestrate::sim::Stats| (stats.agents, stats.launches.clone());
@@ -646,7 +655,8 @@ async fn max_agents_refuses_a_run_that_would_launch_more(backend: Backend) {
 }
 
 on_every_backend!(status_works_while_an_apply_runs);
-/// While an apply holds the state, `status` answers from the snapshot it writes.
+/// While an apply holds the state, `status` answers from the snapshot it writes (sled), or
+/// from the database, which the apply writes as it goes (PostgreSQL), and says who applies.
 async fn status_works_while_an_apply_runs(backend: Backend) {
     let s = Scenario::on(backend).work(3000, 4000).start().await;
     let mut running = s.spawn_apply(&Scenario::example("pipeline"));
@@ -664,7 +674,11 @@ async fn status_works_while_an_apply_runs(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, stderr) = answer.expect("status answered while the apply ran");
-    assert!(stderr.contains("an apply is running (pid "), "{stderr}");
+    assert!(stderr.contains("an apply is running ("), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", running.id())),
+        "{stderr}"
+    );
     assert_eq!(status["run"], "framework-upgrade/default");
     assert_eq!(status["state"], "running");
     let _ = running.kill();

@@ -41,6 +41,7 @@ mod examples;
 mod invalid;
 mod lost_state;
 mod passthrough;
+mod pg;
 mod plan_props;
 mod platform;
 mod schema;

@@ -148,7 +148,7 @@ async fn state_deleted_at_random_moments_no_agent_is_launched_twice_and_nothing_
     s.shutdown().await;
 }
 
-on_both_apis!(a_state_sled_cannot_open_is_moved_aside_and_the_run_rebuilt);
+on_both_apis!(a_state_sled_cannot_open_is_moved_aside_and_the_run_rebuilt, sled only: "it tears sled's own files");
 /// sled can leave files it refuses to reopen after a kill (here: a truncated snapshot file,
 /// the one seen in the wild). Read-only commands say what is wrong; `apply` moves the
 /// database aside, keeping it, starts a new one and finishes the run through recall: every

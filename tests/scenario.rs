@@ -20,41 +20,85 @@ use orchestrate::spec::ApiVersion;
 
 use crate::support::{StrictSim, repo_root, text};
 
-/// One test of `$name` on `$backend`, named `$variant`, ignored with `$reason` if given.
+/// One test of `$test` on `$backend` with the state in `$store`, named `$variant`, ignored
+/// with `$reason` if given. On PostgreSQL without its binaries, it says so and returns.
 macro_rules! backend_test {
-    ($name:ident, $variant:ident, $backend:ident $(, $reason:literal)?) => {
+    ($test:path, $variant:ident, $backend:ident, $store:ident $(, $reason:literal)?) => {
         #[tokio::test(flavor = "multi_thread")]
         $(#[ignore = $reason])?
         async fn $variant() {
-            super::$name(crate::scenario::Backend::$backend).await;
+            let store = crate::scenario::StoreKind::$store;
+            if store.available() {
+                crate::scenario::STORE
+                    .scope(store, $test(crate::scenario::Backend::$backend))
+                    .await;
+            }
         }
     };
 }
 
-/// Runs the async test function `$name(backend)` once per backend, as `$name::v0`,
-/// `$name::v1` and `$name::platform`. A test that needs what the platform lacks names the
-/// reason, and its platform variant is ignored with it.
+/// Runs the async test function `$name(backend)` once per backend and store: `$name::v0`,
+/// `$name::v1` and `$name::platform` on sled, and `$name::postgres::v0` (and so on) with the
+/// state in a PostgreSQL database. A test that needs what the platform lacks names the
+/// reason, and its platform variants are ignored with it.
 macro_rules! on_every_backend {
     ($name:ident) => {
         on_every_backend!($name, platform: );
     };
     ($name:ident, platform: $($reason:literal)?) => {
         mod $name {
-            backend_test!($name, v0, V0);
-            backend_test!($name, v1, V1);
-            backend_test!($name, platform, Platform $(, $reason)?);
+            backend_test!(super::$name, v0, V0, Sled);
+            backend_test!(super::$name, v1, V1, Sled);
+            backend_test!(super::$name, platform, Platform, Sled $(, $reason)?);
+            mod postgres {
+                backend_test!(super::super::$name, v0, V0, Postgres);
+                backend_test!(super::super::$name, v1, V1, Postgres);
+                backend_test!(super::super::$name, platform, Platform, Postgres $(, $reason)?);
+            }
         }
     };
 }
 
-/// Runs the async test function `$name(backend)` on both Cursor API versions only.
+/// Runs the async test function `$name(backend)` on both Cursor API versions only, on both
+/// stores; `sled only:` says why a test is about the embedded store's files alone.
 macro_rules! on_both_apis {
     ($name:ident) => {
         mod $name {
-            backend_test!($name, v0, V0);
-            backend_test!($name, v1, V1);
+            backend_test!(super::$name, v0, V0, Sled);
+            backend_test!(super::$name, v1, V1, Sled);
+            mod postgres {
+                backend_test!(super::super::$name, v0, V0, Postgres);
+                backend_test!(super::super::$name, v1, V1, Postgres);
+            }
         }
     };
+    ($name:ident, sled only: $reason:literal) => {
+        mod $name {
+            backend_test!(super::$name, v0, V0, Sled);
+            backend_test!(super::$name, v1, V1, Sled);
+        }
+    };
+}
+
+/// Where a scenario's binary keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// The embedded sled store in a directory of the scenario's.
+    Sled,
+    /// A database of its own in the test binary's PostgreSQL cluster.
+    Postgres,
+}
+
+impl StoreKind {
+    /// Whether the store can be used here (PostgreSQL needs its binaries).
+    pub(crate) fn available(self) -> bool {
+        self == StoreKind::Sled || crate::pg::shared().is_some()
+    }
+}
+
+tokio::task_local! {
+    /// The store of the scenarios a test makes (sled unless its variant says).
+    pub(crate) static STORE: StoreKind;
 }
 
 /// What the binary runs agents on.
@@ -156,6 +200,7 @@ type Change = Box<dyn FnOnce(&mut SimConfig)>;
 /// How a scenario's simulator is set up, before it starts.
 pub(crate) struct Builder {
     backend: Backend,
+    store: StoreKind,
     work: (u64, u64),
     faults: String,
     changes: Vec<Change>,
@@ -216,11 +261,14 @@ impl Builder {
         let sim = crate::support::simulator_at(config, self.address).await;
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
+        let database = (self.store == StoreKind::Postgres)
+            .then(|| crate::pg::shared().expect("checked by the test").database());
         Scenario {
             sim,
             backend: self.backend,
             dir,
             state,
+            database,
             quotas: format!("{QUOTAS},repositories={}", self.repositories),
         }
     }
@@ -233,6 +281,8 @@ pub(crate) struct Scenario {
     pub(crate) backend: Backend,
     dir: tempfile::TempDir,
     state: PathBuf,
+    /// The state's database URL, when the scenario keeps it in PostgreSQL.
+    database: Option<String>,
     /// `ORCHESTRATE_QUOTAS` for the binary.
     quotas: String,
 }
@@ -312,6 +362,7 @@ impl Scenario {
     pub(crate) fn on(backend: Backend) -> Builder {
         Builder {
             backend,
+            store: STORE.try_with(|s| *s).unwrap_or(StoreKind::Sled),
             work: (10, 20),
             faults: String::new(),
             changes: Vec::new(),
@@ -330,14 +381,26 @@ impl Scenario {
         repo_root().join(format!("examples/workflows/{name}.yaml"))
     }
 
-    /// The state directory the binary is given.
+    /// The state directory the binary is given (on sled).
     pub(crate) fn state(&self) -> &Path {
+        assert!(
+            self.database.is_none(),
+            "a test of sled's files runs on sled only"
+        );
         &self.state
     }
 
-    /// Gives the binary another, empty state directory from now on.
+    /// The state's database URL, when it is in PostgreSQL.
+    pub(crate) fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    /// Gives the binary another, empty state (directory or database) from now on.
     pub(crate) fn use_state(&mut self, name: &str) {
         self.state = self.dir.path().join(name);
+        if self.database.is_some() {
+            self.database = Some(crate::pg::shared().expect("in use").database());
+        }
     }
 
     /// Writes `text` to `name` in the scenario's directory.
@@ -360,7 +423,14 @@ impl Scenario {
             .env("CURSOR_API_BASE_URL", self.sim.url())
             .env("CURSOR_API_KEY", DEFAULT_KEY)
             .env("ORCHESTRATE_QUOTAS", &self.quotas)
-            .env("ORCHESTRATE_STATE", &self.state)
+            .env(
+                "ORCHESTRATE_STATE",
+                self.database
+                    .as_deref()
+                    .map_or(self.state.as_os_str(), std::ffi::OsStr::new),
+            )
+            // A database's runs keep their webhook secrets on this machine: here.
+            .env("XDG_STATE_HOME", self.dir.path().join("local"))
             .envs(self.backend.environment(&self.sim.url()))
             .stdin(Stdio::null());
         command

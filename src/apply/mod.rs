@@ -621,6 +621,10 @@ impl Started {
     /// Runs until every instance settled or a halt, keeping a snapshot of the records for
     /// `status` in another terminal meanwhile.
     pub async fn execute(&self) -> Option<Halt> {
+        // A shared database is read by others as it is: only a directory needs snapshots.
+        if !self.store.needs_snapshots() {
+            return self.execution.execute().await;
+        }
         let snapshots = {
             let (execution, dir, run) = (
                 self.execution.clone(),

@@ -113,11 +113,7 @@ impl ApplyArgs {
 }
 
 /// Runs `apply`.
-pub async fn run(
-    out: &Output,
-    state: &Location,
-    args: ApplyArgs,
-) -> Result<Exit, Error> {
+pub async fn run(out: &Output, state: &Location, args: ApplyArgs) -> Result<Exit, Error> {
     let loaded = spec::load(&args.file)?;
     let heartbeat = args.tuning.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
     apply(out, state, &loaded, args.request(), args.yes, heartbeat).await

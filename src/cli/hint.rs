@@ -16,7 +16,9 @@ impl Hints {
     /// Hints for commands run against the state at `state`.
     pub fn new(state: &Location) -> Self {
         let state = match state {
-            Location::Dir(dir) => (dir.as_os_str() != DEFAULT_STATE).then(|| dir.display().to_string()),
+            Location::Dir(dir) => {
+                (dir.as_os_str() != DEFAULT_STATE).then(|| dir.display().to_string())
+            }
             // A password is never printed: where it came from `ORCHESTRATE_STATE`, the
             // same variable names the database for the hint too; else it is left out.
             Location::Postgres(url) if url.has_password() => {

@@ -13,9 +13,9 @@ mod sim;
 mod validate;
 mod workflow;
 
+use crate::state::Location;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use crate::state::Location;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -105,7 +105,11 @@ impl StateArg {
         let given = self
             .dir
             .or_else(|| before.cloned())
-            .or_else(|| std::env::var("ORCHESTRATE_STATE").ok().filter(|v| !v.is_empty()))
+            .or_else(|| {
+                std::env::var("ORCHESTRATE_STATE")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            })
             .unwrap_or_else(|| hint::DEFAULT_STATE.to_owned());
         Location::parse(&given)
     }

@@ -74,7 +74,6 @@ fn snapshot(
     Ok(snapshot)
 }
 
-
 /// The run named `run`, or the most recent one.
 async fn find_run(store: &StoreHandle, run: Option<String>) -> Result<RunRecord, Error> {
     let runs = store.read(Store::runs).await?;
@@ -183,6 +182,11 @@ async fn read_status(
     let (store, run) = open_run(state, run).await?;
     let id = run.id.clone();
     let records = store.read(move |s| s.instances(&id)).await?;
+    if say_snapshot && let Some(holder) = store.holder(&run.id).await? {
+        out.status(&format!(
+            "an apply is running ({holder}); its records as of now:"
+        ));
+    }
     let run = store.as_found(run).await?;
     store.close().await;
     Ok((run, records))
@@ -483,12 +487,7 @@ pub async fn report(
 
 /// `orchestrate runs rm RUN [--force]`: one run out of the state. A run whose agents may
 /// still work is refused without `--force`: its results would be lost.
-pub async fn remove(
-    out: &Output,
-    state: &Location,
-    run: &str,
-    force: bool,
-) -> Result<Exit, Error> {
+pub async fn remove(out: &Output, state: &Location, run: &str, force: bool) -> Result<Exit, Error> {
     let store = open(state)?;
     let found = find_run(&store, Some(run.to_owned())).await?;
     if let Some(holder) = store.holder(&found.id).await? {

@@ -46,33 +46,57 @@ impl std::fmt::Debug for Message {
 impl StoreHandle {
     /// Opens the store at `location` on a new thread.
     pub fn open(location: &Location) -> Result<Self, StateError> {
-        Self::serving(Store::open(location)?)
+        let location = location.clone();
+        Self::serving(move || Ok((Store::open(&location)?, ()))).map(|(handle, ())| handle)
     }
 
     /// Opens the store as [`Store::open_setting_aside`] does: a database sled cannot open
     /// is moved aside (to the path returned) and a new one started.
     pub fn open_setting_aside(location: &Location) -> Result<(Self, Option<PathBuf>), StateError> {
-        let (store, aside) = Store::open_setting_aside(location)?;
-        Ok((Self::serving(store)?, aside))
+        let location = location.clone();
+        Self::serving(move || Store::open_setting_aside(&location))
     }
 
-    fn serving(store: Store) -> Result<Self, StateError> {
-        let (dir, at) = (store.local_dir().to_owned(), store.describe());
-        let snapshots = store.needs_snapshots();
+    /// Opens the store on its thread: a database client blocks on a runtime of its own,
+    /// which cannot start on a thread of the caller's.
+    fn serving<R: Send + 'static>(
+        open: impl FnOnce() -> Result<(Store, R), StateError> + Send + 'static,
+    ) -> Result<(Self, R), StateError> {
+        let (opened, receive) = std::sync::mpsc::sync_channel(1);
         let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("orchestrate-store".into())
-            .spawn(move || serve(store, &receiver))
+            .spawn(move || match open() {
+                Ok((store, extra)) => {
+                    let about = (
+                        store.local_dir().to_owned(),
+                        store.describe(),
+                        store.needs_snapshots(),
+                    );
+                    let _ = opened.send(Ok((about, extra)));
+                    serve(store, &receiver);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err(error));
+                }
+            })
             .map_err(|e| StateError::Io {
-                at: at.clone(),
+                at: "the store thread".into(),
                 message: e.to_string(),
             })?;
-        Ok(Self {
-            sender,
-            dir,
-            at,
-            snapshots,
-        })
+        let ((dir, at, snapshots), extra) = receive.recv().map_err(|_| StateError::Io {
+            at: "the store thread".into(),
+            message: "it stopped while opening the store".into(),
+        })??;
+        Ok((
+            Self {
+                sender,
+                dir,
+                at,
+                snapshots,
+            },
+            extra,
+        ))
     }
 
     /// The store's directory on this machine: the state itself for sled, and for a shared
@@ -104,7 +128,10 @@ impl StoreHandle {
     }
 
     /// A run as found: one recorded `running` that no process applies is interrupted.
-    pub async fn as_found(&self, run: crate::state::RunRecord) -> Result<crate::state::RunRecord, StateError> {
+    pub async fn as_found(
+        &self,
+        run: crate::state::RunRecord,
+    ) -> Result<crate::state::RunRecord, StateError> {
         self.read(move |store| store.as_found(run)).await
     }
 
@@ -117,7 +144,8 @@ impl StoreHandle {
     /// Whether a `cancel` asked for `run`; the request is taken when it did.
     pub async fn take_cancel_request(&self, run: &str) -> Result<bool, StateError> {
         let run = run.to_owned();
-        self.read(move |store| store.take_cancel_request(&run)).await
+        self.read(move |store| store.take_cancel_request(&run))
+            .await
     }
 
     /// Commits `writes` together and returns once they are on disk.

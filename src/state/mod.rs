@@ -11,11 +11,11 @@ mod sled;
 mod store;
 
 pub use handle::StoreHandle;
-pub use location::{Location, PgUrl};
-pub use postgres::{RECONNECT_FOR, SCHEMA_VERSION};
 pub use live::{
     Snapshot, read_snapshot, remove_snapshot, request_cancel, take_cancel_request, write_snapshot,
 };
+pub use location::{Location, PgUrl};
+pub use postgres::{RECONNECT_FOR, SCHEMA_VERSION};
 pub use record::{
     Attempt, BranchOutput, Counts, Event, FollowUpIntent, InstanceRecord, InstanceState,
     LaunchIntent, LearnedLimit, RECORD_VERSION, RepositoryCache, RunRecord, RunState, Timestamp,

@@ -188,7 +188,9 @@ impl PgStore {
                             RECONNECT_FOR.as_secs()
                         )));
                     }
-                    tracing::warn!("the state database dropped the connection ({message}); connecting again");
+                    tracing::warn!(
+                        "the state database dropped the connection ({message}); connecting again"
+                    );
                 }
                 done => return done,
             }
@@ -212,7 +214,11 @@ impl PgStore {
         Ok(())
     }
 
-    fn decode<T: DeserializeOwned>(&self, key: &str, value: serde_json::Value) -> Result<T, StateError> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<T, StateError> {
         decode_value(&self.describe(), key, value)
     }
 
@@ -273,7 +279,10 @@ impl PgStore {
     }
 
     fn cached<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
-        let rows = self.query("SELECT record FROM orchestrate.cache WHERE name = $1", &[&name])?;
+        let rows = self.query(
+            "SELECT record FROM orchestrate.cache WHERE name = $1",
+            &[&name],
+        )?;
         rows.into_iter()
             .next()
             .map(|row| self.decode(name, row.get(0)))
@@ -287,7 +296,9 @@ impl PgStore {
 
     /// When `GET /v0/repositories` was last called, by any runner on this database.
     pub fn last_repositories_call(&self) -> Result<Option<Timestamp>, StateError> {
-        Ok(self.cached::<LastCall>(LAST_REPOSITORIES_CALL)?.map(|c| c.at))
+        Ok(self
+            .cached::<LastCall>(LAST_REPOSITORIES_CALL)?
+            .map(|c| c.at))
     }
 
     /// The calls quota an API last named, by any runner on this database.
@@ -465,7 +476,10 @@ fn migrate(client: &mut Client) -> Result<(), StateError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(current).unwrap_or(0)) {
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         tx.batch_execute(sql).map_err(io)?;
         tx.execute(
             "INSERT INTO orchestrate.schema_migrations (version, release) VALUES ($1, $2)",
@@ -563,7 +577,11 @@ fn one(tx: &mut postgres::Transaction<'_>, write: &Write) -> Result<(), postgres
             cache(tx, REPOSITORIES, encode_value(list))?;
         }
         Write::LastRepositoriesCall(at) => {
-            cache(tx, LAST_REPOSITORIES_CALL, encode_value(&LastCall { at: *at }))?;
+            cache(
+                tx,
+                LAST_REPOSITORIES_CALL,
+                encode_value(&LastCall { at: *at }),
+            )?;
         }
         Write::LearnedLimit(limit) => {
             cache(tx, LEARNED_LIMIT, encode_value(limit))?;
@@ -622,7 +640,11 @@ fn holder_text() -> String {
 /// This machine's directory for what a shared database must not hold (webhook secrets):
 /// `$XDG_STATE_HOME/orchestrate`, else `~/.local/state/orchestrate`, else the temp dir's.
 fn local_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("XDG_STATE_HOME")
         .or_else(|| var("HOME").map(|home| home.join(".local/state")))
         .unwrap_or_else(std::env::temp_dir)

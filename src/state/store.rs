@@ -354,12 +354,12 @@ impl Store {
     /// Asks the process applying `run` to cancel it.
     pub fn request_cancel(&self, run: &str) -> Result<(), StateError> {
         match self {
-            Store::Sled(store) => super::live::request_cancel(store.dir(), run).map_err(|e| {
-                StateError::Io {
+            Store::Sled(store) => {
+                super::live::request_cancel(store.dir(), run).map_err(|e| StateError::Io {
                     at: store.dir().display().to_string(),
                     message: format!("cannot ask the running apply to cancel: {e}"),
-                }
-            }),
+                })
+            }
             Store::Postgres(store) => store.request_cancel(run),
         }
     }
