@@ -46,6 +46,7 @@ mod plan_props;
 mod platform;
 mod schema;
 mod security;
+mod shared_state;
 mod soak;
 mod support;
 mod sweeps;

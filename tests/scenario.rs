@@ -201,6 +201,7 @@ type Change = Box<dyn FnOnce(&mut SimConfig)>;
 pub(crate) struct Builder {
     backend: Backend,
     store: StoreKind,
+    database: Option<String>,
     work: (u64, u64),
     faults: String,
     changes: Vec<Change>,
@@ -234,6 +235,13 @@ impl Builder {
         self
     }
 
+    /// Keeps the state in the database at `url` (a cluster of the test's own).
+    pub(crate) fn in_database(mut self, url: String) -> Self {
+        self.store = StoreKind::Postgres;
+        self.database = Some(url);
+        self
+    }
+
     /// Listens on `address` (a fresh server where an earlier one was).
     pub(crate) fn at(mut self, address: std::net::SocketAddr) -> Self {
         self.address = address;
@@ -261,8 +269,13 @@ impl Builder {
         let sim = crate::support::simulator_at(config, self.address).await;
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let database = (self.store == StoreKind::Postgres)
-            .then(|| crate::pg::shared().expect("checked by the test").database());
+        let database = match (self.store, self.database) {
+            (_, Some(url)) => Some(url),
+            (StoreKind::Postgres, None) => {
+                Some(crate::pg::shared().expect("checked by the test").database())
+            }
+            (StoreKind::Sled, None) => None,
+        };
         Scenario {
             sim,
             backend: self.backend,
@@ -363,6 +376,7 @@ impl Scenario {
         Builder {
             backend,
             store: STORE.try_with(|s| *s).unwrap_or(StoreKind::Sled),
+            database: None,
             work: (10, 20),
             faults: String::new(),
             changes: Vec::new(),
@@ -393,6 +407,16 @@ impl Scenario {
     /// The state's database URL, when it is in PostgreSQL.
     pub(crate) fn database(&self) -> Option<&str> {
         self.database.as_deref()
+    }
+
+    /// Points the binary at the state at `location` (a directory or a URL) from now on.
+    pub(crate) fn use_location(&mut self, location: &str) {
+        if location.starts_with("postgres://") {
+            self.database = Some(location.to_owned());
+        } else {
+            self.database = None;
+            self.state = PathBuf::from(location);
+        }
     }
 
     /// Gives the binary another, empty state (directory or database) from now on.
@@ -589,12 +613,16 @@ impl Scenario {
     /// directory and state: a server restarted, its memory gone.
     pub(crate) async fn restart(self, next: Builder) -> Scenario {
         let Scenario {
-            sim, dir, state, ..
+            sim,
+            dir,
+            state,
+            database,
+            ..
         } = self;
         let address = sim.addr();
         sim.shutdown().await;
         let mut restarted = next.at(address).start().await;
-        (restarted.dir, restarted.state) = (dir, state);
+        (restarted.dir, restarted.state, restarted.database) = (dir, state, database);
         restarted
     }
 

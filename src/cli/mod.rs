@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod runs;
 mod sim;
+mod state;
 mod validate;
 mod workflow;
 
@@ -223,6 +224,14 @@ pub enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Move a run between stores: export it as JSON, or import an export.
+    State {
+        /// `export` or `import`.
+        #[command(subcommand)]
+        command: StateCommand,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Stop a run's running agents and mark them cancelled.
     Cancel {
         /// The run (the latest when omitted).
@@ -329,6 +338,21 @@ pub enum RunsCommand {
         /// Remove it even if agents of it may still work (their results are then lost).
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// `orchestrate state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print a run, its instances and its log as one JSON document (a backup, or a move).
+    Export {
+        /// The run (the latest when omitted).
+        run: Option<String>,
+    },
+    /// Add a run exported by `state export` to this state (refused if it has the run).
+    Import {
+        /// The exported file, or `-` for stdin.
+        file: PathBuf,
     },
 }
 
@@ -495,6 +519,13 @@ fn execute(out: &Output, cli: Cli) -> Result<Exit, Error> {
             block_on(runs::report(out, &state.resolve(before), run, output))
         }
         Command::Cancel { run, state } => block_on(runs::cancel(out, &state.resolve(before), run)),
+        Command::State { command, state } => {
+            let state = state.resolve(before);
+            match command {
+                StateCommand::Export { run } => block_on(state::export(out, &state, run)),
+                StateCommand::Import { file } => block_on(state::import(out, &state, &file)),
+            }
+        }
         Command::Artifacts {
             run,
             instance,

@@ -1,6 +1,7 @@
 //! The state of runs: a sled store in `--state DIR`, or a PostgreSQL database that several
 //! runners share (`--state postgres://...`), used through a store thread.
 
+mod export;
 mod handle;
 mod live;
 mod location;
@@ -10,6 +11,7 @@ mod secrets;
 mod sled;
 mod store;
 
+pub use export::{ImportError, Imported, RunExport, export, read as read_export};
 pub use handle::StoreHandle;
 pub use live::{
     Snapshot, read_snapshot, remove_snapshot, request_cancel, take_cancel_request, write_snapshot,

@@ -120,7 +120,7 @@ impl PgStore {
         // The first connection is not waited for: a wrong URL is said at once.
         let client = store.connect()?;
         *store.client.borrow_mut() = Some(client);
-        store.with(migrate)?;
+        store.with(|client| migrate(client, &at))?;
         Ok(store)
     }
 
@@ -444,10 +444,9 @@ fn lock_key(run: &str) -> i64 {
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one transaction for all; refuses a newer one.
-fn migrate(client: &mut Client) -> Result<(), StateError> {
-    let at = || "the state database".to_owned();
+fn migrate(client: &mut Client, at: &str) -> Result<(), StateError> {
     let io = |e: postgres::Error| StateError::Io {
-        at: at(),
+        at: at.to_owned(),
         message: cause(&e),
     };
     let mut tx = client.transaction().map_err(io)?;
@@ -471,7 +470,7 @@ fn migrate(client: &mut Client) -> Result<(), StateError> {
         .get(0);
     if current > SCHEMA_VERSION {
         return Err(StateError::NewerSchema {
-            at: at(),
+            at: at.to_owned(),
             found: current,
             known: SCHEMA_VERSION,
         });
