@@ -193,13 +193,12 @@ impl Cluster {
             std::process::id(),
             self.dir.display()
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        // In the background of a shell that ends at once: the watcher outlives this process.
+        let started = Command::new("sh")
+            .args(["-c", &format!("({script}) </dev/null >/dev/null 2>&1 &")])
+            .status()
             .unwrap();
+        assert!(started.success(), "the cluster's watcher did not start");
     }
 
     /// A new, empty database, as the URL `--state` takes.

@@ -137,7 +137,10 @@ async fn the_database_restarted_under_a_running_apply_is_waited_for() {
     every_launch_once(&s.stats());
     let status = s.status().await;
     assert_eq!(status["state"], "succeeded");
-    assert_eq!(s.stats().agents as usize, status.instances().len());
+    assert_eq!(
+        usize::try_from(s.stats().agents).unwrap(),
+        status.instances().len()
+    );
     s.shutdown().await;
 }
 

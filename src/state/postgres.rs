@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The newest schema version this release knows.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // a handful
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Serialises migrations of processes that open a new database at once.
@@ -408,7 +409,7 @@ fn dropped(error: &postgres::Error) -> bool {
         let code = code.code();
         return code.starts_with("08") || code.starts_with("57P");
     }
-    std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+    std::error::Error::source(error).is_some_and(<dyn std::error::Error>::is::<std::io::Error>)
 }
 
 /// The error with the cause PostgreSQL gave, which `Display` alone leaves out.

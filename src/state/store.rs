@@ -201,7 +201,7 @@ pub enum Store {
     /// The embedded sled database in a directory, held by one process.
     Sled(SledStore),
     /// A PostgreSQL database, shared; runs are locked one by one.
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 impl Store {
@@ -209,7 +209,7 @@ impl Store {
     pub fn open(location: &Location) -> Result<Self, StateError> {
         Ok(match location {
             Location::Dir(dir) => Store::Sled(SledStore::open(dir)?),
-            Location::Postgres(url) => Store::Postgres(PgStore::open(url)?),
+            Location::Postgres(url) => Store::Postgres(Box::new(PgStore::open(url)?)),
         })
     }
 
@@ -221,7 +221,7 @@ impl Store {
                 let (store, aside) = SledStore::open_setting_aside(dir)?;
                 (Store::Sled(store), aside)
             }
-            Location::Postgres(url) => (Store::Postgres(PgStore::open(url)?), None),
+            Location::Postgres(url) => (Store::Postgres(Box::new(PgStore::open(url)?)), None),
         })
     }
 
