@@ -133,7 +133,7 @@ fn help_lists_the_commands() {
 #[test]
 fn github_actions_examples_use_real_commands() {
     let dir = crate::support::repo_root().join("examples/github-actions");
-    for name in ["nightly-sweep.yml", "batch-refactor.yml"] {
+    for name in ["nightly-sweep.yml", "batch-refactor.yml", "shared-state.yml"] {
         let source = std::fs::read_to_string(dir.join(name)).unwrap();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
         assert!(yaml["jobs"].is_mapping(), "{name}");
@@ -339,7 +339,7 @@ fn github_actions_examples_use_the_action_as_it_is() {
         .collect();
     assert!(required.iter().any(|r| *r == "workflow"));
     let mut uses = 0;
-    for name in ["nightly-sweep.yml", "batch-refactor.yml"] {
+    for name in ["nightly-sweep.yml", "batch-refactor.yml", "shared-state.yml"] {
         let source =
             std::fs::read_to_string(root.join("examples/github-actions").join(name)).unwrap();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
