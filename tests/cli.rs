@@ -128,12 +128,25 @@ fn help_lists_the_commands() {
     insta::assert_snapshot!(text(&output.stdout));
 }
 
+/// The file names of `examples/github-actions/`.
+fn github_actions_examples() -> Vec<String> {
+    let dir = crate::support::repo_root().join("examples/github-actions");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    names
+}
+
 /// The GitHub Actions examples are valid YAML, and every `orchestrate` command line in them
 /// parses (checked with `--help` appended, which clap answers only for valid commands).
 #[test]
 fn github_actions_examples_use_real_commands() {
     let dir = crate::support::repo_root().join("examples/github-actions");
-    for name in ["nightly-sweep.yml", "batch-refactor.yml", "shared-state.yml"] {
+    for name in &github_actions_examples() {
         let source = std::fs::read_to_string(dir.join(name)).unwrap();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
         assert!(yaml["jobs"].is_mapping(), "{name}");
@@ -339,7 +352,7 @@ fn github_actions_examples_use_the_action_as_it_is() {
         .collect();
     assert!(required.iter().any(|r| *r == "workflow"));
     let mut uses = 0;
-    for name in ["nightly-sweep.yml", "batch-refactor.yml", "shared-state.yml"] {
+    for name in &github_actions_examples() {
         let source =
             std::fs::read_to_string(root.join("examples/github-actions").join(name)).unwrap();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
@@ -373,7 +386,11 @@ fn github_actions_examples_use_the_action_as_it_is() {
             }
         }
     }
-    assert_eq!(uses, 2, "each example uses the action");
+    assert_eq!(
+        uses,
+        github_actions_examples().len(),
+        "each example uses the action"
+    );
     let script = std::fs::read_to_string(root.join("action.yml")).unwrap();
     for line in script
         .lines()
