@@ -14,7 +14,13 @@ use orchestrate::state::{Event, InstanceRecord, InstanceState, Location, StoreHa
 mod pg;
 
 const INSTANCES: usize = 1_000;
-const AT_ONCE: usize = 100;
+/// Writers at once (`STORE_WRITERS` to change it).
+fn at_once() -> usize {
+    std::env::var("STORE_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
 const STEPS: [InstanceState; 4] = [
     InstanceState::Launching,
     InstanceState::Running,
@@ -26,10 +32,11 @@ async fn transitions(store: &StoreHandle) -> (f64, f64) {
     let run = "bench/default".to_owned();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for lane in 0..AT_ONCE {
+    let at_once = at_once();
+    for lane in 0..at_once {
         let (store, run) = (store.clone(), run.clone());
         tasks.push(tokio::spawn(async move {
-            for n in (lane..INSTANCES).step_by(AT_ONCE) {
+            for n in (lane..INSTANCES).step_by(at_once) {
                 let key = format!("bump[acme/svc-{n:04}]");
                 let mut record =
                     InstanceRecord::pending(&key, "bump", "https://github.com/acme/x", "b", "h");
@@ -61,8 +68,9 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{INSTANCES} instances x {} transitions, {AT_ONCE} writers at once",
-        STEPS.len()
+        "{INSTANCES} instances x {} transitions, {} writers at once",
+        STEPS.len(),
+        at_once()
     );
     println!("| store | store time per transition | wall time per transition |");
     println!("| --- | --- | --- |");

@@ -490,46 +490,61 @@ fn migrate(client: &mut Client, at: &str) -> Result<(), StateError> {
     tx.commit().map_err(io)
 }
 
-/// Writes in their order, consecutive instances and events of a batch in one statement each.
+/// Writes as if one by one in their order, in as few statements as that allows: every
+/// instance upsert (the last of each key wins) and every event (in order) of a batch go in
+/// one statement each, flushed before a removal, the only writes whose order against them
+/// matters. A transition writes an instance and an event: a batch of a hundred is two
+/// statements, not two hundred.
 fn apply(tx: &mut postgres::Transaction<'_>, writes: &[Write]) -> Result<(), postgres::Error> {
-    let mut at = 0;
-    while at < writes.len() {
-        match &writes[at] {
-            Write::Instance(..) => {
-                let mut rows: BTreeMap<(&str, &str), serde_json::Value> = BTreeMap::new();
-                while let Some(Write::Instance(run, instance)) = writes.get(at) {
-                    rows.insert((run, &instance.key), encode_value(instance));
-                    at += 1;
-                }
-                let (runs, keys, records) = columns(rows);
-                tx.execute(
-                    "INSERT INTO orchestrate.instances (run, key, record)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
-                     ON CONFLICT (run, key) DO UPDATE SET record = excluded.record",
-                    &[&runs, &keys, &records],
-                )?;
+    let mut pending = Pending::default();
+    for write in writes {
+        match write {
+            Write::Instance(run, instance) => {
+                pending
+                    .instances
+                    .insert((run, &instance.key), encode_value(instance));
             }
-            Write::Event(..) => {
-                let (mut runs, mut records) = (Vec::new(), Vec::new());
-                while let Some(Write::Event(run, event)) = writes.get(at) {
-                    runs.push(run.as_str());
-                    records.push(encode_value(event));
-                    at += 1;
-                }
-                tx.execute(
-                    "INSERT INTO orchestrate.events (run, record)
-                     SELECT run, record FROM unnest($1::text[], $2::jsonb[])
-                         WITH ORDINALITY AS e(run, record, n) ORDER BY n",
-                    &[&runs, &records],
-                )?;
-            }
-            write => {
+            Write::Event(run, event) => pending.events.push((run, encode_value(event))),
+            Write::RemoveInstance(..) | Write::RemoveRun(_) => {
+                std::mem::take(&mut pending).flush(tx)?;
                 one(tx, write)?;
-                at += 1;
             }
+            _ => one(tx, write)?,
         }
     }
-    Ok(())
+    pending.flush(tx)
+}
+
+/// Instance and event writes not yet sent.
+#[derive(Default)]
+struct Pending<'a> {
+    instances: BTreeMap<(&'a str, &'a str), serde_json::Value>,
+    events: Vec<(&'a str, serde_json::Value)>,
+}
+
+impl Pending<'_> {
+    fn flush(self, tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+        if !self.instances.is_empty() {
+            let (runs, keys, records) = columns(self.instances);
+            tx.execute(
+                "INSERT INTO orchestrate.instances (run, key, record)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+                 ON CONFLICT (run, key) DO UPDATE SET record = excluded.record",
+                &[&runs, &keys, &records],
+            )?;
+        }
+        if !self.events.is_empty() {
+            let (runs, records): (Vec<&str>, Vec<serde_json::Value>) =
+                self.events.into_iter().unzip();
+            tx.execute(
+                "INSERT INTO orchestrate.events (run, record)
+                 SELECT run, record FROM unnest($1::text[], $2::jsonb[])
+                     WITH ORDINALITY AS e(run, record, n) ORDER BY n",
+                &[&runs, &records],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn columns<'a>(
@@ -560,19 +575,7 @@ fn one(tx: &mut postgres::Transaction<'_>, write: &Write) -> Result<(), postgres
                 &[&run.id, &encode_value(run)],
             )?;
         }
-        Write::Instance(run, instance) => {
-            tx.execute(
-                "INSERT INTO orchestrate.instances (run, key, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (run, key) DO UPDATE SET record = excluded.record",
-                &[run, &instance.key, &encode_value(instance)],
-            )?;
-        }
-        Write::Event(run, event) => {
-            tx.execute(
-                "INSERT INTO orchestrate.events (run, record) VALUES ($1, $2)",
-                &[run, &encode_value(event)],
-            )?;
-        }
+        Write::Instance(..) | Write::Event(..) => unreachable!("batched by `apply`"),
         Write::Repositories(list) => {
             cache(tx, REPOSITORIES, encode_value(list))?;
         }
