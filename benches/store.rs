@@ -58,7 +58,7 @@ async fn transitions(store: &StoreHandle) -> (f64, f64) {
     }
     let wall = start.elapsed().as_secs_f64();
     let busy = store.busy().await.as_secs_f64();
-    let count = (INSTANCES * STEPS.len()) as f64;
+    let count = f64::from(u32::try_from(INSTANCES * STEPS.len()).expect("a few thousand"));
     (busy / count * 1e6, wall / count * 1e6)
 }
 

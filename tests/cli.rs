@@ -134,7 +134,11 @@ fn github_actions_examples() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".yml"))
+        .filter(|n| {
+            std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e == "yml")
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 3, "{names:?}");

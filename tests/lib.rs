@@ -26,7 +26,7 @@
 //! - `passthrough`: workflows through a LiteLLM-like proxy: `/cursor` prefix, virtual key.
 //! - `platform`: the LiteLLM Agent Platform backend: the session it creates, broken streams.
 //! - `plan_props`: any generated valid workflow plans, and the order respects every edge.
-//! - `pg`: a throwaway PostgreSQL cluster (initdb, pg_ctl) for the scenarios that keep
+//! - `pg`: a throwaway PostgreSQL cluster (`initdb`, `pg_ctl`) for the scenarios that keep
 //!   their state in a database: every `on_every_backend!`/`on_both_apis!` test runs on both.
 //! - `shared_state`: what only PostgreSQL has: migrations, locks per run, a server
 //!   restarted under an apply, export and import between stores.
