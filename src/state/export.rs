@@ -124,22 +124,8 @@ impl Imported {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Location, RunState, Timestamp};
-
-    fn run(id: &str) -> RunRecord {
-        RunRecord {
-            id: id.into(),
-            workflow: "w".into(),
-            key: "default".into(),
-            file: "w.yaml".into(),
-            source: "version: 1\n".into(),
-            state: RunState::Succeeded,
-            simulated: false,
-            api: crate::spec::Api::Cursor(crate::spec::ApiVersion::V1),
-            started_at: Timestamp(1),
-            finished_at: Some(Timestamp(2)),
-        }
-    }
+    use crate::state::Location;
+    use crate::state::sled::tests::run;
 
     #[test]
     fn a_run_goes_out_and_back_in_whole() {
@@ -148,7 +134,10 @@ mod tests {
         let instance = InstanceRecord::pending("t[a/b]", "t", "https://github.com/a/b", "br", "h");
         store
             .write(&[
-                Write::Run(run("w/default")),
+                Write::Run(RunRecord {
+                    source: "version: 1\n".into(),
+                    ..run("w/default")
+                }),
                 Write::Instance("w/default".into(), instance),
                 Write::Event("w/default".into(), Event::run("start", "")),
                 Write::Event("w/default".into(), Event::run("end", "")),

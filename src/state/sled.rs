@@ -122,18 +122,13 @@ impl SledStore {
         }
     }
 
-    /// Every run, newest first.
+    /// Every run, in key order ([`super::Store::runs`] puts the newest first).
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         let mut runs = Vec::new();
         for entry in &self.runs {
             let (key, bytes) = entry.map_err(|e| self.io(e))?;
             runs.push(self.decode::<RunRecord>(&key, &bytes)?);
         }
-        runs.sort_by(|a, b| {
-            b.started_at
-                .cmp(&a.started_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
         Ok(runs)
     }
 
@@ -372,11 +367,12 @@ fn set_aside(dir: &Path) -> Result<PathBuf, StateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::state::record::{InstanceState, RunState};
 
-    fn run(id: &str) -> RunRecord {
+    /// A run record for tests of the store.
+    pub(in crate::state) fn run(id: &str) -> RunRecord {
         RunRecord {
             id: id.into(),
             workflow: "w".into(),
