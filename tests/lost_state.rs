@@ -232,13 +232,14 @@ async fn a_pruned_run_applied_again_adopts_its_agents(backend: Backend) {
     );
     let first = s.apply(&file, &[]).await;
     assert_eq!(first.code, Some(0), "{}", first.stderr);
-    let prs: Vec<_> = s
-        .status()
-        .await
-        .instances()
-        .iter()
-        .map(|i| i["pr_url"].clone())
-        .collect();
+    let pull_requests = |status: crate::scenario::Status| -> Vec<serde_json::Value> {
+        status
+            .instances()
+            .iter()
+            .map(|i| i["pr_url"].clone())
+            .collect()
+    };
+    let prs = pull_requests(s.status().await);
 
     let pruned = s.run(&["runs", "prune", "--older-than", "0s"]).await;
     assert_eq!(pruned.code, Some(0), "{}", pruned.stderr);
@@ -250,13 +251,7 @@ async fn a_pruned_run_applied_again_adopts_its_agents(backend: Backend) {
     assert!(again.stderr.contains("2 to adopt"), "{}", again.stderr);
     assert_eq!(s.stats().agents, 2, "no agent launched twice");
     assert_eq!(follow_ups(&s.stats()), [1, 1], "no follow-up sent twice");
-    let back: Vec<_> = s
-        .status()
-        .await
-        .instances()
-        .iter()
-        .map(|i| i["pr_url"].clone())
-        .collect();
+    let back = pull_requests(s.status().await);
     assert_eq!(back, prs, "every result is back");
     s.shutdown().await;
 }
