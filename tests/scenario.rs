@@ -319,6 +319,57 @@ pub(crate) struct Ran {
     pub(crate) stderr: String,
 }
 
+/// The longest one command of a test may take. Past it the command is killed and the test
+/// fails with what it printed, rather than hanging the whole suite until CI's own limit.
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `command` (its stdout and stderr piped) with `input` on its stdin, to its end or to
+/// [`COMMAND_LIMIT`], without holding up the runtime.
+async fn bounded(command: Command, input: &str) -> Ran {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let line = format!("{command:?}");
+    let mut command = tokio::process::Command::from(command);
+    if !input.is_empty() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.kill_on_drop(true).spawn().unwrap();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).await.unwrap();
+    }
+    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes).await;
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = tokio::time::timeout(COMMAND_LIMIT, child.wait()).await;
+    let hung = status.is_err();
+    if hung {
+        let _ = child.kill().await;
+    }
+    let printed = |reader: tokio::task::JoinHandle<Vec<u8>>| async move {
+        match tokio::time::timeout(Duration::from_secs(5), reader).await {
+            Ok(bytes) => text(&bytes.unwrap()),
+            Err(_) => "(still open after the kill)".to_owned(),
+        }
+    };
+    let (stdout, stderr) = (printed(stdout).await, printed(stderr).await);
+    assert!(
+        !hung,
+        "{line} did not end within {COMMAND_LIMIT:?} and was killed; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Ran {
+        code: status.unwrap().unwrap().code(),
+        stdout,
+        stderr,
+    }
+}
+
 impl From<std::process::Output> for Ran {
     fn from(output: std::process::Output) -> Self {
         Self {
@@ -475,9 +526,11 @@ impl Scenario {
     /// Runs `command` to its end without holding up the simulator.
     pub(crate) async fn finish(command: Command) -> Ran {
         let mut command = command;
-        tokio::task::spawn_blocking(move || command.output().unwrap().into())
-            .await
-            .unwrap()
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        bounded(command, "").await
     }
 
     /// Runs `command` to its end in a pseudo-terminal (util-linux `script`, in every Debian),
@@ -520,20 +573,7 @@ impl Scenario {
         if let Some(dir) = command.get_current_dir() {
             script.current_dir(dir);
         }
-        let input = input.to_owned();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let mut child = script.spawn().unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap().into()
-        })
-        .await
-        .unwrap()
+        bounded(script, input).await
     }
 
     /// Runs the binary with `args` to its end.

@@ -206,7 +206,10 @@ impl LiveView {
             };
             match &view.bar {
                 Some(bar) => loop {
-                    let now = moment(*counts.borrow_and_update());
+                    // Copied out first: `running` locks the records, which `emit` holds
+                    // while it moves the counts, so a borrow held across it deadlocks.
+                    let latest = *counts.borrow_and_update();
+                    let now = moment(latest);
                     // The length follows the counts: a resumed or retried run never shows
                     // more settled than it has.
                     bar.set_length(now.counts.total() as u64);
@@ -220,7 +223,8 @@ impl LiveView {
                 None if view.heartbeat.is_zero() || view.out.is_quiet() => {}
                 None => loop {
                     tokio::time::sleep(view.heartbeat).await;
-                    let now = moment(*counts.borrow());
+                    let latest = *counts.borrow();
+                    let now = moment(latest);
                     view.out
                         .status(&format!("{} {}", stamp(), heartbeat_line(&now)));
                 },

@@ -108,12 +108,6 @@ pub(super) fn refusal(
 /// Receives what an execution tells.
 pub type Reporter = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-/// The records of an execution, and their counts kept with them.
-struct Records {
-    all: Vec<InstanceRecord>,
-    counts: watch::Sender<Counts>,
-}
-
 /// An execution of one plan for one run.
 pub struct Execution<B: Backend> {
     pub(super) plan: Arc<Plan>,
@@ -121,7 +115,11 @@ pub struct Execution<B: Backend> {
     store: StoreHandle,
     pub(super) backend: Arc<B>,
     poller: Poller,
-    records: Mutex<Records>,
+    /// One record per plan instance, in plan order.
+    records: Mutex<Vec<InstanceRecord>>,
+    /// The counts per state. Never sent to while `records` is locked: a reader may hold a
+    /// borrow of the counts while it takes the records (the live view does).
+    counts: watch::Sender<Counts>,
     index_of: HashMap<String, usize>,
     slots: Semaphore,
     pub(super) interrupt: CancellationToken,
@@ -164,10 +162,8 @@ impl<B: Backend> Execution<B> {
             store,
             backend,
             poller,
-            records: Mutex::new(Records {
-                all: records,
-                counts,
-            }),
+            records: Mutex::new(records),
+            counts,
             index_of,
             interrupt,
             stop_polling,
@@ -185,20 +181,16 @@ impl<B: Backend> Execution<B> {
 
     /// The records now.
     pub fn records(&self) -> Vec<InstanceRecord> {
-        self.records.lock().expect("not poisoned").all.clone()
+        self.records.lock().expect("not poisoned").clone()
     }
 
     /// The counts per state, changed with every event that moves an instance.
     pub fn counts(&self) -> watch::Receiver<Counts> {
-        self.records
-            .lock()
-            .expect("not poisoned")
-            .counts
-            .subscribe()
+        self.counts.subscribe()
     }
 
     fn state(&self, index: usize) -> InstanceState {
-        self.records.lock().expect("not poisoned").all[index].state
+        self.records.lock().expect("not poisoned")[index].state
     }
 
     /// Runs until every instance settled, or a halt.
@@ -261,15 +253,14 @@ impl<B: Backend> Execution<B> {
         record: &InstanceRecord,
         event: InstanceEvent,
     ) -> Result<(), Halt> {
-        {
-            let mut records = self.records.lock().expect("not poisoned");
-            let before = records.all[index].state;
-            records.all[index] = record.clone();
-            if before != record.state {
-                records
-                    .counts
-                    .send_modify(|counts| counts.moved(before, record.state));
-            }
+        let before = std::mem::replace(
+            &mut self.records.lock().expect("not poisoned")[index],
+            record.clone(),
+        )
+        .state;
+        if before != record.state {
+            self.counts
+                .send_modify(|counts| counts.moved(before, record.state));
         }
         self.store
             .write(vec![
@@ -320,7 +311,7 @@ impl<B: Backend> Execution<B> {
         self.plan.context(
             index,
             |need: &Instance| {
-                let record = &records.all[self.index_of[need.key.as_str()]];
+                let record = &records[self.index_of[need.key.as_str()]];
                 NeedContext::new(need, record.state.as_str(), output_of(record))
             },
             agent,
@@ -337,7 +328,7 @@ impl<B: Backend> Execution<B> {
 
     /// The life of one instance, from wherever its record says it is.
     async fn drive(self: Arc<Self>, index: usize) -> Result<(), Halt> {
-        let mut record = self.records.lock().expect("not poisoned").all[index].clone();
+        let mut record = self.records.lock().expect("not poisoned")[index].clone();
         if record.state == InstanceState::Pending {
             let instance = &self.plan.instances[index];
             if let Some(detail) = refusal(instance, |n| self.state(n)) {
