@@ -30,6 +30,8 @@
 //!   their state in a database: every `on_every_backend!`/`on_both_apis!` test runs on both.
 //! - `shared_state`: what only PostgreSQL has: migrations, locks per run, a server
 //!   restarted under an apply, export and import between stores.
+//! - `runners`: several runners on one run (`apply --join`): leases, takeovers of a killed
+//!   runner's instances, one cap across all.
 
 #[macro_use]
 mod scenario;
@@ -48,6 +50,7 @@ mod passthrough;
 mod pg;
 mod plan_props;
 mod platform;
+mod runners;
 mod schema;
 mod security;
 mod shared_state;

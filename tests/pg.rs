@@ -252,3 +252,72 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP relay to a cluster that can be cut: a runner connected through it loses the
+/// database (its connections reset, new ones refused) while other runners keep it.
+pub(crate) struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays a loopback port to `cluster`'s.
+    pub(crate) async fn to(cluster: &Cluster) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = cluster.port;
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let accepting = {
+            let (cut, links) = (cut.clone(), links.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is refused at once
+                    }
+                    links.lock().unwrap().spawn(async move {
+                        if let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            })
+        };
+        Relay {
+            port,
+            cut,
+            links,
+            accepting,
+        }
+    }
+
+    /// The URL of database `url` (of the relayed cluster) through this relay.
+    pub(crate) fn url(&self, url: &str) -> String {
+        let (head, rest) = url.rsplit_once('@').expect("a URL with a user");
+        let (_, database) = rest.split_once('/').expect("a URL with a database");
+        format!("{head}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones until [`Relay::restore`].
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.links.lock().unwrap().abort_all();
+    }
+
+    /// Relays again.
+    pub(crate) fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.links.lock().unwrap().abort_all();
+    }
+}

@@ -31,9 +31,12 @@ async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
     assert_eq!(
         cluster.sql(
             &url,
-            "SELECT string_agg(version::text, ',') FROM orchestrate.schema_migrations"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM orchestrate.schema_migrations"
         ),
-        orchestrate::state::SCHEMA_VERSION.to_string(),
+        (1..=orchestrate::state::SCHEMA_VERSION)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         "each migration applied once"
     );
 
@@ -44,7 +47,7 @@ async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
     let refused = s.run(&["runs"]).await;
     assert_eq!(refused.code, Some(2), "{}", refused.stderr);
     let message = refused.stderr.replace(&url, "URL");
-    insta::assert_snapshot!(message, @"error: the database URL has schema version 99, and this orchestrate knows up to 1; upgrade orchestrate (it never downgrades a schema)");
+    insta::assert_snapshot!(message, @"error: the database URL has schema version 99, and this orchestrate knows up to 2; upgrade orchestrate (it never downgrades a schema)");
     s.shutdown().await;
 }
 

@@ -41,7 +41,7 @@ pub fn conclude(halt: Option<&Halt>, counts: &Counts, stop_agents: bool) -> Conc
         Some(Halt::Interrupted) if stop_agents => Conclusion::Cancel,
         Some(Halt::Interrupted) => Conclusion::Interrupted,
         Some(Halt::UsageLimit(message)) => Conclusion::UsageLimit(message.clone()),
-        Some(Halt::Fatal(message)) => Conclusion::Fatal(message.clone()),
+        Some(Halt::Fatal(message) | Halt::LeaseLost(message)) => Conclusion::Fatal(message.clone()),
         None if counts.get(InstanceState::Succeeded) == counts.total() => Conclusion::Succeeded,
         None => Conclusion::Failed,
     }

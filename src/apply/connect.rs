@@ -2,7 +2,9 @@
 //! started in process.
 
 use super::ApplyError;
-use crate::cursor::{ApiError, ApiKey, AuthScheme, Client, ClientConfig};
+use std::time::Duration;
+
+use crate::cursor::{ApiError, ApiKey, AuthScheme, Client, ClientConfig, Rate, SharedBuckets};
 use crate::sim::{SimConfig, Simulator};
 use crate::spec::{Api, ApiVersion};
 use crate::state::{Store, StoreHandle, Timestamp};
@@ -45,6 +47,12 @@ pub async fn connect(
         .flatten()
         .map(Timestamp::time);
     let client = Client::resuming(config, last_call)?;
+    if !store.needs_snapshots() {
+        // A database other processes share: the ceilings hold for all of them together.
+        client
+            .quotas()
+            .share_with(std::sync::Arc::new(StoreBuckets(store.clone())));
+    }
     let learned = store.read(Store::learned_limit).await.ok().flatten();
     if let Some(limit) =
         learned.and_then(|l| l.for_api(client.base_url().as_str(), Timestamp::now()))
@@ -52,6 +60,31 @@ pub async fn connect(
         client.quotas().remember_limit(limit);
     }
     Ok((client, None))
+}
+
+/// The configured ceilings kept in the store's token buckets, shared by every process on
+/// it. A bucket that cannot be read lets the call go: this process's own limiter still
+/// holds it to the ceiling.
+struct StoreBuckets(StoreHandle);
+
+impl SharedBuckets for StoreBuckets {
+    fn take(
+        &self,
+        name: &'static str,
+        rate: Rate,
+        burst: u32,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), Duration>> {
+        let per_second = f64::from(rate.count.max(1)) / rate.per.as_secs_f64();
+        Box::pin(async move {
+            match self.0.take_token(name, per_second, burst).await {
+                Ok(taken) => taken,
+                Err(error) => {
+                    tracing::warn!(%error, "the shared {name} quota cannot be read");
+                    Ok(())
+                }
+            }
+        })
+    }
 }
 
 /// One cheap read before anything is written or launched, so that a wrong URL, a dead network

@@ -28,55 +28,99 @@ pub async fn resolve(
     if fleets.is_empty() {
         return Ok(HashMap::new());
     }
-    let cache = store.read(Store::repositories).await?;
     let youngest_needed = fleets
         .iter()
         .map(|(_, d)| d.max_age.map_or(DEFAULT_MAX_AGE, HumanDuration::get))
         .min()
         .unwrap_or(DEFAULT_MAX_AGE);
-    let fresh = cache
-        .as_ref()
-        .is_some_and(|c| c.fetched_at.elapsed() < youngest_needed);
-    let list = if fresh && !refresh {
-        cache.expect("fresh means present")
-    } else {
-        if let Some(next) = client.quotas().next_repositories_call() {
-            if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
-                say(&format!(
-                    "waiting {} for the repositories quota (1 call per minute, 30 per hour)",
-                    humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
-                ));
-            }
-        }
-        let fetched = fetch(workflow, client, cache.is_some()).await;
-        match fetched {
-            Ok(repositories) => {
-                let list = RepositoryCache {
-                    fetched_at: Timestamp::now(),
-                    repositories,
-                };
-                let mut writes = vec![Write::Repositories(list.clone())];
-                if let Some(at) = client.quotas().last_repositories_call() {
-                    writes.push(Write::LastRepositoriesCall(at.into()));
-                }
-                store.write(writes).await?;
-                list
-            }
-            Err(error) => match cache {
-                Some(cache) => {
-                    say(&format!(
-                        "warning: cannot list repositories ({error}); using the cached list from {} ago",
-                        humantime::format_duration(Duration::from_secs(
-                            cache.fetched_at.elapsed().as_secs()
-                        ))
-                    ));
-                    cache
-                }
-                None => return Err(ApplyError::Discover(error)),
-            },
-        }
+    let fresh = |cache: &Option<RepositoryCache>| {
+        cache
+            .as_ref()
+            .is_some_and(|c| c.fetched_at.elapsed() < youngest_needed)
     };
-    Ok(select(&fleets, &list))
+    let cache = store.read(Store::repositories).await?;
+    if fresh(&cache) && !refresh {
+        return Ok(select(&fleets, &cache.expect("fresh means present")));
+    }
+    // One call at a time across every process on the state; the list or the last call
+    // time another one wrote while this one waited its turn is heeded.
+    take_turn(say, store).await?;
+    let listed = async {
+        let cache = store.read(Store::repositories).await?;
+        if fresh(&cache) && !refresh {
+            return Ok(cache.expect("fresh means present"));
+        }
+        if let Some(at) = store.read(Store::last_repositories_call).await? {
+            client.quotas().heed_repositories_call(at.time()).await;
+        }
+        list(say, workflow, store, client, cache).await
+    }
+    .await;
+    let released = store.read(Store::end_repositories_turn).await;
+    let listed = listed?;
+    released?;
+    Ok(select(&fleets, &listed))
+}
+
+/// Waits until no other process sharing the state calls the repositories endpoint, saying
+/// so once when it has to.
+async fn take_turn(say: &(dyn Fn(&str) + Sync), store: &StoreHandle) -> Result<(), ApplyError> {
+    let mut told = false;
+    while !store.read(Store::take_repositories_turn).await? {
+        if !std::mem::replace(&mut told, true) {
+            say("waiting for another orchestrate on this state to list the repositories");
+        }
+        tokio::time::sleep(TURN_RETRY).await;
+    }
+    Ok(())
+}
+
+/// How often a process waiting for its turn at the repositories endpoint tries again.
+const TURN_RETRY: Duration = Duration::from_millis(250);
+
+/// The repository list, fetched (within the endpoint's quota) and cached; the `cache` it
+/// replaces stands in when the API fails.
+async fn list(
+    say: &(dyn Fn(&str) + Sync),
+    workflow: &Workflow,
+    store: &StoreHandle,
+    client: &Client,
+    cache: Option<RepositoryCache>,
+) -> Result<RepositoryCache, ApplyError> {
+    if let Some(next) = client.quotas().next_repositories_call() {
+        if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
+            say(&format!(
+                "waiting {} for the repositories quota (1 call per minute, 30 per hour)",
+                humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
+            ));
+        }
+    }
+    match fetch(workflow, client, cache.is_some()).await {
+        Ok(repositories) => {
+            let list = RepositoryCache {
+                fetched_at: Timestamp::now(),
+                repositories,
+            };
+            let mut writes = vec![Write::Repositories(list.clone())];
+            if let Some(at) = client.quotas().last_repositories_call() {
+                writes.push(Write::LastRepositoriesCall(at.into()));
+            }
+            store.write(writes).await?;
+            Ok(list)
+        }
+        Err(error) => match cache {
+            Some(cache) => {
+                say(&format!(
+                    "warning: cannot list repositories ({error}); using the cached list from {} ago",
+                    humantime::format_duration(Duration::from_secs(
+                        cache.fetched_at.elapsed().as_secs()
+                    ))
+                ));
+                Ok(cache)
+            }
+            None => Err(ApplyError::Discover(error)),
+        },
+    }
 }
 
 /// The repository list from the API, in the shape of the workflow's API version; with a

@@ -119,6 +119,8 @@ pub struct Request {
     pub webhooks: Option<Webhooks>,
     /// Refresh the repository list of discover fleets even if the cache is young.
     pub refresh_repos: bool,
+    /// Share the run with other runners, each instance claimed through a lease this long.
+    pub join: Option<Duration>,
     /// The executor's settings.
     pub tuning: Tuning,
     /// The states whose instances `retry` relaunches (none for `apply`).
@@ -280,7 +282,10 @@ pub async fn prepare(
     }
     let id = first.run.to_string();
     // A shared database locks each run; a directory was taken whole when it was opened.
-    store.lock_run(&id).await?;
+    match request.join {
+        Some(lease) => store.join_run(&id, lease).await?,
+        None => store.lock_run(&id).await?,
+    }
     let existing = store.read(move |s| s.run(&id)).await?;
     if let Some(run) = &existing {
         check_continuable(run, &first.api, request.simulate)?;
@@ -472,6 +477,7 @@ impl Prepared {
             .tuning
             .exec_config(request.simulate, webhook.is_some());
         config.webhook = webhook;
+        config.lease = request.join;
         let execution = Execution::new(
             Arc::new(plan),
             merged.records,

@@ -77,12 +77,15 @@ pub fn merge(plan: &Plan, recorded: &[InstanceRecord]) -> Merged {
             }
             (Action::Continue, Some(previous)) => {
                 let mut record = previous.clone();
-                if matches!(
+                if !matches!(
                     record.state,
                     InstanceState::Blocked | InstanceState::Skipped
                 ) {
-                    record.state = InstanceState::Pending;
+                    // Not written again: a runner sharing the run may be moving it on.
+                    merged.records.push(record);
+                    continue;
                 }
+                record.state = InstanceState::Pending;
                 record
             }
             (Action::Relaunch, Some(previous)) => {

@@ -22,6 +22,7 @@ use crate::state::{Location, StoreHandle};
 
 /// `orchestrate apply` options.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // each is a flag of its own
 pub struct ApplyArgs {
     /// The workflow file.
     #[arg(value_name = "FILE")]
@@ -52,6 +53,15 @@ pub struct ApplyArgs {
     /// Refresh the repository list of discover fleets even if the cache is young.
     #[arg(long)]
     pub refresh_repos: bool,
+    /// Share the run with other runners started with --join (on other machines): each
+    /// instance is claimed by one of them, and the concurrency cap holds across all. Needs
+    /// the state in a database (--state postgres://...).
+    #[arg(long)]
+    pub join: bool,
+    /// With --join: how long a runner's claim of an instance lasts unless renewed; a
+    /// runner killed or cut off leaves its instances to the others after it.
+    #[arg(long, value_name = "DURATION", value_parser = crate::spec::parse_flag_duration, requires = "join", default_value = "30s")]
+    pub lease: Duration,
     /// How the executor paces itself.
     #[command(flatten)]
     pub tuning: TuningArgs,
@@ -106,6 +116,7 @@ impl ApplyArgs {
                 .zip(self.webhook_url.clone())
                 .map(|(listen, url)| Webhooks { listen, url }),
             refresh_repos: self.refresh_repos,
+            join: self.join.then_some(self.lease),
             tuning: self.tuning.into(),
             retry: Vec::new(),
         }

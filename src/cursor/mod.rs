@@ -22,7 +22,8 @@ pub use model::{AgentId, AgentStatus};
 pub use outage::Outage;
 pub use platform::EventStream;
 pub use quota::{
-    CallKind, Pace, Permit, QuotaConfig, Quotas, Rate, RateError, Rates, rate_headers,
+    CallKind, Pace, Permit, QuotaConfig, Quotas, Rate, RateError, Rates, SharedBuckets,
+    rate_headers,
 };
 pub use retry::RetryPolicy;
 pub use sse::RawEvent;

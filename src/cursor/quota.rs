@@ -251,6 +251,19 @@ impl CallKind {
     }
 }
 
+/// Buckets of calls shared with other processes (runners on one database): a configured
+/// ceiling holds for all of them together, not for each.
+pub trait SharedBuckets: Send + Sync {
+    /// Takes one call from bucket `name`, which refills at `rate` and holds at most `burst`;
+    /// when it is empty, how long until it holds one.
+    fn take(
+        &self,
+        name: &'static str,
+        rate: Rate,
+        burst: u32,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), Duration>>;
+}
+
 /// The live quotas of one client.
 pub struct Quotas {
     config: QuotaConfig,
@@ -267,6 +280,8 @@ pub struct Quotas {
     /// Told whenever a place may have come free.
     changed: Notify,
     waited_micros: AtomicU64,
+    /// Where the configured ceilings are shared with other processes, if they are.
+    shared: std::sync::OnceLock<std::sync::Arc<dyn SharedBuckets>>,
 }
 
 impl fmt::Debug for Quotas {
@@ -359,7 +374,24 @@ impl Quotas {
             budget: Mutex::new(Budget::new()),
             changed: Notify::new(),
             waited_micros: AtomicU64::new(0),
+            shared: std::sync::OnceLock::new(),
             config,
+        }
+    }
+
+    /// Keeps the configured ceilings (calls, launches) together with other processes,
+    /// through `buckets`, from now on.
+    pub fn share_with(&self, buckets: std::sync::Arc<dyn SharedBuckets>) {
+        let _ = self.shared.set(buckets);
+    }
+
+    /// Waits for a call of bucket `name` shared with other processes, if shared.
+    async fn take_shared(&self, name: &'static str, rate: Option<Rate>, burst: u32) {
+        let (Some(buckets), Some(rate)) = (self.shared.get(), rate) else {
+            return;
+        };
+        while let Err(wait) = buckets.take(name, rate, burst).await {
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -373,6 +405,8 @@ impl Quotas {
         let start = Instant::now();
         if let (CallKind::Launch, Some(launches)) = (kind, &self.launches) {
             launches.until_ready().await;
+            self.take_shared("launches", self.config.launches, self.config.launches_burst)
+                .await;
         }
         // The repositories gate is held until the call goes, so that no wait after its
         // limiters lets two calls through closer than their interval.
@@ -394,6 +428,8 @@ impl Quotas {
         };
         if let Some(calls) = &self.calls {
             calls.until_ready().await;
+            self.take_shared("calls", self.config.calls, self.config.calls_burst)
+                .await;
         }
         let ticket = self.take(kind.priority()).await;
         if gate.is_some() {
@@ -489,6 +525,19 @@ impl Quotas {
     /// When `GET /v0/repositories` was last called (by this process, or the one before).
     pub fn last_repositories_call(&self) -> Option<SystemTime> {
         *lock(&self.last_repositories_call)
+    }
+
+    /// Takes in a call of the repositories endpoint that another process sharing the state
+    /// made at `at`: the next call here waits out the endpoint's interval from it.
+    pub async fn heed_repositories_call(&self, at: SystemTime) {
+        let since = SystemTime::now().duration_since(at).unwrap_or_default();
+        if let Some(left) = self.config.repositories_interval().checked_sub(since) {
+            let earliest = Instant::now() + left;
+            let mut not_before = self.repositories_gate.lock().await;
+            *not_before = Some(not_before.map_or(earliest, |t| t.max(earliest)));
+        }
+        let mut last = lock(&self.last_repositories_call);
+        *last = Some(last.map_or(at, |l| l.max(at)));
     }
 
     /// The earliest time the repositories endpoint may be called again.

@@ -75,6 +75,12 @@ pub enum InstanceEvent {
         /// The pause before it.
         after: Duration,
     },
+    /// This runner took the instance over from another runner of a shared run, whose lease
+    /// ran out (it was killed, stopped or cut off): it continues from the record.
+    TakenOver {
+        /// The runner it was taken from.
+        from: String,
+    },
     /// The instance settled.
     Settled {
         /// How.
@@ -98,6 +104,7 @@ impl InstanceEvent {
             InstanceEvent::FollowUpSent { .. } => "follow_up_sent",
             InstanceEvent::FollowUpSkipped { .. } => "follow_up_skipped",
             InstanceEvent::Stopping => "stop",
+            InstanceEvent::TakenOver { .. } => "taken_over",
             InstanceEvent::Settled { state, .. } => state.as_str(),
         }
     }
@@ -127,6 +134,7 @@ impl InstanceEvent {
             }
             InstanceEvent::FollowUpSkipped { number, why } => format!("follow-up {number}: {why}"),
             InstanceEvent::Stopping => "timeout: stopping the agent".to_owned(),
+            InstanceEvent::TakenOver { from } => format!("from {from}, whose lease ran out"),
             InstanceEvent::Retrying {
                 reason,
                 retry: (n, of),
@@ -165,6 +173,9 @@ impl InstanceEvent {
                 "retrying  {key}: {reason}; relaunch in {}",
                 humantime::format_duration(Duration::from_secs(after.as_secs().max(1)))
             )),
+            InstanceEvent::TakenOver { from } => {
+                Some(format!("took over {key} from {from}: its lease ran out"))
+            }
             InstanceEvent::Settled { state, detail } => {
                 Some(format!("{:<9} {key}: {detail}", state.as_str()))
             }

@@ -20,7 +20,9 @@ use super::wait::{Ending, Watching};
 use crate::cursor::{AgentId, ApiError};
 use crate::plan::{AgentOutput, Instance, NeedContext, Plan, RunId};
 use crate::spec::Condition;
-use crate::state::{BranchOutput, Counts, InstanceRecord, InstanceState, StoreHandle, Write};
+use crate::state::{
+    BranchOutput, Counts, InstanceRecord, InstanceState, StateError, StoreHandle, Write,
+};
 
 /// Settings of an execution.
 #[derive(Debug, Clone)]
@@ -37,6 +39,9 @@ pub struct ExecConfig {
     /// How long the API may stay out of reach (every call failing to connect, or with a 5xx)
     /// before the run stops, resumable.
     pub outage_budget: Duration,
+    /// Set when this runner shares the run with others (`apply --join`): each instance is
+    /// claimed through a lease this long, renewed every third of it.
+    pub lease: Option<Duration>,
 }
 
 impl Default for ExecConfig {
@@ -52,6 +57,7 @@ impl Default for ExecConfig {
             follow_up_grace: Duration::from_secs(30),
             webhook: None,
             outage_budget: Duration::from_secs(120),
+            lease: None,
         }
     }
 }
@@ -65,6 +71,9 @@ pub enum Halt {
     Fatal(String),
     /// The API's spending ceiling is reached: nothing more can be launched until it is raised.
     UsageLimit(String),
+    /// This runner's lease of the instance ran out: another runner of the shared run
+    /// continues it. Handled where the instance was claimed; the run goes on.
+    LeaseLost(String),
 }
 
 /// How often the executor looks whether the API is still out of reach.
@@ -112,7 +121,7 @@ pub type Reporter = Arc<dyn Fn(&Progress) + Send + Sync>;
 pub struct Execution<B: Backend> {
     pub(super) plan: Arc<Plan>,
     pub(super) run: RunId,
-    store: StoreHandle,
+    pub(super) store: StoreHandle,
     pub(super) backend: Arc<B>,
     poller: Poller,
     /// One record per plan instance, in plan order.
@@ -131,6 +140,8 @@ pub struct Execution<B: Backend> {
     /// Launches earlier applies made, found in the API for a run whose records were lost;
     /// each is taken by its instance's first attempt.
     recall: Mutex<Recall>,
+    /// This runner's leases, when it shares the run with others.
+    pub(super) shared: Option<super::shared::Leases>,
 }
 
 impl<B: Backend> Execution<B> {
@@ -155,6 +166,7 @@ impl<B: Backend> Execution<B> {
             .map(|(i, inst)| (inst.key.to_string(), i))
             .collect();
         let (counts, _) = watch::channel(Counts::of(&records));
+        let lease = config.lease;
         Arc::new(Self {
             slots: Semaphore::new(plan.concurrency as usize),
             run: plan.run.clone(),
@@ -171,6 +183,7 @@ impl<B: Backend> Execution<B> {
             report,
             told_tokens_unreadable: AtomicBool::new(false),
             recall: Mutex::new(recall),
+            shared: lease.map(super::shared::Leases::new),
         })
     }
 
@@ -189,8 +202,13 @@ impl<B: Backend> Execution<B> {
         self.counts.subscribe()
     }
 
-    fn state(&self, index: usize) -> InstanceState {
+    pub(super) fn state(&self, index: usize) -> InstanceState {
         self.records.lock().expect("not poisoned")[index].state
+    }
+
+    /// Instance `index`'s record now.
+    pub(super) fn record(&self, index: usize) -> InstanceRecord {
+        self.records.lock().expect("not poisoned")[index].clone()
     }
 
     /// Runs until every instance settled, or a halt.
@@ -208,6 +226,7 @@ impl<B: Backend> Execution<B> {
             .collect();
         let mut countdown = Countdown::new(&needs, settled);
         let mut tasks = JoinSet::new();
+        let _renewing = self.shared.as_ref().map(|_| self.renew_leases());
         let mut halt: Option<Halt> = None;
         let mut reach = tokio::time::interval(OUTAGE_CHECK);
         reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,27 +272,38 @@ impl<B: Backend> Execution<B> {
         record: &InstanceRecord,
         event: InstanceEvent,
     ) -> Result<(), Halt> {
-        let before = std::mem::replace(
-            &mut self.records.lock().expect("not poisoned")[index],
-            record.clone(),
-        )
-        .state;
-        if before != record.state {
-            self.counts
-                .send_modify(|counts| counts.moved(before, record.state));
+        self.keep(index, record.clone());
+        let run = self.run.to_string();
+        let mut writes = vec![
+            Write::Instance(run.clone(), record.clone()),
+            Write::Event(run.clone(), event.log(&record.key)),
+        ];
+        if self.shared.is_some() {
+            writes = super::shared::fenced(&run, &record.key, writes);
         }
-        self.store
-            .write(vec![
-                Write::Instance(self.run.to_string(), record.clone()),
-                Write::Event(self.run.to_string(), event.log(&record.key)),
-            ])
-            .await
-            .map_err(|e| Halt::Fatal(e.to_string()))?;
+        self.store.write(writes).await.map_err(|e| match e {
+            StateError::LeaseLost { .. } => Halt::LeaseLost(e.to_string()),
+            e => Halt::Fatal(e.to_string()),
+        })?;
         (self.report)(&Progress::Instance {
             key: record.key.clone(),
             event,
         });
         Ok(())
+    }
+
+    /// Keeps `record` as instance `index`'s, and counts its move.
+    pub(super) fn keep(&self, index: usize, record: InstanceRecord) {
+        let after = record.state;
+        let before = std::mem::replace(
+            &mut self.records.lock().expect("not poisoned")[index],
+            record,
+        )
+        .state;
+        if before != after {
+            self.counts
+                .send_modify(|counts| counts.moved(before, after));
+        }
     }
 
     /// Settles the instance in `state`.
@@ -318,6 +348,14 @@ impl<B: Backend> Execution<B> {
         )
     }
 
+    /// A place under this runner's concurrency cap, once one is free.
+    pub(super) async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Halt> {
+        tokio::select! {
+            () = self.interrupt.cancelled() => Err(Halt::Interrupted),
+            slot = self.slots.acquire() => Ok(slot.expect("the semaphore is never closed")),
+        }
+    }
+
     /// Waits `wait`, unless the run is interrupted first.
     pub(super) async fn pause(&self, wait: Duration) -> Result<(), Halt> {
         tokio::select! {
@@ -326,9 +364,23 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    /// The life of one instance, from wherever its record says it is.
+    /// The life of one instance: here, or claimed from (and shared with) other runners.
     async fn drive(self: Arc<Self>, index: usize) -> Result<(), Halt> {
-        let mut record = self.records.lock().expect("not poisoned")[index].clone();
+        if self.shared.is_some() {
+            self.drive_shared(index).await
+        } else {
+            self.drive_here(index, None).await
+        }
+    }
+
+    /// The life of one instance in this runner, from wherever its record says it is; `slot`
+    /// when the caller already holds its place under the cap.
+    pub(super) async fn drive_here(
+        self: &Arc<Self>,
+        index: usize,
+        slot: Option<tokio::sync::SemaphorePermit<'_>>,
+    ) -> Result<(), Halt> {
+        let mut record = self.record(index);
         if record.state == InstanceState::Pending {
             let instance = &self.plan.instances[index];
             if let Some(detail) = refusal(instance, |n| self.state(n)) {
@@ -337,9 +389,9 @@ impl<B: Backend> Execution<B> {
                     .await;
             }
         }
-        let _slot = tokio::select! {
-            () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
-            slot = self.slots.acquire() => slot.expect("the semaphore is never closed"),
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self.slot().await?,
         };
         let recalled = self
             .recall
@@ -603,6 +655,7 @@ mod tests {
             follow_up_grace: Duration::from_millis(50),
             webhook: None,
             outage_budget: Duration::from_secs(120),
+            lease: None,
         };
         let backend_recall = backend.recall.lock().unwrap().clone();
         let execution = Execution::new(

@@ -127,6 +127,7 @@ impl<B: Backend> Execution<B> {
                 });
                 self.emit(index, record, InstanceEvent::FollowUpIntent { number })
                     .await?;
+                self.lease_held(&record.key)?;
                 let sent = self.backend.follow_up(&agent.id, &text).await;
                 crash_point(CrashPoint::FollowUp);
                 match sent {

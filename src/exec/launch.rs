@@ -190,6 +190,7 @@ impl<B: Backend> Execution<B> {
                 }
             }
         }
+        self.lease_held(&record.key)?;
         let answer = self.backend.launch(&spec).await;
         crash_point(CrashPoint::Launch);
         match classify(answer)? {

@@ -13,6 +13,7 @@ mod launch;
 mod pace;
 mod poller;
 mod schedule;
+mod shared;
 mod wait;
 mod webhook;
 

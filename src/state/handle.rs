@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::store::{StateError, Store, Write};
+use super::record::InstanceRecord;
+use super::store::{Claim, StateError, Store, Write};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -121,6 +122,46 @@ impl StoreHandle {
         self.read(move |store| store.lock_run(&run)).await
     }
 
+    /// Joins `run` as one of its runners, with leases of `lease` (see [`Store::join_run`]).
+    pub async fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.join_run(&run, lease)).await
+    }
+
+    /// Claims an instance of a joined run (see [`Store::claim`]).
+    pub async fn claim(
+        &self,
+        run: &str,
+        key: &str,
+        cap: u32,
+    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
+        let (run, key) = (run.to_owned(), key.to_owned());
+        self.read(move |store| store.claim(&run, &key, cap)).await
+    }
+
+    /// Renews this runner's leases; how many it holds.
+    pub async fn renew_leases(&self) -> Result<u64, StateError> {
+        self.read(Store::renew_leases).await
+    }
+
+    /// Gives back this runner's lease of an instance (see [`Store::release_lease`]).
+    pub async fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
+        let (run, key) = (run.to_owned(), key.to_owned());
+        self.read(move |store| store.release_lease(&run, &key, done))
+            .await
+    }
+
+    /// Takes one call from a token bucket shared by every process on the state.
+    pub async fn take_token(
+        &self,
+        name: &'static str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Result<(), Duration>, StateError> {
+        self.read(move |store| store.take_token(name, per_second, burst))
+            .await
+    }
+
     /// Who else applies `run` now, if anyone.
     pub async fn holder(&self, run: &str) -> Result<Option<String>, StateError> {
         let run = run.to_owned();
@@ -199,6 +240,7 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
     let mut closing = None;
     while let Ok(first) = receiver.recv() {
         let mut batch: Vec<Write> = Vec::new();
+        let mut parts: Vec<usize> = Vec::new();
         let mut waiting = Vec::new();
         let mut reads = Vec::new();
         let mut next = Some(first);
@@ -206,6 +248,7 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
         while let Some(message) = next {
             match message {
                 Message::Write(writes, done) => {
+                    parts.push(writes.len());
                     batch.extend(writes);
                     waiting.push(done);
                 }
@@ -217,10 +260,21 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
             }
             next = receiver.try_recv().ok();
         }
-        if !waiting.is_empty() {
-            let result = store.write(&batch);
-            for done in waiting {
-                let _ = done.send(result.clone());
+        match (!waiting.is_empty()).then(|| store.write(&batch)) {
+            None => {}
+            // One runner's lease ran out: the writes it did not fence go in without it.
+            Some(Err(StateError::LeaseLost { .. })) if waiting.len() > 1 => {
+                let mut rest = batch.as_slice();
+                for (done, len) in waiting.into_iter().zip(parts) {
+                    let (part, after) = rest.split_at(len);
+                    rest = after;
+                    let _ = done.send(store.write(part));
+                }
+            }
+            Some(result) => {
+                for done in waiting {
+                    let _ = done.send(result.clone());
+                }
             }
         }
         // Reads run after the writes queued before them, so they see them.

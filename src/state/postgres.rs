@@ -51,6 +51,21 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE orchestrate.cancel_requests (
          run text PRIMARY KEY
      );",
+    // 2: several runners on one run, each instance claimed by one through a lease; the
+    // configured call ceilings, as token buckets every process on the database shares.
+    "CREATE TABLE orchestrate.leases (
+         run text NOT NULL,
+         key text NOT NULL,
+         runner text NOT NULL,
+         expires_at timestamptz NOT NULL,
+         PRIMARY KEY (run, key)
+     );
+     CREATE INDEX leases_by_runner ON orchestrate.leases (runner);
+     CREATE TABLE orchestrate.buckets (
+         name text PRIMARY KEY,
+         tokens double precision NOT NULL,
+         at timestamptz NOT NULL
+     );",
 ];
 
 /// The newest schema version this release knows.
@@ -59,6 +74,9 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Serialises migrations of processes that open a new database at once.
 const MIGRATION_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
+
+/// Serialises the calls of the repositories endpoint of every process on the database.
+const REPOSITORIES_TURN: i64 = 0x6f72_6368_7265_706f; // "orchrepo"
 
 /// How long a dropped connection is tried again before the store gives up.
 pub const RECONNECT_FOR: Duration = Duration::from_secs(120);
@@ -72,10 +90,13 @@ pub struct PgStore {
     url: PgUrl,
     config: Config,
     client: RefCell<Option<Client>>,
-    /// The runs this process locked, with their lock keys: taken back after a reconnect.
-    held: RefCell<BTreeMap<String, i64>>,
-    /// What this process writes as the holder of the runs it locks.
+    /// The runs this process locked: taken back after a reconnect.
+    held: RefCell<BTreeMap<String, RunLock>>,
+    /// What this process writes as the holder of the runs it locks, and its name as the
+    /// runner of a joined run's leases.
     holder: String,
+    /// The lease of a joined run's instances ([`PgStore::join_run`]).
+    lease: Cell<Option<Duration>>,
     local: PathBuf,
     busy: Cell<Duration>,
 }
@@ -115,6 +136,7 @@ impl PgStore {
             client: RefCell::new(None),
             held: RefCell::new(BTreeMap::new()),
             holder: holder_text(),
+            lease: Cell::new(None),
             local: local_dir(),
             busy: Cell::new(Duration::ZERO),
         };
@@ -201,8 +223,8 @@ impl PgStore {
     /// After a reconnect, the advisory locks are gone with the old session: take them back,
     /// unless another process took one meanwhile.
     fn take_back_locks(&self, client: &mut Client) -> Result<(), StateError> {
-        for (run, key) in self.held.borrow().iter() {
-            if !try_lock(client, *key).map_err(|e| self.io(cause(&e)))? {
+        for (run, lock) in self.held.borrow().iter() {
+            if !try_lock(client, *lock).map_err(|e| self.io(cause(&e)))? {
                 let holder = holder_of(client, run)
                     .map_err(|e| self.io(cause(&e)))?
                     .unwrap_or_else(|| "unknown process".into());
@@ -312,6 +334,7 @@ impl PgStore {
         let start = Instant::now();
         self.with(|client| {
             let mut tx = client.transaction().map_err(|e| self.pg(&e))?;
+            self.check_fences(&mut tx, writes)?;
             apply(&mut tx, writes).map_err(|e| self.pg(&e))?;
             tx.commit().map_err(|e| self.pg(&e))
         })?;
@@ -324,9 +347,12 @@ impl PgStore {
         if self.held.borrow().contains_key(run) {
             return Ok(());
         }
-        let key = lock_key(run);
+        let lock = RunLock {
+            key: lock_key(run),
+            shared: false,
+        };
         let taken = self.with(|client| {
-            if !try_lock(client, key).map_err(|e| self.pg(&e))? {
+            if !try_lock(client, lock).map_err(|e| self.pg(&e))? {
                 return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
             }
             client
@@ -344,7 +370,7 @@ impl PgStore {
                 holder: holder.unwrap_or_else(|| "unknown process".into()),
             });
         }
-        self.held.borrow_mut().insert(run.to_owned(), key);
+        self.held.borrow_mut().insert(run.to_owned(), lock);
         Ok(())
     }
 
@@ -353,11 +379,14 @@ impl PgStore {
         if self.held.borrow().contains_key(run) {
             return Ok(None);
         }
-        let key = lock_key(run);
+        let lock = RunLock {
+            key: lock_key(run),
+            shared: false,
+        };
         self.with(|client| {
-            if try_lock(client, key).map_err(|e| self.pg(&e))? {
+            if try_lock(client, lock).map_err(|e| self.pg(&e))? {
                 client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                    .execute("SELECT pg_advisory_unlock($1)", &[&lock.key])
                     .map_err(|e| self.pg(&e))?;
                 return Ok(None);
             }
@@ -367,6 +396,28 @@ impl PgStore {
                     .unwrap_or_else(|| "unknown process".into()),
             ))
         })
+    }
+
+    /// Takes the turn at the repositories endpoint, unless another process has it: a
+    /// session lock, so that a process that dies lets go of it.
+    pub fn take_repositories_turn(&self) -> Result<bool, StateError> {
+        self.with(|client| {
+            let lock = RunLock {
+                key: REPOSITORIES_TURN,
+                shared: false,
+            };
+            try_lock(client, lock).map_err(|e| self.pg(&e))
+        })
+    }
+
+    /// Ends this process's turn at the repositories endpoint.
+    pub fn end_repositories_turn(&self) -> Result<(), StateError> {
+        self.with(|client| {
+            client
+                .execute("SELECT pg_advisory_unlock($1)", &[&REPOSITORIES_TURN])
+                .map_err(|e| self.pg(&e))
+        })
+        .map(drop)
     }
 
     /// Asks the process holding `run` to cancel it.
@@ -396,6 +447,8 @@ impl PgStore {
     }
 }
 
+mod runners;
+
 /// Marks an error message as a dropped connection, to be retried on a new one.
 const DROPPED: &str = "connection lost: ";
 
@@ -423,10 +476,21 @@ fn cause(error: &postgres::Error) -> String {
     }
 }
 
-fn try_lock(client: &mut Client, key: i64) -> Result<bool, postgres::Error> {
-    Ok(client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
-        .get(0))
+/// A run's session-level advisory lock: exclusive for a lone apply, shared by the runners
+/// that joined it.
+#[derive(Debug, Clone, Copy)]
+struct RunLock {
+    key: i64,
+    shared: bool,
+}
+
+fn try_lock(client: &mut Client, lock: RunLock) -> Result<bool, postgres::Error> {
+    let sql = if lock.shared {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_try_advisory_lock($1)"
+    };
+    Ok(client.query_one(sql, &[&lock.key])?.get(0))
 }
 
 fn holder_of(client: &mut Client, run: &str) -> Result<Option<String>, postgres::Error> {
@@ -509,6 +573,7 @@ fn apply(tx: &mut postgres::Transaction<'_>, writes: &[Write]) -> Result<(), pos
                 std::mem::take(&mut pending).flush(tx)?;
                 one(tx, write)?;
             }
+            Write::Fence(..) => {}
             _ => one(tx, write)?,
         }
     }
@@ -575,7 +640,9 @@ fn one(tx: &mut postgres::Transaction<'_>, write: &Write) -> Result<(), postgres
                 &[&run.id, &encode_value(run)],
             )?;
         }
-        Write::Instance(..) | Write::Event(..) => unreachable!("batched by `apply`"),
+        Write::Instance(..) | Write::Event(..) | Write::Fence(..) => {
+            unreachable!("batched or checked by `apply`")
+        }
         Write::Repositories(list) => {
             cache(tx, REPOSITORIES, encode_value(list))?;
         }
@@ -596,7 +663,7 @@ fn one(tx: &mut postgres::Transaction<'_>, write: &Write) -> Result<(), postgres
             )?;
         }
         Write::RemoveRun(run) => {
-            for table in ["events", "instances", "cancel_requests", "runs"] {
+            for table in ["events", "instances", "leases", "cancel_requests", "runs"] {
                 let column = if table == "runs" { "id" } else { "run" };
                 tx.execute(
                     &format!("DELETE FROM orchestrate.{table} WHERE {column} = $1"),

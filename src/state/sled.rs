@@ -237,7 +237,7 @@ impl SledStore {
                             Write::LearnedLimit(limit) => {
                                 cache.insert(LEARNED_LIMIT, Self::encode(limit))?;
                             }
-                            Write::Event(..) => {}
+                            Write::Event(..) | Write::Fence(..) => {}
                         }
                     }
                     for (key, value) in &events {

@@ -48,6 +48,25 @@ pub enum StateError {
         /// Who holds it now.
         holder: String,
     },
+    /// This runner's lease of an instance ran out (it was cut off from the database for
+    /// longer than half the lease): another runner may continue it, so this one stops.
+    #[error(
+        "the lease of {key} in run {run} ran out while this runner could not renew it; another runner continues it"
+    )]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// The instance.
+        key: String,
+    },
+    /// Several runners on one run need a database they share.
+    #[error(
+        "several runners can share a run only through a database: {at} is a directory of this machine; use --state postgres://..."
+    )]
+    NotShared {
+        /// Where the state is.
+        at: String,
+    },
     /// The directory or database cannot be opened or written.
     #[error("cannot use the state in {at}: {message}")]
     Io {
@@ -122,6 +141,26 @@ pub enum Write {
     RemoveInstance(String, String),
     /// Remove a run with its instances and its log.
     RemoveRun(String),
+    /// Refuse the whole batch unless this runner holds the lease of instance `.1` of run
+    /// `.0` with at least half of it left, checked in the transaction of the writes it
+    /// guards: a runner cut off past that point can no longer overwrite what the runner
+    /// that took over records. Ignored by a store no other runner shares.
+    Fence(String, String),
+}
+
+/// What a runner's claim of an instance of a shared run came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This runner holds its lease, with a place under the run's concurrency cap; `from`
+    /// the runner whose lease of it had run out, if one had.
+    Mine {
+        /// The runner it is taken over from.
+        from: Option<String>,
+    },
+    /// Another runner's lease holds it, unexpired: this one follows the record.
+    Held(String),
+    /// Free, but the run's cap is reached across its runners: try again later.
+    Full,
 }
 
 /// When the repositories endpoint was last called: a record of its own, so that it carries
@@ -331,6 +370,81 @@ impl Store {
         match self {
             Store::Sled(_) => Ok(()),
             Store::Postgres(store) => store.lock_run(run),
+        }
+    }
+
+    /// Joins `run` as one of its runners (see [`PgStore::join_run`]); a directory cannot.
+    pub fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
+        match self {
+            Store::Sled(store) => Err(StateError::NotShared {
+                at: store.dir().display().to_string(),
+            }),
+            Store::Postgres(store) => store.join_run(run, lease),
+        }
+    }
+
+    /// Claims instance `key` of a joined run for this runner, within `cap` agents at once
+    /// across its runners; with the instance's record as the database has it now.
+    pub fn claim(
+        &self,
+        run: &str,
+        key: &str,
+        cap: u32,
+    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
+        match self {
+            Store::Sled(store) => Err(StateError::NotShared {
+                at: store.dir().display().to_string(),
+            }),
+            Store::Postgres(store) => store.claim(run, key, cap),
+        }
+    }
+
+    /// Renews every lease this runner holds; how many it holds.
+    pub fn renew_leases(&self) -> Result<u64, StateError> {
+        match self {
+            Store::Sled(_) => Ok(0),
+            Store::Postgres(store) => store.renew_leases(),
+        }
+    }
+
+    /// Gives back this runner's lease of an instance: `done` (it settled) drops it with its
+    /// place under the cap; otherwise it only expires now, so that another runner takes
+    /// the instance over at once while its live agent keeps its place.
+    pub fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(store) => store.release_lease(run, key, done),
+        }
+    }
+
+    /// Takes one call from a token bucket every process on the state shares (see
+    /// [`PgStore::take_token`]); a directory has one process, whose own limiters suffice.
+    pub fn take_token(
+        &self,
+        name: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Result<(), Duration>, StateError> {
+        match self {
+            Store::Sled(_) => Ok(Ok(())),
+            Store::Postgres(store) => store.take_token(name, per_second, burst),
+        }
+    }
+
+    /// Takes this process's turn at the repositories endpoint, if no other process on the
+    /// state has it (a directory has one process: its turn is always free).
+    pub fn take_repositories_turn(&self) -> Result<bool, StateError> {
+        match self {
+            Store::Sled(_) => Ok(true),
+            Store::Postgres(store) => store.take_repositories_turn(),
+        }
+    }
+
+    /// Ends this process's turn at the repositories endpoint.
+    pub fn end_repositories_turn(&self) -> Result<(), StateError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(store) => store.end_repositories_turn(),
         }
     }
 

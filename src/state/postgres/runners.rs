@@ -1,0 +1,260 @@
+//! Several runners on one run: each instance is claimed by one of them through a lease it
+//! renews, and the run's concurrency cap is counted across all of them, in the database.
+//!
+//! Every decision is taken in a transaction under the run's claim lock
+//! (`pg_advisory_xact_lock`), and every time is the server's (`now()`), so that runners on
+//! machines whose clocks disagree still agree on when a lease runs out.
+
+use std::time::Duration;
+
+use super::{PgStore, RunLock, holder_of, lock_key, try_lock};
+use crate::state::record::InstanceRecord;
+use crate::state::store::{Claim, StateError, Write};
+
+/// The states whose agent works (`InstanceState::has_live_agent`), as records spell them.
+const LIVE: &str = "('launching', 'running', 'following_up')";
+
+/// Serialises the claims of one run, apart from its run lock.
+fn claim_key(run: &str) -> i64 {
+    lock_key(&format!("{run} claims"))
+}
+
+impl PgStore {
+    /// Joins `run` as one of its runners: its lock is shared with the other runners (and
+    /// refused while a lone apply holds it), and its instances are claimed one by one
+    /// through leases of `lease`.
+    pub fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
+        self.lease.set(Some(lease));
+        if self.held.borrow().contains_key(run) {
+            return Ok(());
+        }
+        let lock = RunLock {
+            key: lock_key(run),
+            shared: true,
+        };
+        let refused = self.with(|client| {
+            if !try_lock(client, lock).map_err(|e| self.pg(&e))? {
+                return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
+            }
+            client
+                .execute(
+                    "INSERT INTO orchestrate.holders (run, holder) VALUES ($1, $2)
+                     ON CONFLICT (run) DO UPDATE SET holder = excluded.holder",
+                    &[&run, &self.holder],
+                )
+                .map_err(|e| self.pg(&e))?;
+            Ok(None)
+        })?;
+        if let Some(holder) = refused {
+            return Err(StateError::RunLocked {
+                run: run.to_owned(),
+                holder: holder.unwrap_or_else(|| "unknown process".into()),
+            });
+        }
+        self.held.borrow_mut().insert(run.to_owned(), lock);
+        Ok(())
+    }
+
+    fn lease_seconds(&self) -> f64 {
+        self.lease
+            .get()
+            .unwrap_or(Duration::from_secs(30))
+            .as_secs_f64()
+    }
+
+    /// Claims instance `key` of `run`: taken when no other runner's lease holds it
+    /// unexpired and, unless its agent already works (and so already counts), fewer than
+    /// `cap` other instances of the run work or are claimed. Returns the record as the
+    /// database has it, which the claimer continues from.
+    pub fn claim(
+        &self,
+        run: &str,
+        key: &str,
+        cap: u32,
+    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
+        let lease = self.lease_seconds();
+        let (claim, record) = self.with(|client| {
+            let pg = |e: postgres::Error| self.pg(&e);
+            let mut tx = client.transaction().map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&claim_key(run)])
+                .map_err(pg)?;
+            let record: Option<serde_json::Value> = tx
+                .query_opt(
+                    "SELECT record FROM orchestrate.instances WHERE run = $1 AND key = $2",
+                    &[&run, &key],
+                )
+                .map_err(pg)?
+                .map(|row| row.get(0));
+            let other: Option<(String, bool)> = tx
+                .query_opt(
+                    "SELECT runner, expires_at > now() FROM orchestrate.leases
+                     WHERE run = $1 AND key = $2 AND runner <> $3",
+                    &[&run, &key, &self.holder],
+                )
+                .map_err(pg)?
+                .map(|row| (row.get(0), row.get(1)));
+            let from = match other {
+                Some((holder, true)) => return Ok((Claim::Held(holder), record)),
+                Some((expired, false)) => Some(expired),
+                None => None,
+            };
+            let live = record
+                .as_ref()
+                .and_then(|r| r.get("state"))
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|s| LIVE.contains(&format!("'{s}'")));
+            if !live {
+                let taken: i64 = tx
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM orchestrate.instances i
+                             WHERE i.run = $1 AND i.key <> $2 AND (
+                                 i.record->>'state' IN {LIVE}
+                                 OR EXISTS (SELECT 1 FROM orchestrate.leases l
+                                            WHERE l.run = i.run AND l.key = i.key
+                                              AND l.expires_at > now()))"
+                        ),
+                        &[&run, &key],
+                    )
+                    .map_err(pg)?
+                    .get(0);
+                if taken >= i64::from(cap) {
+                    return Ok((Claim::Full, record));
+                }
+            }
+            tx.execute(
+                "INSERT INTO orchestrate.leases (run, key, runner, expires_at)
+                 VALUES ($1, $2, $3, now() + $4 * interval '1 second')
+                 ON CONFLICT (run, key) DO UPDATE
+                     SET runner = excluded.runner, expires_at = excluded.expires_at",
+                &[&run, &key, &self.holder, &lease],
+            )
+            .map_err(pg)?;
+            tx.commit().map_err(pg)?;
+            Ok((Claim::Mine { from }, record))
+        })?;
+        let record = record
+            .map(|value| self.decode(&format!("{run}/{key}"), value))
+            .transpose()?;
+        Ok((claim, record))
+    }
+
+    /// Renews every lease this runner holds, for a whole lease from now.
+    pub fn renew_leases(&self) -> Result<u64, StateError> {
+        let lease = self.lease_seconds();
+        self.with(|client| {
+            client
+                .execute(
+                    "UPDATE orchestrate.leases SET expires_at = now() + $2 * interval '1 second'
+                     WHERE runner = $1",
+                    &[&self.holder, &lease],
+                )
+                .map_err(|e| self.pg(&e))
+        })
+    }
+
+    /// Gives back this runner's lease of `key`: removed when the instance is `done`, else
+    /// expired now (its live agent still counts under the cap through its record).
+    pub fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
+        let sql = if done {
+            "DELETE FROM orchestrate.leases WHERE run = $1 AND key = $2 AND runner = $3"
+        } else {
+            "UPDATE orchestrate.leases SET expires_at = now()
+             WHERE run = $1 AND key = $2 AND runner = $3"
+        };
+        self.with(|client| {
+            client
+                .execute(sql, &[&run, &key, &self.holder])
+                .map_err(|e| self.pg(&e))
+        })
+        .map(drop)
+    }
+
+    /// Takes one call from the token bucket `name` that every process on the database
+    /// shares, refilled at `per_second` up to `burst`; when it holds none, how long until
+    /// it does.
+    pub fn take_token(
+        &self,
+        name: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Result<(), Duration>, StateError> {
+        let burst = f64::from(burst.max(1));
+        self.with(|client| {
+            let pg = |e: postgres::Error| self.pg(&e);
+            let mut tx = client.transaction().map_err(pg)?;
+            tx.execute(
+                "INSERT INTO orchestrate.buckets (name, tokens, at) VALUES ($1, $2, now())
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &burst],
+            )
+            .map_err(pg)?;
+            let held: f64 = tx
+                .query_one(
+                    "SELECT least($2, tokens + extract(epoch FROM now() - at)::float8 * $3)
+                     FROM orchestrate.buckets WHERE name = $1 FOR UPDATE",
+                    &[&name, &burst, &per_second],
+                )
+                .map_err(pg)?
+                .get(0);
+            let took = held >= 1.0;
+            let left = if took { held - 1.0 } else { held };
+            tx.execute(
+                "UPDATE orchestrate.buckets SET tokens = $2, at = now() WHERE name = $1",
+                &[&name, &left],
+            )
+            .map_err(pg)?;
+            tx.commit().map_err(pg)?;
+            Ok(if took {
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((1.0 - held) / per_second))
+            })
+        })
+    }
+
+    /// Refuses `writes` unless this runner holds every lease they are fenced by
+    /// ([`Write::Fence`]) with half of it left. The rows stay locked (`FOR SHARE`) until
+    /// the transaction ends, so no claim takes one over before the writes commit.
+    pub(super) fn check_fences(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        writes: &[Write],
+    ) -> Result<(), StateError> {
+        let (runs, keys): (Vec<&str>, Vec<&str>) = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Fence(run, key) => Some((run.as_str(), key.as_str())),
+                _ => None,
+            })
+            .unzip();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let half = self.lease_seconds() / 2.0;
+        let held: Vec<(String, String)> = tx
+            .query(
+                "SELECT l.run, l.key FROM orchestrate.leases l
+                 JOIN unnest($1::text[], $2::text[]) AS f(run, key)
+                   ON l.run = f.run AND l.key = f.key
+                 WHERE l.runner = $3 AND l.expires_at > now() + $4 * interval '1 second'
+                 FOR SHARE OF l",
+                &[&runs, &keys, &self.holder, &half],
+            )
+            .map_err(|e| self.pg(&e))?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        match runs
+            .into_iter()
+            .zip(keys)
+            .find(|(run, key)| !held.iter().any(|(r, k)| r == run && k == key))
+        {
+            Some((run, key)) => Err(StateError::LeaseLost {
+                run: run.to_owned(),
+                key: key.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
