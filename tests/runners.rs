@@ -248,3 +248,35 @@ async fn a_calls_ceiling_holds_for_all_runners_together() {
     assert_eq!(stats.launches.len(), 9);
     s.shutdown().await;
 }
+
+/// `cancel` reaches every runner of a shared run: each stops launching and ends, and
+/// nothing is launched after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_every_runner_of_a_shared_run() {
+    let Some(cluster) = shared() else { return };
+    let s = Scenario::on(Backend::V0)
+        .in_database(cluster.database())
+        .work(5000, 5000)
+        .start()
+        .await;
+    let file = s.write("shared.yaml", &fleet(12, 4));
+    let runners = [join(&s, &file), join(&s, &file)];
+    s.wait_for_agents(4).await;
+    let cancel = s.run(&["cancel"]).await;
+    assert_eq!(cancel.code, Some(0), "{}", cancel.stderr);
+    for runner in runners {
+        let ended = Scenario::ended(runner).await;
+        assert_eq!(ended.code, Some(1), "{}", ended.stderr);
+        assert!(
+            ended
+                .stderr
+                .contains("cancel requested by another orchestrate"),
+            "{}",
+            ended.stderr
+        );
+    }
+    assert_eq!(s.stats().agents, 4, "nothing launched after the cancel");
+    let status = s.status().await;
+    assert_eq!(status["state"], "cancelled", "{:?}", status.states());
+    s.shutdown().await;
+}

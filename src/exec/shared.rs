@@ -22,8 +22,9 @@ use crate::state::{Claim, StateError, Write};
 /// How long an instance another runner holds is left before its record is read again.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a claim refused for the cap waits before it is tried again.
-const FULL_RETRY: Duration = Duration::from_millis(300);
+/// How long a claim refused for the cap waits before it is tried again, unless this runner
+/// gives a place back first (a place another runner gives back is seen on the next try).
+const FULL_RETRY: Duration = Duration::from_secs(1);
 
 /// This runner's leases: how long they last, and when they were last renewed.
 #[derive(Debug)]
@@ -32,6 +33,9 @@ pub(crate) struct Leases {
     /// When the last renewal that succeeded was sent (before the answer: the lease runs
     /// from no earlier than that).
     renewed: Mutex<Instant>,
+    /// Told when this runner gives a place under the cap back: a claim waiting for one
+    /// tries again at once.
+    freed: tokio::sync::Notify,
 }
 
 impl Leases {
@@ -39,6 +43,7 @@ impl Leases {
         Self {
             lease,
             renewed: Mutex::new(Instant::now()),
+            freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -71,6 +76,13 @@ impl<B: Backend> Execution<B> {
                 "the lease of {key} was not renewed for over half its life"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// Says that this runner gave a place under the cap back.
+    fn freed(&self) {
+        if let Some(leases) = &self.shared {
+            leases.freed.notify_one();
         }
     }
 
@@ -119,6 +131,7 @@ impl<B: Backend> Execution<B> {
             if !matches!(claim, Claim::Mine { .. }) {
                 slot = None;
             }
+            let full = claim == Claim::Full;
             let wait = match claim {
                 Claim::Mine { from } => match self.take(index, from, slot.take()).await {
                     Ok(()) => {
@@ -126,6 +139,7 @@ impl<B: Backend> Execution<B> {
                             .release_lease(&run, &key, true)
                             .await
                             .map_err(fatal)?;
+                        self.freed();
                         return Ok(());
                     }
                     Err(Halt::LeaseLost(why)) => {
@@ -144,7 +158,11 @@ impl<B: Backend> Execution<B> {
                 Claim::Full => FULL_RETRY,
             };
             let jittered = wait.mul_f64(rand::rng().random_range(0.5..1.5));
-            self.pause(jittered).await?;
+            let leases = self.shared.as_ref().expect("a shared run");
+            tokio::select! {
+                () = leases.freed.notified(), if full => {}
+                paused = self.pause(jittered) => paused?,
+            }
         }
     }
 }

@@ -61,6 +61,8 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (run, key)
      );
      CREATE INDEX leases_by_runner ON orchestrate.leases (runner);
+     CREATE INDEX instances_working ON orchestrate.instances (run)
+         WHERE record->>'state' IN ('launching', 'running', 'following_up');
      CREATE TABLE orchestrate.buckets (
          name text PRIMARY KEY,
          tokens double precision NOT NULL,
@@ -92,9 +94,11 @@ pub struct PgStore {
     client: RefCell<Option<Client>>,
     /// The runs this process locked: taken back after a reconnect.
     held: RefCell<BTreeMap<String, RunLock>>,
-    /// What this process writes as the holder of the runs it locks, and its name as the
-    /// runner of a joined run's leases.
+    /// What this process writes as the holder of the runs it locks.
     holder: String,
+    /// Its name as the runner of a joined run's leases: the holder's, and a tag of this
+    /// store's own (two stores of one process are two runners).
+    runner: String,
     /// The lease of a joined run's instances ([`PgStore::join_run`]).
     lease: Cell<Option<Duration>>,
     local: PathBuf,
@@ -136,6 +140,7 @@ impl PgStore {
             client: RefCell::new(None),
             held: RefCell::new(BTreeMap::new()),
             holder: holder_text(),
+            runner: format!("{} #{:06x}", holder_text(), rand::random::<u32>() >> 8),
             lease: Cell::new(None),
             local: local_dir(),
             busy: Cell::new(Duration::ZERO),
@@ -434,16 +439,17 @@ impl PgStore {
     }
 
     /// Whether a `cancel` asked for `run`; the request is taken when it did.
+    /// A run joined by several runners keeps its request, so that every one of them sees
+    /// it; the first runner of its next apply clears it ([`PgStore::join_run`]).
     pub fn take_cancel_request(&self, run: &str) -> Result<bool, StateError> {
-        self.with(|client| {
-            client
-                .execute(
-                    "DELETE FROM orchestrate.cancel_requests WHERE run = $1",
-                    &[&run],
-                )
-                .map_err(|e| self.pg(&e))
-        })
-        .map(|removed| removed > 0)
+        let joined = self.held.borrow().get(run).is_some_and(|lock| lock.shared);
+        let sql = if joined {
+            "SELECT 1 FROM orchestrate.cancel_requests WHERE run = $1"
+        } else {
+            "DELETE FROM orchestrate.cancel_requests WHERE run = $1"
+        };
+        self.with(|client| client.execute(sql, &[&run]).map_err(|e| self.pg(&e)))
+            .map(|found| found > 0)
     }
 }
 

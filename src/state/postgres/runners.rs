@@ -43,6 +43,23 @@ impl PgStore {
                     &[&run, &self.holder],
                 )
                 .map_err(|e| self.pg(&e))?;
+            // The first runner of an apply clears a cancel request the runners of an
+            // earlier one all saw (they keep it; see `take_cancel_request`).
+            let alone = RunLock {
+                shared: false,
+                ..lock
+            };
+            if try_lock(client, alone).map_err(|e| self.pg(&e))? {
+                client
+                    .execute(
+                        "DELETE FROM orchestrate.cancel_requests WHERE run = $1",
+                        &[&run],
+                    )
+                    .map_err(|e| self.pg(&e))?;
+                client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&lock.key])
+                    .map_err(|e| self.pg(&e))?;
+            }
             Ok(None)
         })?;
         if let Some(holder) = refused {
@@ -89,7 +106,7 @@ impl PgStore {
                 .query_opt(
                     "SELECT runner, expires_at > now() FROM orchestrate.leases
                      WHERE run = $1 AND key = $2 AND runner <> $3",
-                    &[&run, &key, &self.holder],
+                    &[&run, &key, &self.runner],
                 )
                 .map_err(pg)?
                 .map(|row| (row.get(0), row.get(1)));
@@ -106,13 +123,17 @@ impl PgStore {
             if !live {
                 let taken: i64 = tx
                     .query_one(
+                        // Both halves are read through indexes: the working instances
+                        // (`instances_working`), and the run's leases.
                         &format!(
-                            "SELECT count(*) FROM orchestrate.instances i
-                             WHERE i.run = $1 AND i.key <> $2 AND (
-                                 i.record->>'state' IN {LIVE}
-                                 OR EXISTS (SELECT 1 FROM orchestrate.leases l
-                                            WHERE l.run = i.run AND l.key = i.key
-                                              AND l.expires_at > now()))"
+                            "SELECT (SELECT count(*) FROM orchestrate.instances
+                                     WHERE run = $1 AND key <> $2 AND record->>'state' IN {LIVE})
+                                  + (SELECT count(*) FROM orchestrate.leases l
+                                     WHERE l.run = $1 AND l.key <> $2 AND l.expires_at > now()
+                                       AND NOT EXISTS (
+                                           SELECT 1 FROM orchestrate.instances i
+                                           WHERE i.run = l.run AND i.key = l.key
+                                             AND i.record->>'state' IN {LIVE}))"
                         ),
                         &[&run, &key],
                     )
@@ -127,7 +148,7 @@ impl PgStore {
                  VALUES ($1, $2, $3, now() + $4 * interval '1 second')
                  ON CONFLICT (run, key) DO UPDATE
                      SET runner = excluded.runner, expires_at = excluded.expires_at",
-                &[&run, &key, &self.holder, &lease],
+                &[&run, &key, &self.runner, &lease],
             )
             .map_err(pg)?;
             tx.commit().map_err(pg)?;
@@ -147,7 +168,7 @@ impl PgStore {
                 .execute(
                     "UPDATE orchestrate.leases SET expires_at = now() + $2 * interval '1 second'
                      WHERE runner = $1",
-                    &[&self.holder, &lease],
+                    &[&self.runner, &lease],
                 )
                 .map_err(|e| self.pg(&e))
         })
@@ -164,7 +185,7 @@ impl PgStore {
         };
         self.with(|client| {
             client
-                .execute(sql, &[&run, &key, &self.holder])
+                .execute(sql, &[&run, &key, &self.runner])
                 .map_err(|e| self.pg(&e))
         })
         .map(drop)
@@ -239,7 +260,7 @@ impl PgStore {
                    ON l.run = f.run AND l.key = f.key
                  WHERE l.runner = $3 AND l.expires_at > now() + $4 * interval '1 second'
                  FOR SHARE OF l",
-                &[&runs, &keys, &self.holder, &half],
+                &[&runs, &keys, &self.runner, &half],
             )
             .map_err(|e| self.pg(&e))?
             .into_iter()
