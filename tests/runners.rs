@@ -280,3 +280,38 @@ async fn cancel_stops_every_runner_of_a_shared_run() {
     assert_eq!(status["state"], "cancelled", "{:?}", status.states());
     s.shutdown().await;
 }
+
+/// The database restarted under runners sharing a run: they wait, take their locks and
+/// leases back, and finish it, every agent launched once.
+#[tokio::test(flavor = "multi_thread")]
+async fn runners_wait_for_a_restarted_database_and_finish_the_run() {
+    // A cluster of its own: its restart must not cut off the other tests'.
+    let Some(cluster) = crate::pg::Cluster::start(false) else {
+        return;
+    };
+    let (repos, cap) = (20, 6);
+    let s = Scenario::on(Backend::V1)
+        .in_database(cluster.database())
+        .work(1500, 2500)
+        .start()
+        .await;
+    let file = s.write("shared.yaml", &fleet(repos, cap));
+    let runners = [join(&s, &file), join(&s, &file)];
+    s.wait_for_agents(u64::from(cap)).await;
+    cluster.server_stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.server_start();
+    for (runner, name) in runners.into_iter().zip(["first", "second"]) {
+        ended_ok(runner, name).await;
+    }
+    let stats = s.stats();
+    every_launch_once(&stats);
+    assert_eq!(stats.launches.len(), repos);
+    assert!(
+        stats.peak_working <= u64::from(cap),
+        "{}",
+        stats.peak_working
+    );
+    assert_eq!(s.status().await["state"], "succeeded");
+    s.shutdown().await;
+}

@@ -206,6 +206,11 @@ impl<B: Backend> Execution<B> {
         self.records.lock().expect("not poisoned")[index].state
     }
 
+    /// The index of the instance with `key`.
+    pub(super) fn index_of(&self, key: &str) -> Option<usize> {
+        self.index_of.get(key).copied()
+    }
+
     /// Instance `index`'s record now.
     pub(super) fn record(&self, index: usize) -> InstanceRecord {
         self.records.lock().expect("not poisoned")[index].clone()
@@ -226,7 +231,10 @@ impl<B: Backend> Execution<B> {
             .collect();
         let mut countdown = Countdown::new(&needs, settled);
         let mut tasks = JoinSet::new();
-        let _renewing = self.shared.as_ref().map(|_| self.renew_leases());
+        let _sharing = self
+            .shared
+            .as_ref()
+            .map(|_| (self.renew_leases(), self.follow_run()));
         let mut halt: Option<Halt> = None;
         let mut reach = tokio::time::interval(OUTAGE_CHECK);
         reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -8,10 +8,11 @@
 //! an instance over continues it from its record through the launch identity (a launch in
 //! flight is looked for before it is sent again).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::backend::Backend;
@@ -19,12 +20,16 @@ use super::event::InstanceEvent;
 use super::execution::{Execution, Halt};
 use crate::state::{Claim, StateError, Write};
 
-/// How long an instance another runner holds is left before its record is read again.
+/// How often the run's records and leases are read, for the instances other runners hold.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a claim refused for the cap waits before it is tried again, unless this runner
-/// gives a place back first (a place another runner gives back is seen on the next try).
-const FULL_RETRY: Duration = Duration::from_secs(1);
+/// What this runner last read of the run: which instances other runners hold, and how many
+/// more may work under the cap.
+#[derive(Debug, Clone, Default)]
+struct Board {
+    elsewhere: HashSet<String>,
+    room: usize,
+}
 
 /// This runner's leases: how long they last, and when they were last renewed.
 #[derive(Debug)]
@@ -36,6 +41,10 @@ pub(crate) struct Leases {
     /// Told when this runner gives a place under the cap back: a claim waiting for one
     /// tries again at once.
     freed: tokio::sync::Notify,
+    /// The run as last read, for the instances this runner waits on.
+    board: watch::Sender<Board>,
+    /// The instances this runner claims or drives: the reads of the run leave them alone.
+    driving: Mutex<HashSet<usize>>,
 }
 
 impl Leases {
@@ -44,6 +53,8 @@ impl Leases {
             lease,
             renewed: Mutex::new(Instant::now()),
             freed: tokio::sync::Notify::new(),
+            board: watch::Sender::new(Board::default()),
+            driving: Mutex::new(HashSet::new()),
         }
     }
 
@@ -79,13 +90,6 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    /// Says that this runner gave a place under the cap back.
-    fn freed(&self) {
-        if let Some(leases) = &self.shared {
-            leases.freed.notify_one();
-        }
-    }
-
     /// Renews this runner's leases every third of their life until the returned guard is
     /// dropped.
     pub(super) fn renew_leases(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
@@ -111,59 +115,141 @@ impl<B: Backend> Execution<B> {
         stop.drop_guard()
     }
 
+    /// Reads the run every [`FOLLOW_EVERY`] until the returned guard is dropped: the
+    /// records of the instances other runners hold (or nobody does) are kept, and the board
+    /// says which are held elsewhere and how much room the cap has.
+    pub(super) fn follow_run(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let this = self.clone();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let Some(leases) = &this.shared else { return };
+            let run = this.run.to_string();
+            let cap = this.plan.concurrency as usize;
+            let mut every = tokio::time::interval(FOLLOW_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let rows = match this.store.followed(&run).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "the shared run was not read");
+                        continue;
+                    }
+                };
+                let mut board = Board::default();
+                let mut working = 0;
+                for (record, holder) in rows {
+                    if record.state.has_live_agent() || holder.is_some() {
+                        working += 1;
+                    }
+                    let Some(index) = this.index_of(&record.key) else {
+                        continue;
+                    };
+                    if holder == Some(false) {
+                        board.elsewhere.insert(record.key.clone());
+                    }
+                    let mine = leases
+                        .driving
+                        .lock()
+                        .expect("not poisoned")
+                        .contains(&index);
+                    if !mine && holder != Some(true) {
+                        this.keep(index, record);
+                    }
+                }
+                board.room = cap.saturating_sub(working);
+                leases.board.send_replace(board);
+            }
+        });
+        stop.drop_guard()
+    }
+
     /// The life of one instance in a shared run: claimed, then driven here; or followed
     /// through its record while another runner holds it, until it settles or its lease
     /// runs out and this runner takes it over.
     pub(super) async fn drive_shared(self: &Arc<Self>, index: usize) -> Result<(), Halt> {
+        let leases = self.shared.as_ref().expect("a shared run");
         let run = self.run.to_string();
         let key = self.plan.instances[index].key.to_string();
         let fatal = |e: StateError| Halt::Fatal(e.to_string());
+        let mut board = leases.board.subscribe();
         loop {
-            let mut slot = Some(self.slot().await?);
-            let (claim, found) = self
-                .store
-                .claim(&run, &key, self.plan.concurrency)
-                .await
-                .map_err(fatal)?;
+            let slot = self.slot().await?;
+            leases.driving.lock().expect("not poisoned").insert(index);
+            let claimed = self.store.claim(&run, &key, self.plan.concurrency).await;
+            let (claim, found) = match claimed {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    leases.driving.lock().expect("not poisoned").remove(&index);
+                    return Err(fatal(error));
+                }
+            };
             if let Some(found) = found {
                 self.keep(index, found);
             }
-            if !matches!(claim, Claim::Mine { .. }) {
-                slot = None;
-            }
-            let full = claim == Claim::Full;
-            let wait = match claim {
-                Claim::Mine { from } => match self.take(index, from, slot.take()).await {
-                    Ok(()) => {
-                        self.store
-                            .release_lease(&run, &key, true)
-                            .await
-                            .map_err(fatal)?;
-                        self.freed();
-                        return Ok(());
+            let full = match claim {
+                Claim::Mine { from } => {
+                    let driven = self.take(index, from, Some(slot)).await;
+                    leases.driving.lock().expect("not poisoned").remove(&index);
+                    match driven {
+                        Ok(()) => {
+                            self.store
+                                .release_lease(&run, &key, true)
+                                .await
+                                .map_err(fatal)?;
+                            leases.freed.notify_one();
+                            return Ok(());
+                        }
+                        Err(Halt::LeaseLost(why)) => {
+                            tracing::warn!(%why, "{key}: left to the runner that takes it over");
+                            false
+                        }
+                        Err(halt) => {
+                            // Let another runner take it over at once; its live agent keeps
+                            // its place under the cap through its record.
+                            let _ = self.store.release_lease(&run, &key, false).await;
+                            return Err(halt);
+                        }
                     }
-                    Err(Halt::LeaseLost(why)) => {
-                        tracing::warn!(%why, "{key}: left to the runner that takes it over");
-                        FOLLOW_EVERY
-                    }
-                    Err(halt) => {
-                        // Let another runner take it over at once; its live agent keeps
-                        // its place under the cap through its record.
-                        let _ = self.store.release_lease(&run, &key, false).await;
-                        return Err(halt);
-                    }
-                },
-                Claim::Held(_) | Claim::Full if self.state(index).is_settled() => return Ok(()),
-                Claim::Held(_) => FOLLOW_EVERY,
-                Claim::Full => FULL_RETRY,
+                }
+                Claim::Held(_) | Claim::Full => {
+                    drop(slot);
+                    leases.driving.lock().expect("not poisoned").remove(&index);
+                    claim == Claim::Full
+                }
             };
-            let jittered = wait.mul_f64(rand::rng().random_range(0.5..1.5));
-            let leases = self.shared.as_ref().expect("a shared run");
-            tokio::select! {
-                () = leases.freed.notified(), if full => {}
-                paused = self.pause(jittered) => paused?,
+            // Wait for what would change the answer: this runner giving a place back, or a
+            // read of the run that finds the instance settled, let go of, or room under
+            // the cap.
+            loop {
+                if self.state(index).is_settled() {
+                    return Ok(());
+                }
+                let free = {
+                    let now = board.borrow_and_update();
+                    !now.held_elsewhere(&key) && (!full || now.room > 0)
+                };
+                if free {
+                    break;
+                }
+                tokio::select! {
+                    () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
+                    () = leases.freed.notified(), if full => break,
+                    changed = board.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
+                }
             }
         }
+    }
+}
+
+impl Board {
+    /// Whether another runner held `key` when the run was last read.
+    fn held_elsewhere(&self, key: &str) -> bool {
+        self.elsewhere.contains(key)
     }
 }
 

@@ -139,6 +139,15 @@ impl StoreHandle {
         self.read(move |store| store.claim(&run, &key, cap)).await
     }
 
+    /// Every instance of a joined run, with who holds its lease (see [`Store::followed`]).
+    pub async fn followed(
+        &self,
+        run: &str,
+    ) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+        let run = run.to_owned();
+        self.read(move |store| store.followed(&run)).await
+    }
+
     /// Renews this runner's leases; how many it holds.
     pub async fn renew_leases(&self) -> Result<u64, StateError> {
         self.read(Store::renew_leases).await

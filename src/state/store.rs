@@ -399,6 +399,17 @@ impl Store {
         }
     }
 
+    /// Every instance of a joined run, with who holds its lease: `Some(true)` this runner,
+    /// `Some(false)` another, `None` nobody (unexpired leases only).
+    pub fn followed(&self, run: &str) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+        match self {
+            Store::Sled(store) => Err(StateError::NotShared {
+                at: store.dir().display().to_string(),
+            }),
+            Store::Postgres(store) => store.followed(run),
+        }
+    }
+
     /// Renews every lease this runner holds; how many it holds.
     pub fn renew_leases(&self) -> Result<u64, StateError> {
         match self {

@@ -160,6 +160,26 @@ impl PgStore {
         Ok((claim, record))
     }
 
+    /// Every instance of `run` as the database has it, with who holds its lease unexpired:
+    /// `Some(true)` this runner, `Some(false)` another.
+    pub fn followed(&self, run: &str) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+        let rows = self.query(
+            "SELECT i.key, i.record, l.runner FROM orchestrate.instances i
+             LEFT JOIN orchestrate.leases l
+                 ON l.run = i.run AND l.key = i.key AND l.expires_at > now()
+             WHERE i.run = $1",
+            &[&run],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let key: &str = row.get(0);
+                let record = self.decode(&format!("{run}/{key}"), row.get(1))?;
+                let holder: Option<&str> = row.get(2);
+                Ok((record, holder.map(|h| h == self.runner)))
+            })
+            .collect()
+    }
+
     /// Renews every lease this runner holds, for a whole lease from now.
     pub fn renew_leases(&self) -> Result<u64, StateError> {
         let lease = self.lease_seconds();
