@@ -377,16 +377,16 @@ impl<B: Backend> Execution<B> {
         if self.shared.is_some() {
             self.drive_shared(index).await
         } else {
-            self.drive_here(index, None).await
+            self.drive_here(index, false).await
         }
     }
 
-    /// The life of one instance in this runner, from wherever its record says it is; `slot`
-    /// when the caller already holds its place under the cap.
+    /// The life of one instance in this runner, from wherever its record says it is;
+    /// `placed` when the caller already holds its place under the cap.
     pub(super) async fn drive_here(
         self: &Arc<Self>,
         index: usize,
-        slot: Option<tokio::sync::SemaphorePermit<'_>>,
+        placed: bool,
     ) -> Result<(), Halt> {
         let mut record = self.record(index);
         if record.state == InstanceState::Pending {
@@ -397,9 +397,10 @@ impl<B: Backend> Execution<B> {
                     .await;
             }
         }
-        let _slot = match slot {
-            Some(slot) => slot,
-            None => self.slot().await?,
+        let _slot = if placed {
+            None
+        } else {
+            Some(self.slot().await?)
         };
         let recalled = self
             .recall

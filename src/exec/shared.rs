@@ -23,12 +23,10 @@ use crate::state::{Claim, StateError, Write};
 /// How often the run's records and leases are read, for the instances other runners hold.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// What this runner last read of the run: which instances other runners hold, and how many
-/// more may work under the cap.
+/// What this runner last read of the run: which instances other runners hold.
 #[derive(Debug, Clone, Default)]
 struct Board {
     elsewhere: HashSet<String>,
-    room: usize,
 }
 
 /// This runner's leases: how long they last, and when they were last renewed.
@@ -43,6 +41,10 @@ pub(crate) struct Leases {
     freed: tokio::sync::Notify,
     /// The run as last read, for the instances this runner waits on.
     board: watch::Sender<Board>,
+    /// As many tickets as the last read found room under the cap: a claim refused for the
+    /// cap tries again with one, so that a place freed elsewhere brings a claim or two, not
+    /// every waiting one of every runner at once.
+    tickets: tokio::sync::Semaphore,
     /// The instances this runner claims or drives: the reads of the run leave them alone.
     driving: Mutex<HashSet<usize>>,
 }
@@ -54,6 +56,7 @@ impl Leases {
             renewed: Mutex::new(Instant::now()),
             freed: tokio::sync::Notify::new(),
             board: watch::Sender::new(Board::default()),
+            tickets: tokio::sync::Semaphore::new(0),
             driving: Mutex::new(HashSet::new()),
         }
     }
@@ -133,7 +136,12 @@ impl<B: Backend> Execution<B> {
                     () = stopped.cancelled() => return,
                     _ = every.tick() => {}
                 }
-                let rows = match this.store.followed(&run).await {
+                let known = this
+                    .records()
+                    .into_iter()
+                    .map(|r| (r.key, r.state.as_str().to_owned()))
+                    .collect();
+                let rows = match this.store.followed(&run, known).await {
                     Ok(rows) => rows,
                     Err(error) => {
                         tracing::warn!(%error, "the shared run was not read");
@@ -142,26 +150,32 @@ impl<B: Backend> Execution<B> {
                 };
                 let mut board = Board::default();
                 let mut working = 0;
-                for (record, holder) in rows {
-                    if record.state.has_live_agent() || holder.is_some() {
+                for row in rows {
+                    if row.working || row.holder.is_some() {
                         working += 1;
                     }
-                    let Some(index) = this.index_of(&record.key) else {
+                    if row.holder == Some(false) {
+                        board.elsewhere.insert(row.key.clone());
+                    }
+                    let (Some(record), Some(index)) = (row.changed, this.index_of(&row.key)) else {
                         continue;
                     };
-                    if holder == Some(false) {
-                        board.elsewhere.insert(record.key.clone());
-                    }
                     let mine = leases
                         .driving
                         .lock()
                         .expect("not poisoned")
                         .contains(&index);
-                    if !mine && holder != Some(true) {
+                    if !mine && row.holder != Some(true) {
                         this.keep(index, record);
                     }
                 }
-                board.room = cap.saturating_sub(working);
+                let room = cap.saturating_sub(working);
+                let have = leases.tickets.available_permits();
+                if room > have {
+                    leases.tickets.add_permits(room - have);
+                } else {
+                    leases.tickets.forget_permits(have - room);
+                }
                 leases.board.send_replace(board);
             }
         });
@@ -193,7 +207,9 @@ impl<B: Backend> Execution<B> {
             }
             let full = match claim {
                 Claim::Mine { from } => {
-                    let driven = self.take(index, from, Some(slot)).await;
+                    // The place is held until the lease is given back, so that no claim
+                    // of this runner finds the cap full of an instance that is done.
+                    let driven = self.take(index, from).await;
                     leases.driving.lock().expect("not poisoned").remove(&index);
                     match driven {
                         Ok(()) => {
@@ -201,6 +217,7 @@ impl<B: Backend> Execution<B> {
                                 .release_lease(&run, &key, true)
                                 .await
                                 .map_err(fatal)?;
+                            drop(slot);
                             leases.freed.notify_one();
                             return Ok(());
                         }
@@ -229,16 +246,16 @@ impl<B: Backend> Execution<B> {
                 if self.state(index).is_settled() {
                     return Ok(());
                 }
-                let free = {
-                    let now = board.borrow_and_update();
-                    !now.held_elsewhere(&key) && (!full || now.room > 0)
-                };
-                if free {
+                if !full && !board.borrow_and_update().held_elsewhere(&key) {
                     break;
                 }
                 tokio::select! {
                     () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
                     () = leases.freed.notified(), if full => break,
+                    ticket = leases.tickets.acquire(), if full => {
+                        ticket.expect("never closed").forget();
+                        break;
+                    }
                     changed = board.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
                 }
             }
@@ -256,18 +273,13 @@ impl Board {
 impl<B: Backend> Execution<B> {
     /// Drives instance `index`, claimed: said first when it is taken over `from` a runner
     /// whose lease ran out before it settled.
-    async fn take(
-        self: &Arc<Self>,
-        index: usize,
-        from: Option<String>,
-        slot: Option<tokio::sync::SemaphorePermit<'_>>,
-    ) -> Result<(), Halt> {
+    async fn take(self: &Arc<Self>, index: usize, from: Option<String>) -> Result<(), Halt> {
         if let Some(from) = from.filter(|_| !self.state(index).is_settled()) {
             let record = self.record(index);
             self.emit(index, &record, InstanceEvent::TakenOver { from })
                 .await?;
         }
-        self.drive_here(index, slot).await
+        self.drive_here(index, true).await
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::record::InstanceRecord;
-use super::store::{Claim, StateError, Store, Write};
+use super::store::{Claim, Followed, StateError, Store, Write};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -139,13 +139,14 @@ impl StoreHandle {
         self.read(move |store| store.claim(&run, &key, cap)).await
     }
 
-    /// Every instance of a joined run, with who holds its lease (see [`Store::followed`]).
+    /// Every instance of a joined run (see [`Store::followed`]).
     pub async fn followed(
         &self,
         run: &str,
-    ) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+        known: Vec<(String, String)>,
+    ) -> Result<Vec<Followed>, StateError> {
         let run = run.to_owned();
-        self.read(move |store| store.followed(&run)).await
+        self.read(move |store| store.followed(&run, &known)).await
     }
 
     /// Renews this runner's leases; how many it holds.

@@ -36,4 +36,4 @@ fn file_name(run: &str) -> String {
         .collect()
 }
 
-pub use store::{Claim, StateError, Store, Write};
+pub use store::{Claim, Followed, StateError, Store, Write};

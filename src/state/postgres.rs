@@ -357,7 +357,7 @@ impl PgStore {
             shared: false,
         };
         let taken = self.with(|client| {
-            if !try_lock(client, lock).map_err(|e| self.pg(&e))? {
+            if !take_lock(client, lock).map_err(|e| self.pg(&e))? {
                 return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
             }
             client
@@ -497,6 +497,19 @@ fn try_lock(client: &mut Client, lock: RunLock) -> Result<bool, postgres::Error>
         "SELECT pg_try_advisory_lock($1)"
     };
     Ok(client.query_one(sql, &[&lock.key])?.get(0))
+}
+
+/// Takes a run's lock to apply it: tried for up to a second, since `status`, `runs` and a
+/// joining runner probe it for an instant (try, then let go) and must not be mistaken for
+/// a holder.
+fn take_lock(client: &mut Client, lock: RunLock) -> Result<bool, postgres::Error> {
+    for _ in 0..20 {
+        if try_lock(client, lock)? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(false)
 }
 
 fn holder_of(client: &mut Client, run: &str) -> Result<Option<String>, postgres::Error> {

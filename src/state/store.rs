@@ -148,6 +148,19 @@ pub enum Write {
     Fence(String, String),
 }
 
+/// One instance of a joined run, as a runner following the run reads it.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// The instance.
+    pub key: String,
+    /// Whether its agent works (it counts under the cap).
+    pub working: bool,
+    /// Who holds its lease unexpired: `Some(true)` this runner, `Some(false)` another.
+    pub holder: Option<bool>,
+    /// Its record, where its state is not the one the reader knew.
+    pub changed: Option<InstanceRecord>,
+}
+
 /// What a runner's claim of an instance of a shared run came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -399,14 +412,18 @@ impl Store {
         }
     }
 
-    /// Every instance of a joined run, with who holds its lease: `Some(true)` this runner,
-    /// `Some(false)` another, `None` nobody (unexpired leases only).
-    pub fn followed(&self, run: &str) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+    /// Every instance of a joined run as [`Followed`] says, its record where its state is
+    /// not the one in `known`.
+    pub fn followed(
+        &self,
+        run: &str,
+        known: &[(String, String)],
+    ) -> Result<Vec<Followed>, StateError> {
         match self {
             Store::Sled(store) => Err(StateError::NotShared {
                 at: store.dir().display().to_string(),
             }),
-            Store::Postgres(store) => store.followed(run),
+            Store::Postgres(store) => store.followed(run, known),
         }
     }
 

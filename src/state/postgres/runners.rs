@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use super::{PgStore, RunLock, holder_of, lock_key, try_lock};
+use super::{PgStore, RunLock, holder_of, lock_key, take_lock, try_lock};
 use crate::state::record::InstanceRecord;
-use crate::state::store::{Claim, StateError, Write};
+use crate::state::store::{Claim, Followed, StateError, Write};
 
 /// The states whose agent works (`InstanceState::has_live_agent`), as records spell them.
 const LIVE: &str = "('launching', 'running', 'following_up')";
@@ -17,6 +17,16 @@ const LIVE: &str = "('launching', 'running', 'following_up')";
 /// Serialises the claims of one run, apart from its run lock.
 fn claim_key(run: &str) -> i64 {
     lock_key(&format!("{run} claims"))
+}
+
+/// A transaction whose commit does not wait for the disk. For what a server crash may lose
+/// safely: a lost claim fails the first write it fences (so nothing is launched on it), a
+/// lost release only delays a takeover, a lost token lets one call through early once.
+/// Instance writes and lease renewals always wait for the disk.
+fn unsynced(client: &mut postgres::Client) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")?;
+    Ok(tx)
 }
 
 impl PgStore {
@@ -33,7 +43,7 @@ impl PgStore {
             shared: true,
         };
         let refused = self.with(|client| {
-            if !try_lock(client, lock).map_err(|e| self.pg(&e))? {
+            if !take_lock(client, lock).map_err(|e| self.pg(&e))? {
                 return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
             }
             client
@@ -92,7 +102,7 @@ impl PgStore {
         let lease = self.lease_seconds();
         let (claim, record) = self.with(|client| {
             let pg = |e: postgres::Error| self.pg(&e);
-            let mut tx = client.transaction().map_err(pg)?;
+            let mut tx = unsynced(client).map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&claim_key(run)])
                 .map_err(pg)?;
             let record: Option<serde_json::Value> = tx
@@ -160,22 +170,42 @@ impl PgStore {
         Ok((claim, record))
     }
 
-    /// Every instance of `run` as the database has it, with who holds its lease unexpired:
-    /// `Some(true)` this runner, `Some(false)` another.
-    pub fn followed(&self, run: &str) -> Result<Vec<(InstanceRecord, Option<bool>)>, StateError> {
+    /// Every instance of `run`: whether its agent works, who holds its lease unexpired,
+    /// and its record where its state is not the one in `known` (key, state), so that a
+    /// runner reading the run every second moves only what changed.
+    pub fn followed(
+        &self,
+        run: &str,
+        known: &[(String, String)],
+    ) -> Result<Vec<Followed>, StateError> {
+        let (keys, states): (Vec<&str>, Vec<&str>) =
+            known.iter().map(|(k, s)| (k.as_str(), s.as_str())).unzip();
         let rows = self.query(
-            "SELECT i.key, i.record, l.runner FROM orchestrate.instances i
-             LEFT JOIN orchestrate.leases l
-                 ON l.run = i.run AND l.key = i.key AND l.expires_at > now()
-             WHERE i.run = $1",
-            &[&run],
+            &format!(
+                "SELECT i.key, i.record->>'state' IN {LIVE}, l.runner,
+                        CASE WHEN i.record->>'state' IS DISTINCT FROM k.state THEN i.record END
+                 FROM orchestrate.instances i
+                 LEFT JOIN orchestrate.leases l
+                     ON l.run = i.run AND l.key = i.key AND l.expires_at > now()
+                 LEFT JOIN unnest($2::text[], $3::text[]) AS k(key, state) ON k.key = i.key
+                 WHERE i.run = $1"
+            ),
+            &[&run, &keys, &states],
         )?;
         rows.into_iter()
             .map(|row| {
-                let key: &str = row.get(0);
-                let record = self.decode(&format!("{run}/{key}"), row.get(1))?;
+                let key: String = row.get(0);
                 let holder: Option<&str> = row.get(2);
-                Ok((record, holder.map(|h| h == self.runner)))
+                let changed = row
+                    .get::<_, Option<serde_json::Value>>(3)
+                    .map(|value| self.decode(&format!("{run}/{key}"), value))
+                    .transpose()?;
+                Ok(Followed {
+                    working: row.get::<_, Option<bool>>(1).unwrap_or(false),
+                    holder: holder.map(|h| h == self.runner),
+                    changed,
+                    key,
+                })
             })
             .collect()
     }
@@ -204,11 +234,11 @@ impl PgStore {
              WHERE run = $1 AND key = $2 AND runner = $3"
         };
         self.with(|client| {
-            client
-                .execute(sql, &[&run, &key, &self.runner])
-                .map_err(|e| self.pg(&e))
+            let pg = |e: postgres::Error| self.pg(&e);
+            let mut tx = unsynced(client).map_err(pg)?;
+            tx.execute(sql, &[&run, &key, &self.runner]).map_err(pg)?;
+            tx.commit().map_err(pg)
         })
-        .map(drop)
     }
 
     /// Takes one call from the token bucket `name` that every process on the database
@@ -223,7 +253,7 @@ impl PgStore {
         let burst = f64::from(burst.max(1));
         self.with(|client| {
             let pg = |e: postgres::Error| self.pg(&e);
-            let mut tx = client.transaction().map_err(pg)?;
+            let mut tx = unsynced(client).map_err(pg)?;
             tx.execute(
                 "INSERT INTO orchestrate.buckets (name, tokens, at) VALUES ($1, $2, now())
                  ON CONFLICT (name) DO NOTHING",
