@@ -38,6 +38,28 @@ async fn ended_ok(child: Child, who: &str) -> Ran {
     ran
 }
 
+/// Asserts what every shared run must end with: each of its `repos` instances launched
+/// once and succeeded, and never more than `cap` agents working at once.
+async fn kept(s: &Scenario, repos: usize, cap: u32) -> orchestrate::sim::Stats {
+    let stats = s.stats();
+    every_launch_once(&stats);
+    assert_eq!(stats.launches.len(), repos, "one agent per instance");
+    assert!(
+        stats.peak_working <= u64::from(cap),
+        "{} agents worked at once over a cap of {cap}",
+        stats.peak_working
+    );
+    let status = s.status().await;
+    assert_eq!(status["state"], "succeeded");
+    let states = status.states();
+    assert_eq!(states.len(), repos);
+    assert!(
+        states.values().all(|state| state == "succeeded"),
+        "{states:?}"
+    );
+    stats
+}
+
 /// Three runners share a 300-instance run with follow-ups; one of them is killed (SIGKILL)
 /// at random moments and started again. No agent is launched twice, no result is lost,
 /// every follow-up is sent once, the agents working at once never exceed the run's cap
@@ -73,18 +95,11 @@ async fn three_runners_share_a_run_and_its_cap_while_one_is_killed_and_restarted
     ended_ok(second, "second runner").await;
     ended_ok(victim, "the restarted runner").await;
 
-    let stats = s.stats();
-    every_launch_once(&stats);
-    assert_eq!(stats.launches.len(), repos, "one agent per instance");
+    let stats = kept(&s, repos, cap).await;
     assert!(
         stats.follow_ups.values().all(|&n| n == 1) && stats.follow_ups.len() == repos,
         "every follow-up sent once: {:?}",
         stats.follow_ups
-    );
-    assert!(
-        stats.peak_working <= u64::from(cap),
-        "{} agents worked at once over a cap of {cap}",
-        stats.peak_working
     );
     assert_eq!(
         stats.total_quota_violations(),
@@ -92,15 +107,9 @@ async fn three_runners_share_a_run_and_its_cap_while_one_is_killed_and_restarted
         "{:?}",
         stats.quota_violations
     );
-    let status = s.status().await;
-    assert_eq!(status["state"], "succeeded");
-    let states = status.states();
-    assert_eq!(states.len(), repos);
-    assert!(
-        states.values().all(|state| state == "succeeded"),
-        "{states:?}"
-    );
-    let with_pr = status
+    let with_pr = s
+        .status()
+        .await
         .instances()
         .iter()
         .filter(|i| i["pr_url"].as_str().is_some())
@@ -192,21 +201,7 @@ async fn a_runner_cut_off_from_the_database_stops_launching_within_its_lease() {
     relay.restore();
     ended_ok(cut_off, "the runner cut off").await;
 
-    let stats = s.stats();
-    every_launch_once(&stats);
-    assert_eq!(stats.launches.len(), repos);
-    assert!(
-        stats.peak_working <= u64::from(cap),
-        "{}",
-        stats.peak_working
-    );
-    let status = s.status().await;
-    assert_eq!(status["state"], "succeeded");
-    assert!(
-        status.states().values().all(|state| state == "succeeded"),
-        "{:?}",
-        status.states()
-    );
+    kept(&s, repos, cap).await;
     s.shutdown().await;
 }
 
@@ -304,14 +299,6 @@ async fn runners_wait_for_a_restarted_database_and_finish_the_run() {
     for (runner, name) in runners.into_iter().zip(["first", "second"]) {
         ended_ok(runner, name).await;
     }
-    let stats = s.stats();
-    every_launch_once(&stats);
-    assert_eq!(stats.launches.len(), repos);
-    assert!(
-        stats.peak_working <= u64::from(cap),
-        "{}",
-        stats.peak_working
-    );
-    assert_eq!(s.status().await["state"], "succeeded");
+    kept(&s, repos, cap).await;
     s.shutdown().await;
 }

@@ -93,93 +93,93 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    /// Renews this runner's leases every third of their life until the returned guard is
-    /// dropped.
-    pub(super) fn renew_leases(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
+    /// Runs `step` every `period` until the returned guard is dropped.
+    fn every<F, Fut>(self: &Arc<Self>, period: Duration, step: F) -> tokio_util::sync::DropGuard
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let stop = tokio_util::sync::CancellationToken::new();
-        let this = self.clone();
         let stopped = stop.clone();
+        let this = self.clone();
         tokio::spawn(async move {
-            let Some(leases) = &this.shared else { return };
-            let mut every = tokio::time::interval(leases.lease / 3);
+            let mut every = tokio::time::interval(period);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stopped.cancelled() => return,
                     _ = every.tick() => {}
                 }
-                let sent = Instant::now();
-                match this.store.renew_leases().await {
-                    Ok(_) => leases.renewed(sent),
-                    Err(error) => tracing::warn!(%error, "the leases were not renewed"),
-                }
+                step(this.clone()).await;
             }
         });
         stop.drop_guard()
     }
 
+    /// Renews this runner's leases every third of their life until the returned guard is
+    /// dropped.
+    pub(super) fn renew_leases(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
+        let lease = self.shared.as_ref().expect("a shared run").lease;
+        self.every(lease / 3, |this| async move {
+            let leases = this.shared.as_ref().expect("a shared run");
+            let sent = Instant::now();
+            match this.store.renew_leases().await {
+                Ok(_) => leases.renewed(sent),
+                Err(error) => tracing::warn!(%error, "the leases were not renewed"),
+            }
+        })
+    }
+
     /// Reads the run every [`FOLLOW_EVERY`] until the returned guard is dropped: the
     /// records of the instances other runners hold (or nobody does) are kept, and the board
-    /// says which are held elsewhere and how much room the cap has.
+    /// says which are held elsewhere; the tickets, how much room the cap has.
     pub(super) fn follow_run(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let this = self.clone();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let Some(leases) = &this.shared else { return };
+        self.every(FOLLOW_EVERY, |this| async move {
+            let leases = this.shared.as_ref().expect("a shared run");
             let run = this.run.to_string();
             let cap = this.plan.concurrency as usize;
-            let mut every = tokio::time::interval(FOLLOW_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stopped.cancelled() => return,
-                    _ = every.tick() => {}
+            let known = this
+                .records()
+                .into_iter()
+                .map(|r| (r.key, r.state.as_str().to_owned()))
+                .collect();
+            let rows = match this.store.followed(&run, known).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::warn!(%error, "the shared run was not read");
+                    return;
                 }
-                let known = this
-                    .records()
-                    .into_iter()
-                    .map(|r| (r.key, r.state.as_str().to_owned()))
-                    .collect();
-                let rows = match this.store.followed(&run, known).await {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        tracing::warn!(%error, "the shared run was not read");
-                        continue;
-                    }
+            };
+            let mut board = Board::default();
+            let mut working = 0;
+            for row in rows {
+                if row.working || row.holder.is_some() {
+                    working += 1;
+                }
+                if row.holder == Some(false) {
+                    board.elsewhere.insert(row.key.clone());
+                }
+                let (Some(record), Some(index)) = (row.changed, this.index_of(&row.key)) else {
+                    continue;
                 };
-                let mut board = Board::default();
-                let mut working = 0;
-                for row in rows {
-                    if row.working || row.holder.is_some() {
-                        working += 1;
-                    }
-                    if row.holder == Some(false) {
-                        board.elsewhere.insert(row.key.clone());
-                    }
-                    let (Some(record), Some(index)) = (row.changed, this.index_of(&row.key)) else {
-                        continue;
-                    };
-                    let mine = leases
-                        .driving
-                        .lock()
-                        .expect("not poisoned")
-                        .contains(&index);
-                    if !mine && row.holder != Some(true) {
-                        this.keep(index, record);
-                    }
+                let mine = leases
+                    .driving
+                    .lock()
+                    .expect("not poisoned")
+                    .contains(&index);
+                if !mine && row.holder != Some(true) {
+                    this.keep(index, record);
                 }
-                let room = cap.saturating_sub(working);
-                let have = leases.tickets.available_permits();
-                if room > have {
-                    leases.tickets.add_permits(room - have);
-                } else {
-                    leases.tickets.forget_permits(have - room);
-                }
-                leases.board.send_replace(board);
             }
-        });
-        stop.drop_guard()
+            let room = cap.saturating_sub(working);
+            let have = leases.tickets.available_permits();
+            if room > have {
+                leases.tickets.add_permits(room - have);
+            } else {
+                leases.tickets.forget_permits(have - room);
+            }
+            leases.board.send_replace(board);
+        })
     }
 
     /// The life of one instance in a shared run: claimed, then driven here; or followed

@@ -349,14 +349,25 @@ impl PgStore {
 
     /// Takes `run` for this process until its connection ends, or refuses with who has it.
     pub fn lock_run(&self, run: &str) -> Result<(), StateError> {
+        self.take_run(run, false, |_| Ok(()))
+    }
+
+    /// Takes `run`'s lock, `shared` with other runners or not, and names this process its
+    /// holder; `then` runs on the connection once it is taken.
+    fn take_run(
+        &self,
+        run: &str,
+        shared: bool,
+        mut then: impl FnMut(&mut Client) -> Result<(), postgres::Error>,
+    ) -> Result<(), StateError> {
         if self.held.borrow().contains_key(run) {
             return Ok(());
         }
         let lock = RunLock {
             key: lock_key(run),
-            shared: false,
+            shared,
         };
-        let taken = self.with(|client| {
+        let refused = self.with(|client| {
             if !take_lock(client, lock).map_err(|e| self.pg(&e))? {
                 return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
             }
@@ -367,9 +378,10 @@ impl PgStore {
                     &[&run, &self.holder],
                 )
                 .map_err(|e| self.pg(&e))?;
+            then(client).map_err(|e| self.pg(&e))?;
             Ok(None)
         })?;
-        if let Some(holder) = taken {
+        if let Some(holder) = refused {
             return Err(StateError::RunLocked {
                 run: run.to_owned(),
                 holder: holder.unwrap_or_else(|| "unknown process".into()),

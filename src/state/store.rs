@@ -386,14 +386,19 @@ impl Store {
         }
     }
 
-    /// Joins `run` as one of its runners (see [`PgStore::join_run`]); a directory cannot.
-    pub fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
+    /// The database several runners share; a directory is of one machine.
+    fn shared(&self) -> Result<&PgStore, StateError> {
         match self {
             Store::Sled(store) => Err(StateError::NotShared {
                 at: store.dir().display().to_string(),
             }),
-            Store::Postgres(store) => store.join_run(run, lease),
+            Store::Postgres(store) => Ok(store),
         }
+    }
+
+    /// Joins `run` as one of its runners (see [`PgStore::join_run`]); a directory cannot.
+    pub fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
+        self.shared()?.join_run(run, lease)
     }
 
     /// Claims instance `key` of a joined run for this runner, within `cap` agents at once
@@ -404,12 +409,7 @@ impl Store {
         key: &str,
         cap: u32,
     ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
-        match self {
-            Store::Sled(store) => Err(StateError::NotShared {
-                at: store.dir().display().to_string(),
-            }),
-            Store::Postgres(store) => store.claim(run, key, cap),
-        }
+        self.shared()?.claim(run, key, cap)
     }
 
     /// Every instance of a joined run as [`Followed`] says, its record where its state is
@@ -419,12 +419,7 @@ impl Store {
         run: &str,
         known: &[(String, String)],
     ) -> Result<Vec<Followed>, StateError> {
-        match self {
-            Store::Sled(store) => Err(StateError::NotShared {
-                at: store.dir().display().to_string(),
-            }),
-            Store::Postgres(store) => store.followed(run, known),
-        }
+        self.shared()?.followed(run, known)
     }
 
     /// Renews every lease this runner holds; how many it holds.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{PgStore, RunLock, holder_of, lock_key, take_lock, try_lock};
+use super::{PgStore, RunLock, lock_key, try_lock};
 use crate::state::record::InstanceRecord;
 use crate::state::store::{Claim, Followed, StateError, Write};
 
@@ -35,51 +35,22 @@ impl PgStore {
     /// through leases of `lease`.
     pub fn join_run(&self, run: &str, lease: Duration) -> Result<(), StateError> {
         self.lease.set(Some(lease));
-        if self.held.borrow().contains_key(run) {
-            return Ok(());
-        }
-        let lock = RunLock {
-            key: lock_key(run),
-            shared: true,
-        };
-        let refused = self.with(|client| {
-            if !take_lock(client, lock).map_err(|e| self.pg(&e))? {
-                return Ok(Some(holder_of(client, run).map_err(|e| self.pg(&e))?));
-            }
-            client
-                .execute(
-                    "INSERT INTO orchestrate.holders (run, holder) VALUES ($1, $2)
-                     ON CONFLICT (run) DO UPDATE SET holder = excluded.holder",
-                    &[&run, &self.holder],
-                )
-                .map_err(|e| self.pg(&e))?;
+        self.take_run(run, true, |client| {
             // The first runner of an apply clears a cancel request the runners of an
             // earlier one all saw (they keep it; see `take_cancel_request`).
             let alone = RunLock {
+                key: lock_key(run),
                 shared: false,
-                ..lock
             };
-            if try_lock(client, alone).map_err(|e| self.pg(&e))? {
-                client
-                    .execute(
-                        "DELETE FROM orchestrate.cancel_requests WHERE run = $1",
-                        &[&run],
-                    )
-                    .map_err(|e| self.pg(&e))?;
-                client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&lock.key])
-                    .map_err(|e| self.pg(&e))?;
+            if try_lock(client, alone)? {
+                client.execute(
+                    "DELETE FROM orchestrate.cancel_requests WHERE run = $1",
+                    &[&run],
+                )?;
+                client.execute("SELECT pg_advisory_unlock($1)", &[&alone.key])?;
             }
-            Ok(None)
-        })?;
-        if let Some(holder) = refused {
-            return Err(StateError::RunLocked {
-                run: run.to_owned(),
-                holder: holder.unwrap_or_else(|| "unknown process".into()),
-            });
-        }
-        self.held.borrow_mut().insert(run.to_owned(), lock);
-        Ok(())
+            Ok(())
+        })
     }
 
     fn lease_seconds(&self) -> f64 {
