@@ -211,6 +211,15 @@ impl<B: Backend> Execution<B> {
         self.index_of.get(key).copied()
     }
 
+    /// Each instance's key and state now, without copying its record.
+    pub(super) fn states(&self) -> Vec<(String, String)> {
+        let records = self.records.lock().expect("not poisoned");
+        records
+            .iter()
+            .map(|r| (r.key.clone(), r.state.as_str().to_owned()))
+            .collect()
+    }
+
     /// Instance `index`'s record now.
     pub(super) fn record(&self, index: usize) -> InstanceRecord {
         self.records.lock().expect("not poisoned")[index].clone()

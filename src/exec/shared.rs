@@ -23,12 +23,6 @@ use crate::state::{Claim, StateError, Write};
 /// How often the run's records and leases are read, for the instances other runners hold.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
-/// What this runner last read of the run: which instances other runners hold.
-#[derive(Debug, Clone, Default)]
-struct Board {
-    elsewhere: HashSet<String>,
-}
-
 /// This runner's leases: how long they last, and when they were last renewed.
 #[derive(Debug)]
 pub(crate) struct Leases {
@@ -39,8 +33,8 @@ pub(crate) struct Leases {
     /// Told when this runner gives a place under the cap back: a claim waiting for one
     /// tries again at once.
     freed: tokio::sync::Notify,
-    /// The run as last read, for the instances this runner waits on.
-    board: watch::Sender<Board>,
+    /// The instances other runners held when the run was last read.
+    elsewhere: watch::Sender<HashSet<String>>,
     /// As many tickets as the last read found room under the cap: a claim refused for the
     /// cap tries again with one, so that a place freed elsewhere brings a claim or two, not
     /// every waiting one of every runner at once.
@@ -55,7 +49,7 @@ impl Leases {
             lease,
             renewed: Mutex::new(Instant::now()),
             freed: tokio::sync::Notify::new(),
-            board: watch::Sender::new(Board::default()),
+            elsewhere: watch::Sender::new(HashSet::new()),
             tickets: tokio::sync::Semaphore::new(0),
             driving: Mutex::new(HashSet::new()),
         }
@@ -131,18 +125,14 @@ impl<B: Backend> Execution<B> {
     }
 
     /// Reads the run every [`FOLLOW_EVERY`] until the returned guard is dropped: the
-    /// records of the instances other runners hold (or nobody does) are kept, and the board
-    /// says which are held elsewhere; the tickets, how much room the cap has.
+    /// records of the instances other runners hold (or nobody does) are kept, `elsewhere`
+    /// says which other runners hold, and the tickets how much room the cap has.
     pub(super) fn follow_run(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
         self.every(FOLLOW_EVERY, |this| async move {
             let leases = this.shared.as_ref().expect("a shared run");
             let run = this.run.to_string();
             let cap = this.plan.concurrency as usize;
-            let known = this
-                .records()
-                .into_iter()
-                .map(|r| (r.key, r.state.as_str().to_owned()))
-                .collect();
+            let known = this.states();
             let rows = match this.store.followed(&run, known).await {
                 Ok(rows) => rows,
                 Err(error) => {
@@ -150,14 +140,14 @@ impl<B: Backend> Execution<B> {
                     return;
                 }
             };
-            let mut board = Board::default();
+            let mut elsewhere = HashSet::new();
             let mut working = 0;
             for row in rows {
                 if row.working || row.holder.is_some() {
                     working += 1;
                 }
                 if row.holder == Some(false) {
-                    board.elsewhere.insert(row.key.clone());
+                    elsewhere.insert(row.key.clone());
                 }
                 let (Some(record), Some(index)) = (row.changed, this.index_of(&row.key)) else {
                     continue;
@@ -178,7 +168,7 @@ impl<B: Backend> Execution<B> {
             } else {
                 leases.tickets.forget_permits(have - room);
             }
-            leases.board.send_replace(board);
+            leases.elsewhere.send_replace(elsewhere);
         })
     }
 
@@ -190,7 +180,7 @@ impl<B: Backend> Execution<B> {
         let run = self.run.to_string();
         let key = self.plan.instances[index].key.to_string();
         let fatal = |e: StateError| Halt::Fatal(e.to_string());
-        let mut board = leases.board.subscribe();
+        let mut elsewhere = leases.elsewhere.subscribe();
         loop {
             let slot = self.slot().await?;
             leases.driving.lock().expect("not poisoned").insert(index);
@@ -246,7 +236,7 @@ impl<B: Backend> Execution<B> {
                 if self.state(index).is_settled() {
                     return Ok(());
                 }
-                if !full && !board.borrow_and_update().held_elsewhere(&key) {
+                if !full && !elsewhere.borrow_and_update().contains(&key) {
                     break;
                 }
                 tokio::select! {
@@ -256,17 +246,10 @@ impl<B: Backend> Execution<B> {
                         ticket.expect("never closed").forget();
                         break;
                     }
-                    changed = board.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
+                    changed = elsewhere.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
                 }
             }
         }
-    }
-}
-
-impl Board {
-    /// Whether another runner held `key` when the run was last read.
-    fn held_elsewhere(&self, key: &str) -> bool {
-        self.elsewhere.contains(key)
     }
 }
 
