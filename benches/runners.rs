@@ -92,9 +92,13 @@ fn main() {
             )
             .await
             .unwrap();
+        let timeline: Arc<std::sync::Mutex<Vec<(f64, usize, &'static str, String)>>> = Arc::default();
+        let t0 = Instant::now();
         let executions: Vec<_> = stores
             .iter()
-            .map(|store| {
+            .enumerate()
+            .map(|(runner, store)| {
+                let timeline = timeline.clone();
                 let config = ClientConfig::new(&sim.url(), ApiKey::new(DEFAULT_KEY)).unwrap();
                 Execution::new(
                     plan.clone(),
@@ -106,7 +110,11 @@ fn main() {
                         ..ExecConfig::default()
                     },
                     CancellationToken::new(),
-                    Arc::new(|_: &Progress| {}),
+                    Arc::new(move |p: &Progress| {
+                        if let Progress::Instance { event, key } = p {
+                            timeline.lock().unwrap().push((t0.elapsed().as_secs_f64(), runner, event.kind(), key.clone()));
+                        }
+                    }),
                     Recall::new(),
                 )
             })
@@ -153,6 +161,32 @@ fn main() {
             "  store time:       {:.2} s across the runners",
             busy.as_secs_f64()
         );
+        let timeline = timeline.lock().unwrap();
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, _, k, _) in timeline.iter() { *kinds.entry(k).or_default() += 1; }
+        println!("  events: {kinds:?}");
+        let start = timeline.iter().map(|t| t.0).fold(f64::MAX, f64::min);
+        println!("  first event at {start:.2}");
+        let mut live = 0i64;
+        let mut bucket = 0.0;
+        let mut per = vec![0i64; runners];
+        let mut line = String::new();
+        let mut sorted: Vec<_> = timeline.iter().map(|(a,b,c,_)| (*a,*b,*c)).collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (t, r, k) in sorted {
+            while t >= bucket + 1.0 { write!(line, " [{bucket:.0}s live {live} {per:?}]").unwrap(); bucket += 1.0; }
+            match k { "launch_intent" => { live += 1; per[r] += 1; } "succeeded" | "failed" => { live -= 1; per[r] -= 1; } _ => {} }
+        }
+        println!("  timeline:{line}");
+        let mut at: std::collections::HashMap<(&str, &str), f64> = Default::default();
+        for (t, _, k, key) in timeline.iter() { at.insert((key.as_str(), *k), *t); }
+        let steps = [("launch_intent","launched"),("launched","follow_up_intent"),("follow_up_intent","follow_up_sent"),("follow_up_sent","succeeded")];
+        for (a, b) in steps {
+            let mut d: Vec<f64> = timeline.iter().filter(|x| x.2 == a).filter_map(|x| Some(at.get(&(x.3.as_str(), b))? - x.0)).collect();
+            d.sort_by(f64::total_cmp);
+            let n = d.len();
+            println!("  {a} -> {b}: mean {:.3} p50 {:.3} p90 {:.3} max {:.3}", d.iter().sum::<f64>()/n as f64, d[n/2], d[n*9/10], d[n-1]);
+        }
         sim.shutdown().await;
     });
 }

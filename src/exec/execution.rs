@@ -471,6 +471,7 @@ impl<B: Backend> Execution<B> {
         };
         tokio::pin!(timeout);
         let mut watching = Watching::new(sent_at, self.config.follow_up_grace);
+        let mut asked = false;
         loop {
             tokio::select! {
                 () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
@@ -482,6 +483,21 @@ impl<B: Backend> Execution<B> {
             };
             if let Some(ending) = watching.observe(&snapshot) {
                 return Ok(ending);
+            }
+            // A follow-up quicker than the reads: its agent reads FINISHED and was never
+            // seen working. Its conversation, asked once, saves waiting out the grace.
+            if watching.unsure() && !asked {
+                asked = true;
+                let prompt = record.follow_ups_sent + 1;
+                let answered = tokio::select! {
+                    () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
+                    answered = self.backend.answered(&id, prompt) => answered,
+                };
+                match answered {
+                    Ok(Some(true)) => watching.answered(std::time::SystemTime::now()),
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, "the conversation was not read"),
+                }
             }
         }
     }
@@ -652,6 +668,12 @@ mod tests {
 
     /// Executes `yaml` against `backend` from fresh records, with a store of its own.
     async fn execute(yaml: &str, backend: Arc<Scripted>) -> Ran {
+        // Compared on the wall clock, which paused tokio time does not move.
+        execute_with(yaml, backend, Duration::from_millis(50)).await
+    }
+
+    /// The same, with `follow_up_grace` as the grace after a follow-up.
+    async fn execute_with(yaml: &str, backend: Arc<Scripted>, follow_up_grace: Duration) -> Ran {
         let workflow = spec::parse(&SourceFile::new("w.yaml", yaml)).unwrap();
         let plan = Arc::new(Plan::build(&workflow, &Options::default()).unwrap());
         // The records a first apply starts from.
@@ -669,8 +691,7 @@ mod tests {
                 max: Duration::from_secs(1),
             },
             relaunch_backoff: Duration::from_secs(30),
-            // Compared on the wall clock, which paused tokio time does not move.
-            follow_up_grace: Duration::from_millis(50),
+            follow_up_grace,
             webhook: None,
             outage_budget: Duration::from_secs(120),
             lease: None,
@@ -900,6 +921,40 @@ mod tests {
                 "follow_up_skipped",
                 "succeeded"
             ]
+        );
+    }
+
+    #[test]
+    fn a_follow_up_quicker_than_the_reads_ends_when_the_conversation_answers_it() {
+        let backend = Arc::new(Scripted::default());
+        // FINISHED before and after the follow-up: never seen working on it.
+        backend.script("bc-1", &[AgentStatus::Finished]);
+        *backend.answers.lock().unwrap() = Some(true);
+        let yaml = format!("{ONE}    follow_ups:\n      - prompt: again\n");
+        // A grace that would outlast the test: only the conversation can end the wait. The
+        // poller's clock is the wall clock, so the bound is too.
+        let grace = Duration::from_secs(3_600);
+        let (done, ran) = std::sync::mpsc::channel();
+        let running = backend.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let _ = done.send(runtime.block_on(execute_with(&yaml, running, grace)));
+        });
+        let ran = ran
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the follow-up's end is seen without waiting out the grace");
+        assert_eq!(ran.records[0].state, InstanceState::Succeeded);
+        assert!(
+            backend.calls().contains(&Call::Conversation {
+                agent: "bc-1".into(),
+                prompt: 2
+            }),
+            "{:?}",
+            backend.calls()
         );
     }
 

@@ -30,6 +30,7 @@ pub(super) enum Call {
     Recalled { agent: String },
     FollowUp { agent: String, text: String },
     Stop { agent: String },
+    Conversation { agent: String, prompt: u32 },
 }
 
 /// A backend that answers as scripted.
@@ -47,6 +48,8 @@ pub(super) struct Scripted {
     pub(super) statuses: Mutex<HashMap<String, VecDeque<AgentStatus>>>,
     /// Every call but status reads.
     pub(super) calls: Mutex<Vec<Call>>,
+    /// What every conversation says of the prompt asked about (`None`: there is none).
+    pub(super) answers: Mutex<Option<bool>>,
     /// What `outage` says.
     pub(super) outage: Mutex<Option<crate::cursor::Outage>>,
     launched: Mutex<u32>,
@@ -135,6 +138,14 @@ impl Backend for Scripted {
 
     async fn follow_up_received(&self, _: &AgentId, _: &str, _: u32) -> Result<bool, ApiError> {
         Ok(false)
+    }
+
+    async fn answered(&self, id: &AgentId, prompt: u32) -> Result<Option<bool>, ApiError> {
+        self.calls.lock().unwrap().push(Call::Conversation {
+            agent: id.0.clone(),
+            prompt,
+        });
+        Ok(*self.answers.lock().unwrap())
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), ApiError> {

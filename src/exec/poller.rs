@@ -25,7 +25,7 @@ const NEWS_GATHER: Duration = Duration::from_millis(50);
 pub struct StatusRead {
     /// What the API said (or that the agent is gone).
     pub agent: Result<AgentView, ApiError>,
-    /// When it was read.
+    /// When the read was sent: what it says was true at some moment after this.
     pub at: SystemTime,
 }
 
@@ -143,8 +143,9 @@ impl Poller {
             }
             everyone = false;
             if !ids.is_empty() {
+                let sent = SystemTime::now();
                 match backend.statuses(&ids, oldest).await {
-                    Ok(statuses) => self.publish(statuses, &mut durations),
+                    Ok(statuses) => self.publish(statuses, sent, &mut durations),
                     Err(error) => debug!(%error, "reading statuses failed; trying again"),
                 }
                 // Read or not, each is due again only after its interval: a failing API is
@@ -219,9 +220,14 @@ impl Poller {
         }
     }
 
-    /// Sends each snapshot to its waiter, and learns the durations of the prompts it ends.
-    fn publish(&self, statuses: super::backend::Statuses, durations: &mut Durations) {
-        let at = SystemTime::now();
+    /// Sends each snapshot of a read sent `at` to its waiter, and learns the durations of
+    /// the prompts it ends.
+    fn publish(
+        &self,
+        statuses: super::backend::Statuses,
+        at: SystemTime,
+        durations: &mut Durations,
+    ) {
         let now = Instant::now();
         let mut watched = self.watched.lock().expect("not poisoned");
         for (id, agent) in statuses {

@@ -32,6 +32,12 @@ pub(super) struct Watching {
     /// never seen (the agent may have been quicker than the reads).
     grace: Duration,
     seen_working: bool,
+    /// When the agent's conversation was seen answering the follow-up: a FINISHED read sent
+    /// after that is its end.
+    answered: Option<SystemTime>,
+    /// Whether the last read was FINISHED too soon after the follow-up to tell it from the
+    /// prompt before it.
+    unsure: bool,
     /// The unknown status last read, and how many reads in a row said it.
     unknown: Option<(String, u32)>,
 }
@@ -43,8 +49,23 @@ impl Watching {
             follow_up_sent,
             grace,
             seen_working: false,
+            answered: None,
+            unsure: false,
             unknown: None,
         }
+    }
+
+    /// Whether the last read was FINISHED too soon after the follow-up to count, and RUNNING
+    /// was never seen: the agent's conversation can tell whether it answered the follow-up.
+    pub(super) fn unsure(&self) -> bool {
+        self.unsure
+    }
+
+    /// The agent's conversation, read at `at`, shows the follow-up answered: it worked on
+    /// it, so a FINISHED read sent after `at` is its end, grace or not. (Not one sent
+    /// before: an answer may show while the agent still works.)
+    pub(super) fn answered(&mut self, at: SystemTime) {
+        self.answered = Some(at);
     }
 
     /// The ending `snapshot` shows, if it shows one.
@@ -55,14 +76,17 @@ impl Watching {
             // A failed read says nothing; the poller reads again.
             Err(_) => return None,
         };
+        self.unsure = false;
         if let Some(sent) = self.follow_up_sent {
             if snapshot.at <= sent {
                 return None;
             }
             let fresh = snapshot.at.duration_since(sent).unwrap_or_default() >= self.grace;
+            let answered = self.answered.is_some_and(|at| snapshot.at > at);
             if !agent.status.is_terminal() {
                 self.seen_working = true;
-            } else if !self.seen_working && !fresh {
+            } else if !self.seen_working && !fresh && !answered {
+                self.unsure = agent.status == AgentStatus::Finished;
                 return None;
             }
         }
@@ -176,6 +200,50 @@ mod tests {
         // Past the grace it counts.
         let late = read(AgentStatus::Finished, sent + GRACE);
         assert_eq!(ended(watching.observe(&late)).as_deref(), Some("finished"));
+    }
+
+    #[test]
+    fn after_a_follow_up_its_answer_in_the_conversation_ends_the_wait_at_the_next_read() {
+        let sent = SystemTime::now();
+        let at = |ms| sent + Duration::from_millis(ms);
+        let mut watching = Watching::new(Some(sent), GRACE);
+        // FINISHED, RUNNING never seen, well within the grace: unsure.
+        assert_eq!(
+            watching.observe(&read(AgentStatus::Finished, at(900))),
+            None
+        );
+        assert!(watching.unsure());
+        // The conversation, read at 1 s, shows the answer.
+        watching.answered(at(1_000));
+        // A read sent before the conversation was read may still be from before the answer.
+        assert_eq!(
+            watching.observe(&read(AgentStatus::Finished, at(950))),
+            None
+        );
+        assert_eq!(
+            ended(watching.observe(&read(AgentStatus::Finished, at(1_100)))).as_deref(),
+            Some("finished")
+        );
+    }
+
+    #[test]
+    fn only_a_finished_read_too_soon_after_a_follow_up_is_unsure() {
+        let sent = SystemTime::now();
+        let at = |s| sent + Duration::from_secs(s);
+        let mut watching = Watching::new(Some(sent), GRACE);
+        assert_eq!(watching.observe(&read(AgentStatus::Finished, at(1))), None);
+        assert!(watching.unsure());
+        assert_eq!(watching.observe(&read(AgentStatus::Running, at(2))), None);
+        assert!(!watching.unsure());
+        let mut before = Watching::new(Some(sent), GRACE);
+        assert_eq!(
+            before.observe(&read(AgentStatus::Finished, sent - GRACE)),
+            None
+        );
+        assert!(
+            !before.unsure(),
+            "a read from before the follow-up says nothing of it"
+        );
     }
 
     #[test]

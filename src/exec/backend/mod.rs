@@ -260,6 +260,18 @@ pub trait Backend: Send + Sync + 'static {
         sent_before: u32,
     ) -> impl Future<Output = Result<bool, ApiError>> + Send;
 
+    /// Whether the agent's conversation shows an answer to its prompt number `prompt` (1 is
+    /// the launch's, 2 the first follow-up's); `None` where the API keeps no conversation to
+    /// tell it by.
+    fn answered(
+        &self,
+        id: &AgentId,
+        prompt: u32,
+    ) -> impl Future<Output = Result<Option<bool>, ApiError>> + Send {
+        let _ = (id, prompt);
+        async { Ok(None) }
+    }
+
     /// Stops an agent.
     fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), ApiError>> + Send;
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::{
     AgentView, Backend, CLOCK_SLACK, LaunchSpec, Recall, Recalled, Statuses, Wanted, keep_latest,
 };
-use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Prompt, Source};
+use crate::cursor::model::{Agent, LaunchRequest, LaunchTarget, Message, Prompt, Source};
 use crate::cursor::{AgentId, ApiError, Client, MAX_PAGE};
 
 /// The v0 API.
@@ -71,6 +71,20 @@ fn on_branch(agent: &Agent, repository: &str, branch: &str) -> bool {
         .repository()
         .is_some_and(|r| r.eq_ignore_ascii_case(repository))
         && agent.branch() == Some(branch)
+}
+
+/// Whether `messages` answer prompt number `prompt`: its user message has an assistant
+/// message after it.
+fn answers(messages: &[Message], prompt: u32) -> bool {
+    let mut users = 0;
+    messages
+        .iter()
+        .skip_while(|m| {
+            users += u32::from(m.kind == "user_message");
+            users < prompt
+        })
+        .skip(1)
+        .any(|m| m.kind == "assistant_message")
 }
 
 /// The attempt a branch is of, given the first attempt's branches of a run's instances by
@@ -258,6 +272,11 @@ impl Backend for V0 {
         Ok(user.get(position).is_some_and(|t| t.trim() == text.trim()))
     }
 
+    async fn answered(&self, id: &AgentId, prompt: u32) -> Result<Option<bool>, ApiError> {
+        let conversation = self.client.conversation(id).await?;
+        Ok(Some(answers(&conversation.messages, prompt)))
+    }
+
     async fn stop(&self, id: &AgentId) -> Result<(), ApiError> {
         match self.client.stop(id).await {
             // Already ended: nothing to stop.
@@ -319,5 +338,28 @@ mod tests {
             None
         );
         assert_eq!(of("https://github.com/a/x", "orchestrate/w/k/other"), None);
+    }
+
+    #[test]
+    fn a_prompt_is_answered_once_an_assistant_message_follows_it() {
+        let conversation = |kinds: &[&str]| -> Vec<Message> {
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(n, kind)| Message {
+                    id: format!("msg_{n}"),
+                    kind: format!("{kind}_message"),
+                    text: String::new(),
+                })
+                .collect()
+        };
+        let launched = conversation(&["user", "assistant"]);
+        assert!(answers(&launched, 1));
+        assert!(!answers(&launched, 2), "the follow-up is not in it yet");
+        let followed = conversation(&["user", "assistant", "user"]);
+        assert!(!answers(&followed, 2), "sent, not answered");
+        let done = conversation(&["user", "assistant", "user", "assistant", "assistant"]);
+        assert!(answers(&done, 2));
+        assert!(!answers(&conversation(&[]), 1));
     }
 }
