@@ -2,7 +2,9 @@
 //!
 //! Every write returns once it is flushed, so a transition is durable before the caller acts
 //! on it; writes that arrive while a flush runs are committed together by the next one, so a
-//! thousand agents changing state at once cost a handful of flushes, not a thousand.
+//! thousand agents changing state at once cost a handful of flushes, not a thousand. Claims
+//! of a shared run's instances are grouped the same way: one transaction for all those
+//! queued.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +19,19 @@ use super::store::{Claim, Followed, StateError, Store, Write};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
+type Claimed = Result<(Claim, Option<InstanceRecord>), StateError>;
+
+/// A claim of one instance of a shared run, waiting for its group.
+struct ClaimRequest {
+    run: String,
+    key: String,
+    cap: u32,
+    done: oneshot::Sender<Claimed>,
+}
+
 enum Message {
     Write(Vec<Write>, oneshot::Sender<Result<(), StateError>>),
+    Claim(ClaimRequest),
     Read(Job),
     Close(oneshot::Sender<()>),
 }
@@ -38,6 +51,7 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Message::Write(..) => "Write",
+            Message::Claim(_) => "Claim",
             Message::Read(_) => "Read",
             Message::Close(_) => "Close",
         })
@@ -128,15 +142,20 @@ impl StoreHandle {
         self.read(move |store| store.join_run(&run, lease)).await
     }
 
-    /// Claims an instance of a joined run (see [`Store::claim`]).
-    pub async fn claim(
-        &self,
-        run: &str,
-        key: &str,
-        cap: u32,
-    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
-        let (run, key) = (run.to_owned(), key.to_owned());
-        self.read(move |store| store.claim(&run, &key, cap)).await
+    /// Claims an instance of a joined run (see [`Store::claim`]), in one transaction with
+    /// the other claims queued meanwhile.
+    pub async fn claim(&self, run: &str, key: &str, cap: u32) -> Claimed {
+        let (done, result) = oneshot::channel();
+        let request = ClaimRequest {
+            run: run.to_owned(),
+            key: key.to_owned(),
+            cap,
+            done,
+        };
+        self.sender
+            .send(Message::Claim(request))
+            .map_err(|_| self.gone())?;
+        result.await.map_err(|_| self.gone())?
     }
 
     /// Every instance of a joined run (see [`Store::followed`]).
@@ -246,12 +265,38 @@ impl StoreHandle {
     }
 }
 
+/// Claims each run's queued instances in one transaction (in practice a runner claims in one
+/// run, and with one cap).
+fn claim_together(store: &Store, mut claims: Vec<ClaimRequest>) {
+    while let Some(first) = claims.first() {
+        let (run, cap) = (first.run.clone(), first.cap);
+        let (group, rest): (Vec<_>, Vec<_>) = claims
+            .into_iter()
+            .partition(|c| c.run == run && c.cap == cap);
+        claims = rest;
+        let keys: Vec<String> = group.iter().map(|c| c.key.clone()).collect();
+        match store.claim(&run, &keys, cap) {
+            Ok(claimed) => {
+                for (request, claimed) in group.into_iter().zip(claimed) {
+                    let _ = request.done.send(Ok(claimed));
+                }
+            }
+            Err(error) => {
+                for request in group {
+                    let _ = request.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
 fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
     let mut closing = None;
     while let Ok(first) = receiver.recv() {
         let mut batch: Vec<Write> = Vec::new();
         let mut parts: Vec<usize> = Vec::new();
         let mut waiting = Vec::new();
+        let mut claims = Vec::new();
         let mut reads = Vec::new();
         let mut next = Some(first);
         // Take everything already queued: one commit and one flush for all its writes.
@@ -262,6 +307,7 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
                     batch.extend(writes);
                     waiting.push(done);
                 }
+                Message::Claim(request) => claims.push(request),
                 Message::Read(job) => reads.push(job),
                 Message::Close(done) => {
                     closing = Some(done);
@@ -287,7 +333,8 @@ fn serve(mut store: Store, receiver: &mpsc::Receiver<Message>) {
                 }
             }
         }
-        // Reads run after the writes queued before them, so they see them.
+        // Claims and reads run after the writes queued before them, so they see them.
+        claim_together(&store, claims);
         for job in reads {
             job(&mut store);
         }

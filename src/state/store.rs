@@ -401,15 +401,16 @@ impl Store {
         self.shared()?.join_run(run, lease)
     }
 
-    /// Claims instance `key` of a joined run for this runner, within `cap` agents at once
-    /// across its runners; with the instance's record as the database has it now.
+    /// Claims instances `keys` of a joined run for this runner, in order and in one
+    /// transaction, within `cap` agents at once across its runners; each with its record as
+    /// the database has it now.
     pub fn claim(
         &self,
         run: &str,
-        key: &str,
+        keys: &[String],
         cap: u32,
-    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
-        self.shared()?.claim(run, key, cap)
+    ) -> Result<Vec<(Claim, Option<InstanceRecord>)>, StateError> {
+        self.shared()?.claim(run, keys, cap)
     }
 
     /// Every instance of a joined run as [`Followed`] says, its record where its state is

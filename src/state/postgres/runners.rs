@@ -60,85 +60,110 @@ impl PgStore {
             .as_secs_f64()
     }
 
-    /// Claims instance `key` of `run`: taken when no other runner's lease holds it
-    /// unexpired and, unless its agent already works (and so already counts), fewer than
-    /// `cap` other instances of the run work or are claimed. Returns the record as the
-    /// database has it, which the claimer continues from.
+    /// Claims instances `keys` of `run`, in order, in one transaction: each is taken when
+    /// no other runner's lease holds it unexpired and, unless its agent already works (and
+    /// so already counts), fewer than `cap` other instances of the run work or are claimed.
+    /// Returns, for each, the claim and its record as the database has it, which the
+    /// claimer continues from.
     pub fn claim(
         &self,
         run: &str,
-        key: &str,
+        keys: &[String],
         cap: u32,
-    ) -> Result<(Claim, Option<InstanceRecord>), StateError> {
+    ) -> Result<Vec<(Claim, Option<InstanceRecord>)>, StateError> {
         let lease = self.lease_seconds();
-        let (claim, record) = self.with(|client| {
+        let found = self.with(|client| {
             let pg = |e: postgres::Error| self.pg(&e);
             let mut tx = unsynced(client).map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&claim_key(run)])
                 .map_err(pg)?;
-            let record: Option<serde_json::Value> = tx
-                .query_opt(
-                    "SELECT record FROM orchestrate.instances WHERE run = $1 AND key = $2",
-                    &[&run, &key],
+            // Per key: its record, whether its agent works, another runner's lease and
+            // whether it is unexpired, and whether this runner's own lease already counts.
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT i.record, coalesce(i.record->>'state' IN {LIVE}, false),
+                                o.runner, o.expires_at > now(),
+                                m.key IS NOT NULL
+                         FROM unnest($2::text[]) WITH ORDINALITY AS k(key, n)
+                         LEFT JOIN orchestrate.instances i ON i.run = $1 AND i.key = k.key
+                         LEFT JOIN orchestrate.leases o
+                             ON o.run = $1 AND o.key = k.key AND o.runner <> $3
+                         LEFT JOIN orchestrate.leases m
+                             ON m.run = $1 AND m.key = k.key AND m.runner = $3
+                                AND m.expires_at > now()
+                         ORDER BY k.n"
+                    ),
+                    &[&run, &keys, &self.runner],
+                )
+                .map_err(pg)?;
+            // Read through indexes: the working instances (`instances_working`), and the
+            // run's leases of instances that do not work.
+            let mut taken: i64 = tx
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM orchestrate.instances
+                                 WHERE run = $1 AND record->>'state' IN {LIVE})
+                              + (SELECT count(*) FROM orchestrate.leases l
+                                 WHERE l.run = $1 AND l.expires_at > now()
+                                   AND NOT EXISTS (
+                                       SELECT 1 FROM orchestrate.instances i
+                                       WHERE i.run = l.run AND i.key = l.key
+                                         AND i.record->>'state' IN {LIVE}))"
+                    ),
+                    &[&run],
                 )
                 .map_err(pg)?
-                .map(|row| row.get(0));
-            let other: Option<(String, bool)> = tx
-                .query_opt(
-                    "SELECT runner, expires_at > now() FROM orchestrate.leases
-                     WHERE run = $1 AND key = $2 AND runner <> $3",
-                    &[&run, &key, &self.runner],
-                )
-                .map_err(pg)?
-                .map(|row| (row.get(0), row.get(1)));
-            let from = match other {
-                Some((holder, true)) => return Ok((Claim::Held(holder), record)),
-                Some((expired, false)) => Some(expired),
-                None => None,
-            };
-            let live = record
-                .as_ref()
-                .and_then(|r| r.get("state"))
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|s| LIVE.contains(&format!("'{s}'")));
-            if !live {
-                let taken: i64 = tx
-                    .query_one(
-                        // Both halves are read through indexes: the working instances
-                        // (`instances_working`), and the run's leases.
-                        &format!(
-                            "SELECT (SELECT count(*) FROM orchestrate.instances
-                                     WHERE run = $1 AND key <> $2 AND record->>'state' IN {LIVE})
-                                  + (SELECT count(*) FROM orchestrate.leases l
-                                     WHERE l.run = $1 AND l.key <> $2 AND l.expires_at > now()
-                                       AND NOT EXISTS (
-                                           SELECT 1 FROM orchestrate.instances i
-                                           WHERE i.run = l.run AND i.key = l.key
-                                             AND i.record->>'state' IN {LIVE}))"
-                        ),
-                        &[&run, &key],
-                    )
-                    .map_err(pg)?
-                    .get(0);
-                if taken >= i64::from(cap) {
-                    return Ok((Claim::Full, record));
+                .get(0);
+            let mut claims = Vec::with_capacity(keys.len());
+            let mut granted = Vec::new();
+            for (key, row) in keys.iter().zip(rows) {
+                let record: Option<serde_json::Value> = row.get(0);
+                let live: bool = row.get(1);
+                let other: Option<String> = row.get(2);
+                let unexpired: Option<bool> = row.get(3);
+                let counted: bool = row.get(4);
+                let from = match (other, unexpired) {
+                    (Some(holder), Some(true)) => {
+                        claims.push((Claim::Held(holder), record));
+                        continue;
+                    }
+                    (expired, _) => expired,
+                };
+                if !live && !counted {
+                    if taken >= i64::from(cap) {
+                        claims.push((Claim::Full, record));
+                        continue;
+                    }
+                    taken += 1;
                 }
+                granted.push(key.as_str());
+                claims.push((Claim::Mine { from }, record));
             }
-            tx.execute(
-                "INSERT INTO orchestrate.leases (run, key, runner, expires_at)
-                 VALUES ($1, $2, $3, now() + $4 * interval '1 second')
-                 ON CONFLICT (run, key) DO UPDATE
-                     SET runner = excluded.runner, expires_at = excluded.expires_at",
-                &[&run, &key, &self.runner, &lease],
-            )
-            .map_err(pg)?;
+            if !granted.is_empty() {
+                tx.execute(
+                    "INSERT INTO orchestrate.leases (run, key, runner, expires_at)
+                     SELECT $1, key, $3, now() + $4 * interval '1 second'
+                     FROM unnest($2::text[]) AS k(key)
+                     ON CONFLICT (run, key) DO UPDATE
+                         SET runner = excluded.runner, expires_at = excluded.expires_at",
+                    &[&run, &granted, &self.runner, &lease],
+                )
+                .map_err(pg)?;
+            }
             tx.commit().map_err(pg)?;
-            Ok((Claim::Mine { from }, record))
+            Ok(claims)
         })?;
-        let record = record
-            .map(|value| self.decode(&format!("{run}/{key}"), value))
-            .transpose()?;
-        Ok((claim, record))
+        found
+            .into_iter()
+            .zip(keys)
+            .map(|((claim, record), key)| {
+                let record = record
+                    .map(|value| self.decode(&format!("{run}/{key}"), value))
+                    .transpose()?;
+                Ok((claim, record))
+            })
+            .collect()
     }
 
     /// Every instance of `run`: whether its agent works, who holds its lease unexpired,
