@@ -186,11 +186,39 @@ async fn bench<B: Backend + 'static>(url: &str, api: &str, backend: fn(Client) -
         "  store time:       {:.2} s across the runners",
         busy.as_secs_f64()
     );
-    let timeline = timeline.lock().unwrap();
+    let timeline = std::mem::take(&mut *timeline.lock().unwrap());
+    println!(
+        "  a place under the cap, freed, is taken again after: {}",
+        refill(&timeline)
+    );
     for (from, to) in STEPS {
         println!("  {from} -> {to}: {}", step(&timeline, from, to));
     }
     sim.shutdown().await;
+}
+
+/// How long a place under the cap stays empty: the k-th launch takes the place the
+/// (k - cap)-th settled instance gave back.
+fn refill(timeline: &HashMap<(String, &'static str), f64>) -> String {
+    let times = |kind: &str| {
+        let mut times: Vec<f64> = timeline
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, at)| *at)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times
+    };
+    let (launches, ends) = (times("launch_intent"), times("succeeded"));
+    let cap = CONCURRENCY as usize;
+    summary(
+        launches
+            .iter()
+            .skip(cap)
+            .zip(&ends)
+            .map(|(launch, end)| launch - end)
+            .collect(),
+    )
 }
 
 /// The time from `from` to `to` over every instance: mean, median, 90th percentile, most.
@@ -204,10 +232,16 @@ fn step(timeline: &HashMap<(String, &'static str), f64>, from: &str, to: &str) -
             entry.1 = Some(*at);
         }
     }
-    let mut times: Vec<f64> = by_key
-        .values()
-        .filter_map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
-        .collect();
+    summary(
+        by_key
+            .values()
+            .filter_map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
+            .collect(),
+    )
+}
+
+/// Mean, median, 90th percentile and most of `times`.
+fn summary(mut times: Vec<f64>) -> String {
     if times.is_empty() {
         return "never seen".to_owned();
     }

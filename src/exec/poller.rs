@@ -20,6 +20,10 @@ use crate::cursor::{AgentId, ApiError};
 /// The longest wait after a backend's news before the sweep that reads it.
 const NEWS_GATHER: Duration = Duration::from_millis(50);
 
+/// A quiet this long after the last news ends that wait sooner: a lone ending is read at
+/// once, a burst of them together.
+const NEWS_QUIET: Duration = Duration::from_millis(5);
+
 /// A status as read, and when.
 #[derive(Debug, Clone)]
 pub struct StatusRead {
@@ -168,9 +172,14 @@ impl Poller {
                 // that one sweep (and one group commit of the store) serves them all.
                 () = news.notified() => {
                     everyone = true;
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(config.min.min(NEWS_GATHER)) => {}
+                    let gathered = tokio::time::Instant::now() + config.min.min(NEWS_GATHER);
+                    loop {
+                        let quiet = (tokio::time::Instant::now() + NEWS_QUIET).min(gathered);
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep_until(quiet) => break,
+                            () = news.notified() => {}
+                        }
                     }
                 }
             }

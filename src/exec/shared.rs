@@ -20,8 +20,13 @@ use super::event::InstanceEvent;
 use super::execution::{Execution, Halt};
 use crate::state::{Claim, StateError, Write};
 
-/// How often the run's records and leases are read, for the instances other runners hold.
+/// How often the run's records and leases are read, for the instances other runners hold,
+/// while this runner drives some of its own.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// The same while it drives none: all it waits for is room under the cap or another
+/// runner's instances to settle, which only these reads tell it.
+const FOLLOW_IDLE: Duration = Duration::from_millis(200);
 
 /// This runner's leases: how long they last, and when they were last renewed.
 #[derive(Debug)]
@@ -41,6 +46,9 @@ pub(crate) struct Leases {
     tickets: tokio::sync::Semaphore,
     /// The instances this runner claims or drives: the reads of the run leave them alone.
     driving: Mutex<HashSet<usize>>,
+    /// Told when this runner drives none any more: the run is read at once, and then more
+    /// often.
+    idle: tokio::sync::Notify,
 }
 
 impl Leases {
@@ -52,7 +60,27 @@ impl Leases {
             elsewhere: watch::Sender::new(HashSet::new()),
             tickets: tokio::sync::Semaphore::new(0),
             driving: Mutex::new(HashSet::new()),
+            idle: tokio::sync::Notify::new(),
         }
+    }
+
+    fn drive(&self, index: usize) {
+        self.driving.lock().expect("not poisoned").insert(index);
+    }
+
+    fn done_driving(&self, index: usize) {
+        let mut driving = self.driving.lock().expect("not poisoned");
+        if driving.remove(&index) && driving.is_empty() {
+            self.idle.notify_one();
+        }
+    }
+
+    fn drives(&self, index: usize) -> bool {
+        self.driving.lock().expect("not poisoned").contains(&index)
+    }
+
+    fn drives_none(&self) -> bool {
+        self.driving.lock().expect("not poisoned").is_empty()
     }
 
     /// Whether this runner's leases have at least half their life left, as far as it
@@ -68,6 +96,15 @@ impl Leases {
         let mut renewed = self.renewed.lock().expect("not poisoned");
         *renewed = (*renewed).max(sent);
     }
+}
+
+/// What woke a claim that waited for room under the cap.
+#[derive(Debug, Clone, Copy)]
+enum Wake {
+    /// This runner gave a place back.
+    Freed,
+    /// A read of the run found room.
+    Ticket,
 }
 
 /// Whether a runner whose leases were renewed `since` ago may still send what costs.
@@ -87,8 +124,19 @@ impl<B: Backend> Execution<B> {
         }
     }
 
-    /// Runs `step` every `period` until the returned guard is dropped.
-    fn every<F, Fut>(self: &Arc<Self>, period: Duration, step: F) -> tokio_util::sync::DropGuard
+    /// Told when this runner drives no instance any more.
+    fn idle(&self) -> &tokio::sync::Notify {
+        &self.shared.as_ref().expect("a shared run").idle
+    }
+
+    /// Runs `step` at once, then again after each `period` it asks for (or sooner, when
+    /// `nudge` is told), until the returned guard is dropped.
+    fn every<F, Fut>(
+        self: &Arc<Self>,
+        period: fn(&Self) -> Duration,
+        nudge: Option<fn(&Self) -> &tokio::sync::Notify>,
+        step: F,
+    ) -> tokio_util::sync::DropGuard
     where
         F: Fn(Arc<Self>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -97,13 +145,20 @@ impl<B: Backend> Execution<B> {
         let stopped = stop.clone();
         let this = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(period);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next = tokio::time::Instant::now();
             loop {
+                let nudged = async {
+                    match nudge {
+                        Some(nudge) => nudge(&this).notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     () = stopped.cancelled() => return,
-                    _ = every.tick() => {}
+                    () = tokio::time::sleep_until(next) => {}
+                    () = nudged => {}
                 }
+                next = tokio::time::Instant::now() + period(&this);
                 step(this.clone()).await;
             }
         });
@@ -113,8 +168,8 @@ impl<B: Backend> Execution<B> {
     /// Renews this runner's leases every third of their life until the returned guard is
     /// dropped.
     pub(super) fn renew_leases(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
-        let lease = self.shared.as_ref().expect("a shared run").lease;
-        self.every(lease / 3, |this| async move {
+        let period = |this: &Self| this.shared.as_ref().expect("a shared run").lease / 3;
+        self.every(period, None, |this| async move {
             let leases = this.shared.as_ref().expect("a shared run");
             let sent = Instant::now();
             match this.store.renew_leases().await {
@@ -124,11 +179,19 @@ impl<B: Backend> Execution<B> {
         })
     }
 
-    /// Reads the run every [`FOLLOW_EVERY`] until the returned guard is dropped: the
-    /// records of the instances other runners hold (or nobody does) are kept, `elsewhere`
-    /// says which other runners hold, and the tickets how much room the cap has.
+    /// Reads the run every [`FOLLOW_EVERY`] (or [`FOLLOW_IDLE`]) until the returned guard is
+    /// dropped: the records of the instances other runners hold (or nobody does) are kept,
+    /// `elsewhere` says which other runners hold, and the tickets how much room the cap has.
     pub(super) fn follow_run(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
-        self.every(FOLLOW_EVERY, |this| async move {
+        let period = |this: &Self| {
+            let leases = this.shared.as_ref().expect("a shared run");
+            if leases.drives_none() {
+                FOLLOW_IDLE
+            } else {
+                FOLLOW_EVERY
+            }
+        };
+        self.every(period, Some(Self::idle), |this| async move {
             let leases = this.shared.as_ref().expect("a shared run");
             let run = this.run.to_string();
             let cap = this.plan.concurrency as usize;
@@ -152,11 +215,7 @@ impl<B: Backend> Execution<B> {
                 let (Some(record), Some(index)) = (row.changed, this.index_of(&row.key)) else {
                     continue;
                 };
-                let mine = leases
-                    .driving
-                    .lock()
-                    .expect("not poisoned")
-                    .contains(&index);
+                let mine = leases.drives(index);
                 if !mine && row.holder != Some(true) {
                     this.keep(index, record);
                 }
@@ -181,14 +240,17 @@ impl<B: Backend> Execution<B> {
         let key = self.plan.instances[index].key.to_string();
         let fatal = |e: StateError| Halt::Fatal(e.to_string());
         let mut elsewhere = leases.elsewhere.subscribe();
+        // The place this claim was woken for, if any: passed on when the claim finds the
+        // instance held by another runner, so that it is not lost until the next read.
+        let mut woken: Option<Wake> = None;
         loop {
             let slot = self.slot().await?;
-            leases.driving.lock().expect("not poisoned").insert(index);
+            leases.drive(index);
             let claimed = self.store.claim(&run, &key, self.plan.concurrency).await;
             let (claim, found) = match claimed {
                 Ok(claimed) => claimed,
                 Err(error) => {
-                    leases.driving.lock().expect("not poisoned").remove(&index);
+                    leases.done_driving(index);
                     return Err(fatal(error));
                 }
             };
@@ -200,7 +262,7 @@ impl<B: Backend> Execution<B> {
                     // The place is held until the lease is given back, so that no claim
                     // of this runner finds the cap full of an instance that is done.
                     let driven = self.take(index, from).await;
-                    leases.driving.lock().expect("not poisoned").remove(&index);
+                    leases.done_driving(index);
                     match driven {
                         Ok(()) => {
                             self.store
@@ -223,10 +285,21 @@ impl<B: Backend> Execution<B> {
                         }
                     }
                 }
-                Claim::Held(_) | Claim::Full => {
+                Claim::Held(_) => {
                     drop(slot);
-                    leases.driving.lock().expect("not poisoned").remove(&index);
-                    claim == Claim::Full
+                    leases.done_driving(index);
+                    match woken.take() {
+                        Some(Wake::Freed) => leases.freed.notify_one(),
+                        Some(Wake::Ticket) => leases.tickets.add_permits(1),
+                        None => {}
+                    }
+                    false
+                }
+                Claim::Full => {
+                    drop(slot);
+                    leases.done_driving(index);
+                    woken = None;
+                    true
                 }
             };
             // Wait for what would change the answer: this runner giving a place back, or a
@@ -241,9 +314,13 @@ impl<B: Backend> Execution<B> {
                 }
                 tokio::select! {
                     () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
-                    () = leases.freed.notified(), if full => break,
+                    () = leases.freed.notified(), if full => {
+                        woken = Some(Wake::Freed);
+                        break;
+                    }
                     ticket = leases.tickets.acquire(), if full => {
                         ticket.expect("never closed").forget();
+                        woken = Some(Wake::Ticket);
                         break;
                     }
                     changed = elsewhere.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
