@@ -39,8 +39,21 @@ async fn ended_ok(child: Child, who: &str) -> Ran {
 }
 
 /// Asserts what every shared run must end with: each of its `repos` instances launched
-/// once and succeeded, and never more than `cap` agents working at once.
+/// once and succeeded, never more than `cap` agents working at once, and every lease
+/// given back (one left behind would hold a place under the cap for as long as its runner
+/// renews it).
 async fn kept(s: &Scenario, repos: usize, cap: u32) -> orchestrate::sim::Stats {
+    let url = s.database().expect("a shared run's state is in PostgreSQL");
+    let cluster = shared().expect("checked by the test");
+    assert_eq!(
+        cluster.sql(url, "SELECT count(*) FROM orchestrate.leases"),
+        "0",
+        "leases left behind: {}",
+        cluster.sql(
+            url,
+            "SELECT string_agg(key || ' ' || runner, ', ') FROM orchestrate.leases"
+        )
+    );
     let stats = s.stats();
     every_launch_once(&stats);
     assert_eq!(stats.launches.len(), repos, "one agent per instance");

@@ -296,7 +296,8 @@ impl<B: Backend> Execution<B> {
             Write::Event(run.clone(), event.log(&record.key)),
         ];
         if self.shared.is_some() {
-            writes = super::shared::fenced(&run, &record.key, writes);
+            let settles = matches!(event, InstanceEvent::Settled { .. });
+            writes = super::shared::fenced(&run, &record.key, writes, settles);
         }
         self.store.write(writes).await.map_err(|e| match e {
             StateError::LeaseLost { .. } => Halt::LeaseLost(e.to_string()),

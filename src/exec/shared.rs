@@ -35,15 +35,16 @@ pub(crate) struct Leases {
     /// When the last renewal that succeeded was sent (before the answer: the lease runs
     /// from no earlier than that).
     renewed: Mutex<Instant>,
-    /// Told when this runner gives a place under the cap back: a claim waiting for one
-    /// tries again at once.
-    freed: tokio::sync::Notify,
+    /// Moved on whenever room may have opened under the cap (this runner gave a place back,
+    /// or a read of the run found some): every claim refused for the cap tries again, and
+    /// as the claims queued together go in one transaction, the room goes to the first
+    /// instances that nobody else holds, in plan order, not to one claim at a time.
+    room: watch::Sender<u64>,
     /// The instances other runners held when the run was last read.
     elsewhere: watch::Sender<HashSet<String>>,
-    /// As many tickets as the last read found room under the cap: a claim refused for the
-    /// cap tries again with one, so that a place freed elsewhere brings a claim or two, not
-    /// every waiting one of every runner at once.
-    tickets: tokio::sync::Semaphore,
+    /// Where this runner starts in the plan when it claims: runners that start apart claim
+    /// apart, instead of all asking for the same next instance.
+    offset: usize,
     /// The instances this runner claims or drives: the reads of the run leave them alone.
     driving: Mutex<HashSet<usize>>,
     /// Told when this runner drives none any more: the run is read at once, and then more
@@ -56,12 +57,17 @@ impl Leases {
         Self {
             lease,
             renewed: Mutex::new(Instant::now()),
-            freed: tokio::sync::Notify::new(),
+            room: watch::Sender::new(0),
+            offset: rand::random::<u32>() as usize,
             elsewhere: watch::Sender::new(HashSet::new()),
-            tickets: tokio::sync::Semaphore::new(0),
             driving: Mutex::new(HashSet::new()),
             idle: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Where instance `index` of `of` comes in this runner's claims.
+    fn rank(&self, index: usize, of: usize) -> u64 {
+        ((index + of - self.offset % of) % of) as u64
     }
 
     fn drive(&self, index: usize) {
@@ -96,15 +102,6 @@ impl Leases {
         let mut renewed = self.renewed.lock().expect("not poisoned");
         *renewed = (*renewed).max(sent);
     }
-}
-
-/// What woke a claim that waited for room under the cap.
-#[derive(Debug, Clone, Copy)]
-enum Wake {
-    /// This runner gave a place back.
-    Freed,
-    /// A read of the run found room.
-    Ticket,
 }
 
 /// Whether a runner whose leases were renewed `since` ago may still send what costs.
@@ -181,7 +178,8 @@ impl<B: Backend> Execution<B> {
 
     /// Reads the run every [`FOLLOW_EVERY`] (or [`FOLLOW_IDLE`]) until the returned guard is
     /// dropped: the records of the instances other runners hold (or nobody does) are kept,
-    /// `elsewhere` says which other runners hold, and the tickets how much room the cap has.
+    /// `elsewhere` says which other runners hold, and room under the cap wakes the claims
+    /// waiting for it.
     pub(super) fn follow_run(self: &Arc<Self>) -> tokio_util::sync::DropGuard {
         let period = |this: &Self| {
             let leases = this.shared.as_ref().expect("a shared run");
@@ -220,12 +218,8 @@ impl<B: Backend> Execution<B> {
                     this.keep(index, record);
                 }
             }
-            let room = cap.saturating_sub(working);
-            let have = leases.tickets.available_permits();
-            if room > have {
-                leases.tickets.add_permits(room - have);
-            } else {
-                leases.tickets.forget_permits(have - room);
+            if working < cap {
+                leases.room.send_modify(|n| *n += 1);
             }
             leases.elsewhere.send_replace(elsewhere);
         })
@@ -240,13 +234,21 @@ impl<B: Backend> Execution<B> {
         let key = self.plan.instances[index].key.to_string();
         let fatal = |e: StateError| Halt::Fatal(e.to_string());
         let mut elsewhere = leases.elsewhere.subscribe();
-        // The place this claim was woken for, if any: passed on when the claim finds the
-        // instance held by another runner, so that it is not lost until the next read.
-        let mut woken: Option<Wake> = None;
+        let mut room = leases.room.subscribe();
         loop {
             let slot = self.slot().await?;
             leases.drive(index);
-            let claimed = self.store.claim(&run, &key, self.plan.concurrency).await;
+            // Room that opens from now on is news to this claim.
+            room.borrow_and_update();
+            let claimed = self
+                .store
+                .claim(
+                    &run,
+                    &key,
+                    self.plan.concurrency,
+                    leases.rank(index, self.plan.instances.len()),
+                )
+                .await;
             let (claim, found) = match claimed {
                 Ok(claimed) => claimed,
                 Err(error) => {
@@ -259,18 +261,14 @@ impl<B: Backend> Execution<B> {
             }
             let full = match claim {
                 Claim::Mine { from } => {
-                    // The place is held until the lease is given back, so that no claim
-                    // of this runner finds the cap full of an instance that is done.
+                    // The lease went back with the write that settled the instance (see
+                    // `emit`), and its place under the cap with it.
                     let driven = self.take(index, from).await;
                     leases.done_driving(index);
                     match driven {
                         Ok(()) => {
-                            self.store
-                                .release_lease(&run, &key, true)
-                                .await
-                                .map_err(fatal)?;
                             drop(slot);
-                            leases.freed.notify_one();
+                            leases.room.send_modify(|n| *n += 1);
                             return Ok(());
                         }
                         Err(Halt::LeaseLost(why)) => {
@@ -280,31 +278,19 @@ impl<B: Backend> Execution<B> {
                         Err(halt) => {
                             // Let another runner take it over at once; its live agent keeps
                             // its place under the cap through its record.
-                            let _ = self.store.release_lease(&run, &key, false).await;
+                            let _ = self.store.let_go(&run, &key).await;
                             return Err(halt);
                         }
                     }
                 }
-                Claim::Held(_) => {
+                Claim::Held(_) | Claim::Full => {
                     drop(slot);
                     leases.done_driving(index);
-                    match woken.take() {
-                        Some(Wake::Freed) => leases.freed.notify_one(),
-                        Some(Wake::Ticket) => leases.tickets.add_permits(1),
-                        None => {}
-                    }
-                    false
-                }
-                Claim::Full => {
-                    drop(slot);
-                    leases.done_driving(index);
-                    woken = None;
-                    true
+                    claim == Claim::Full
                 }
             };
-            // Wait for what would change the answer: this runner giving a place back, or a
-            // read of the run that finds the instance settled, let go of, or room under
-            // the cap.
+            // Wait for what would change the answer: room under the cap, or a read of the run
+            // that finds the instance settled or let go of.
             loop {
                 if self.state(index).is_settled() {
                     return Ok(());
@@ -314,15 +300,10 @@ impl<B: Backend> Execution<B> {
                 }
                 tokio::select! {
                     () = self.interrupt.cancelled() => return Err(Halt::Interrupted),
-                    () = leases.freed.notified(), if full => {
-                        woken = Some(Wake::Freed);
-                        break;
-                    }
-                    ticket = leases.tickets.acquire(), if full => {
-                        ticket.expect("never closed").forget();
-                        woken = Some(Wake::Ticket);
-                        break;
-                    }
+                    changed = room.changed(), if full => match changed {
+                        Ok(()) => break,
+                        Err(_) => return Err(Halt::Interrupted),
+                    },
                     changed = elsewhere.changed() => if changed.is_err() { return Err(Halt::Interrupted) },
                 }
             }
@@ -334,7 +315,21 @@ impl<B: Backend> Execution<B> {
     /// Drives instance `index`, claimed: said first when it is taken over `from` a runner
     /// whose lease ran out before it settled.
     async fn take(self: &Arc<Self>, index: usize, from: Option<String>) -> Result<(), Halt> {
-        if let Some(from) = from.filter(|_| !self.state(index).is_settled()) {
+        if self.state(index).is_settled() {
+            // Settled by the runner it was claimed from, between its last read and the
+            // claim: nothing to write, so the lease goes back on its own.
+            let run = self.run.to_string();
+            let key = &self.plan.instances[index].key;
+            return match self
+                .store
+                .write(fenced(&run, key.as_str(), Vec::new(), true))
+                .await
+            {
+                Ok(()) | Err(StateError::LeaseLost { .. }) => Ok(()),
+                Err(error) => Err(Halt::Fatal(error.to_string())),
+            };
+        }
+        if let Some(from) = from {
             let record = self.record(index);
             self.emit(index, &record, InstanceEvent::TakenOver { from })
                 .await?;
@@ -343,11 +338,15 @@ impl<B: Backend> Execution<B> {
     }
 }
 
-/// Writes of an instance of a shared run, fenced by its lease.
-pub(super) fn fenced(run: &str, key: &str, writes: Vec<Write>) -> Vec<Write> {
-    let mut fenced = Vec::with_capacity(writes.len() + 1);
+/// Writes of an instance of a shared run, fenced by its lease; the lease goes back with
+/// them when they `settle` the instance.
+pub(super) fn fenced(run: &str, key: &str, writes: Vec<Write>, settle: bool) -> Vec<Write> {
+    let mut fenced = Vec::with_capacity(writes.len() + 2);
     fenced.push(Write::Fence(run.to_owned(), key.to_owned()));
     fenced.extend(writes);
+    if settle {
+        fenced.push(Write::Release(run.to_owned(), key.to_owned()));
+    }
     fenced
 }
 
@@ -365,8 +364,13 @@ mod tests {
 
     #[test]
     fn fenced_writes_start_with_their_fence() {
-        let writes = fenced("w/r", "t[a/b]", vec![Write::RemoveRun("x".into())]);
+        let writes = fenced("w/r", "t[a/b]", vec![Write::RemoveRun("x".into())], false);
         assert!(matches!(&writes[0], Write::Fence(run, key) if run == "w/r" && key == "t[a/b]"));
         assert_eq!(writes.len(), 2);
+        let settling = fenced("w/r", "t[a/b]", vec![Write::RemoveRun("x".into())], true);
+        assert!(
+            matches!(&settling[2], Write::Release(run, key) if run == "w/r" && key == "t[a/b]")
+        );
+        assert_eq!(settling.len(), 3);
     }
 }

@@ -26,6 +26,8 @@ struct ClaimRequest {
     run: String,
     key: String,
     cap: u32,
+    /// Where it comes in its group: room under the cap goes to the lowest first.
+    rank: u64,
     done: oneshot::Sender<Claimed>,
 }
 
@@ -143,13 +145,14 @@ impl StoreHandle {
     }
 
     /// Claims an instance of a joined run (see [`Store::claim`]), in one transaction with
-    /// the other claims queued meanwhile.
-    pub async fn claim(&self, run: &str, key: &str, cap: u32) -> Claimed {
+    /// the other claims queued meanwhile, which come before it when their `rank` is lower.
+    pub async fn claim(&self, run: &str, key: &str, cap: u32, rank: u64) -> Claimed {
         let (done, result) = oneshot::channel();
         let request = ClaimRequest {
             run: run.to_owned(),
             key: key.to_owned(),
             cap,
+            rank,
             done,
         };
         self.sender
@@ -173,11 +176,10 @@ impl StoreHandle {
         self.read(Store::renew_leases).await
     }
 
-    /// Gives back this runner's lease of an instance (see [`Store::release_lease`]).
-    pub async fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
+    /// Lets go of this runner's lease of an instance (see [`Store::let_go`]).
+    pub async fn let_go(&self, run: &str, key: &str) -> Result<(), StateError> {
         let (run, key) = (run.to_owned(), key.to_owned());
-        self.read(move |store| store.release_lease(&run, &key, done))
-            .await
+        self.read(move |store| store.let_go(&run, &key)).await
     }
 
     /// Takes one call from a token bucket shared by every process on the state.
@@ -270,10 +272,11 @@ impl StoreHandle {
 fn claim_together(store: &Store, mut claims: Vec<ClaimRequest>) {
     while let Some(first) = claims.first() {
         let (run, cap) = (first.run.clone(), first.cap);
-        let (group, rest): (Vec<_>, Vec<_>) = claims
+        let (mut group, rest): (Vec<_>, Vec<_>) = claims
             .into_iter()
             .partition(|c| c.run == run && c.cap == cap);
         claims = rest;
+        group.sort_by_key(|c| c.rank);
         let keys: Vec<String> = group.iter().map(|c| c.key.clone()).collect();
         match store.claim(&run, &keys, cap) {
             Ok(claimed) => {

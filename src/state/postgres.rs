@@ -605,6 +605,7 @@ fn apply(tx: &mut postgres::Transaction<'_>, writes: &[Write]) -> Result<(), pos
                 one(tx, write)?;
             }
             Write::Fence(..) => {}
+            Write::Release(run, key) => pending.released.push((run, key)),
             _ => one(tx, write)?,
         }
     }
@@ -616,6 +617,8 @@ fn apply(tx: &mut postgres::Transaction<'_>, writes: &[Write]) -> Result<(), pos
 struct Pending<'a> {
     instances: BTreeMap<(&'a str, &'a str), serde_json::Value>,
     events: Vec<(&'a str, serde_json::Value)>,
+    /// Leases given back; the batch's fences checked that this runner holds them.
+    released: Vec<(&'a str, &'a str)>,
 }
 
 impl Pending<'_> {
@@ -637,6 +640,15 @@ impl Pending<'_> {
                  SELECT run, record FROM unnest($1::text[], $2::jsonb[])
                      WITH ORDINALITY AS e(run, record, n) ORDER BY n",
                 &[&runs, &records],
+            )?;
+        }
+        if !self.released.is_empty() {
+            let (runs, keys): (Vec<&str>, Vec<&str>) = self.released.into_iter().unzip();
+            tx.execute(
+                "DELETE FROM orchestrate.leases l
+                 USING unnest($1::text[], $2::text[]) AS r(run, key)
+                 WHERE l.run = r.run AND l.key = r.key",
+                &[&runs, &keys],
             )?;
         }
         Ok(())
@@ -671,7 +683,7 @@ fn one(tx: &mut postgres::Transaction<'_>, write: &Write) -> Result<(), postgres
                 &[&run.id, &encode_value(run)],
             )?;
         }
-        Write::Instance(..) | Write::Event(..) | Write::Fence(..) => {
+        Write::Instance(..) | Write::Event(..) | Write::Fence(..) | Write::Release(..) => {
             unreachable!("batched or checked by `apply`")
         }
         Write::Repositories(list) => {

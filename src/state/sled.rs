@@ -237,7 +237,7 @@ impl SledStore {
                             Write::LearnedLimit(limit) => {
                                 cache.insert(LEARNED_LIMIT, Self::encode(limit))?;
                             }
-                            Write::Event(..) | Write::Fence(..) => {}
+                            Write::Event(..) | Write::Fence(..) | Write::Release(..) => {}
                         }
                     }
                     for (key, value) in &events {

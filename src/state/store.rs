@@ -146,6 +146,10 @@ pub enum Write {
     /// guards: a runner cut off past that point can no longer overwrite what the runner
     /// that took over records. Ignored by a store no other runner shares.
     Fence(String, String),
+    /// Give back the lease of instance `.1` of run `.0`, which the batch settles: its place
+    /// under the run's cap is free from the batch's commit on. Only in a batch fenced by
+    /// the same lease; ignored by a store no other runner shares.
+    Release(String, String),
 }
 
 /// One instance of a joined run, as a runner following the run reads it.
@@ -431,13 +435,13 @@ impl Store {
         }
     }
 
-    /// Gives back this runner's lease of an instance: `done` (it settled) drops it with its
-    /// place under the cap; otherwise it only expires now, so that another runner takes
-    /// the instance over at once while its live agent keeps its place.
-    pub fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
+    /// Lets go of this runner's lease of an instance it stops driving unsettled: the lease
+    /// expires now, so that another runner takes the instance over at once, while its live
+    /// agent keeps its place under the cap through its record.
+    pub fn let_go(&self, run: &str, key: &str) -> Result<(), StateError> {
         match self {
             Store::Sled(_) => Ok(()),
-            Store::Postgres(store) => store.release_lease(run, key, done),
+            Store::Postgres(store) => store.let_go(run, key),
         }
     }
 

@@ -21,7 +21,7 @@ fn claim_key(run: &str) -> i64 {
 
 /// A transaction whose commit does not wait for the disk. For what a server crash may lose
 /// safely: a lost claim fails the first write it fences (so nothing is launched on it), a
-/// lost release only delays a takeover, a lost token lets one call through early once.
+/// lost letting go only delays a takeover, a lost token lets one call through early once.
 /// Instance writes and lease renewals always wait for the disk.
 fn unsynced(client: &mut postgres::Client) -> Result<postgres::Transaction<'_>, postgres::Error> {
     let mut tx = client.transaction()?;
@@ -220,19 +220,17 @@ impl PgStore {
         })
     }
 
-    /// Gives back this runner's lease of `key`: removed when the instance is `done`, else
-    /// expired now (its live agent still counts under the cap through its record).
-    pub fn release_lease(&self, run: &str, key: &str, done: bool) -> Result<(), StateError> {
-        let sql = if done {
-            "DELETE FROM orchestrate.leases WHERE run = $1 AND key = $2 AND runner = $3"
-        } else {
-            "UPDATE orchestrate.leases SET expires_at = now()
-             WHERE run = $1 AND key = $2 AND runner = $3"
-        };
+    /// Lets go of this runner's lease of `key` (see [`crate::state::Store::let_go`]).
+    pub fn let_go(&self, run: &str, key: &str) -> Result<(), StateError> {
         self.with(|client| {
             let pg = |e: postgres::Error| self.pg(&e);
             let mut tx = unsynced(client).map_err(pg)?;
-            tx.execute(sql, &[&run, &key, &self.runner]).map_err(pg)?;
+            tx.execute(
+                "UPDATE orchestrate.leases SET expires_at = now()
+                 WHERE run = $1 AND key = $2 AND runner = $3",
+                &[&run, &key, &self.runner],
+            )
+            .map_err(pg)?;
             tx.commit().map_err(pg)
         })
     }
