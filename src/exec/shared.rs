@@ -38,7 +38,8 @@ pub(crate) struct Leases {
     /// Moved on whenever room may have opened under the cap (this runner gave a place back,
     /// or a read of the run found some): every claim refused for the cap tries again, and
     /// as the claims queued together go in one transaction, the room goes to the first
-    /// instances that nobody else holds, in plan order, not to one claim at a time.
+    /// instances that nobody else holds in this runner's order ([`Leases::rank`]), not to
+    /// one claim at a time.
     room: watch::Sender<u64>,
     /// The instances other runners held when the run was last read.
     elsewhere: watch::Sender<HashSet<String>>,
@@ -360,6 +361,19 @@ mod tests {
         assert!(fresh(Duration::from_secs(14), lease));
         assert!(!fresh(Duration::from_secs(15), lease));
         assert!(!fresh(Duration::from_secs(40), lease));
+    }
+
+    #[test]
+    fn each_runner_ranks_the_whole_plan_from_its_own_offset() {
+        let mut leases = Leases::new(Duration::from_secs(30));
+        leases.offset = 7;
+        let ranks: Vec<u64> = (0..10).map(|index| leases.rank(index, 10)).collect();
+        assert_eq!(ranks, [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]);
+        leases.offset = 1_000_000_003;
+        let mut ranks: Vec<u64> = (0..10).map(|index| leases.rank(index, 10)).collect();
+        assert_eq!(ranks[3], 0, "it starts at its offset, modulo the plan");
+        ranks.sort_unstable();
+        assert_eq!(ranks, (0..10).collect::<Vec<u64>>(), "every instance once");
     }
 
     #[test]
